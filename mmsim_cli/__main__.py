@@ -1,0 +1,5 @@
+import sys
+
+from mmsim_cli import main
+
+sys.exit(main())
