@@ -1,0 +1,470 @@
+"""``mmsim preprocess``: ActionSense-layout recordings -> clip shards + manifest + normalisation stats.
+
+Per recording (a process pool runs recordings in parallel):
+
+1. read the Good activities (plus Maybe if asked) and the world-video frame times;
+2. cut windows of ``context + future`` frames inside every activity, for each frame step ``k``
+   (every k-th video frame; paper §7.4 resamples three ways: slow / normal / fast) with ``stride``
+   (in sampled frames) between window starts;
+3. align every action stream to the frames those windows use (nearest sample in time; EMG envelope
+   = mean |emg| over 0.1 s centred on the frame) and apply the geometric normalisations (hand pose
+   carpus-relative, body pose minus CoM), see :func:`~mmsim_core.data.actionsense.align_modalities`;
+4. decode the world video once, centre-crop + resize the frames used (``mmsim_core.video``).
+
+Then the subjects are split (``test_subjects``, default the last subject: the paper holds out one),
+min-max statistics are fitted on the **train** split only and saved as ``normalization.json``, text
+descriptions are made (:mod:`mmsim_core.data.text`) and clips are written to HDF5 shards::
+
+    out/manifest.json
+    out/normalization.json
+    out/train/shard_0000.h5   frames          uint8   (N, h+F, S, S, 3)
+                              actions/<name>  float32 (N, h+F, *shape)   normalised; zeros where absent
+                              present/<name>  bool    (N,)               modality present in the clip
+                              text/<kind>     str     (N,)               verb / phrase / sentence
+                              meta            str     (N,)               JSON per clip
+    out/test/shard_0000.h5    ...
+
+A recording that cannot be used is skipped with a logged reason (listed under
+``manifest["recordings"]["skipped"]``) as long as others remain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mmsim_core import schema
+from mmsim_core.data import text as text_mod
+from mmsim_core.data.actionsense import ActionSenseRecording, align_modalities, normalize_subject
+from mmsim_core.errors import DatasetError, MMSimError, RecordingError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FORMAT = "mmsim-clips-v1"
+MANIFEST_NAME = "manifest.json"
+STATS_NAME = "normalization.json"
+SPLITS = ("train", "test")
+EMG_WINDOW_S = 0.1
+
+
+@dataclass
+class PreprocessConfig:
+    """How recordings become clips. Defaults follow the paper (64x64, 4 context + 8 future frames)."""
+
+    size: int = schema.FRAME_SIZE
+    context: int = schema.CONTEXT_FRAMES
+    future: int = schema.FUTURE_FRAMES
+    stride: int = 4
+    frame_steps: tuple[int, ...] = (1, 2, 3)
+    test_subjects: tuple[str, ...] | None = None
+    include_maybe: bool = False
+    shard_size: int = 512
+    workers: int | None = None
+    compression: str | None = "lzf"
+    """HDF5 filter for action arrays (``"lzf"`` is fast and shrinks the mostly-saturated tactile maps;
+    None writes them raw). Frames are always stored raw: video pixels barely compress losslessly."""
+
+    def __post_init__(self):
+        for name in ("size", "context", "future", "stride", "shard_size"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {self.size}")
+        steps = tuple(self.frame_steps) if self.frame_steps is not None else ()
+        if not steps or any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 for k in steps):
+            raise ValueError(f"frame_steps must be a non-empty list of positive integers, got {self.frame_steps!r}")
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"frame_steps must not repeat, got {self.frame_steps!r}")
+        self.frame_steps = tuple(int(k) for k in steps)
+        if self.test_subjects is not None:
+            if isinstance(self.test_subjects, str):
+                self.test_subjects = tuple(t for t in self.test_subjects.replace(",", " ").split() if t)
+            self.test_subjects = tuple(normalize_subject(s) for s in self.test_subjects)
+        if self.workers is not None and (not isinstance(self.workers, (int, np.integer)) or self.workers < 1):
+            raise ValueError(f"workers must be a positive integer or None, got {self.workers!r}")
+        if self.compression not in (None, "lzf", "gzip"):
+            raise ValueError(f"compression must be one of [None, 'lzf', 'gzip'], got {self.compression!r}")
+
+    @property
+    def clip_frames(self) -> int:
+        return self.context + self.future
+
+
+def find_recordings(raw_dir: str | Path) -> list[Path]:
+    """Every ``*.hdf5`` under ``raw_dir`` (recursively), sorted."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise DatasetError(f"raw recordings folder not found: {raw_dir}")
+    return sorted(p.resolve() for p in raw_dir.rglob("*.hdf5") if p.is_file())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 1: one recording -> intermediate file of the frames / raw actions its clips use
+# ---------------------------------------------------------------------------------------------------
+def clip_windows(frame_t: np.ndarray, start_s: float, stop_s: float, length: int, stride: int, step: int):
+    """Windows of ``length`` video-frame indices (every ``step``-th frame) inside ``[start_s, stop_s]``,
+    window starts ``stride`` sampled frames apart. ``(W, length)`` int64."""
+    a = int(np.searchsorted(frame_t, start_s, side="left"))
+    b = int(np.searchsorted(frame_t, stop_s, side="right"))
+    seq = np.arange(a, b, step)
+    if len(seq) < length:
+        return np.zeros((0, length), dtype=np.int64)
+    starts = np.arange(0, len(seq) - length + 1, stride)
+    return seq[starts[:, None] + np.arange(length)[None, :]]
+
+
+def decode_frames(video_path: Path, wanted: np.ndarray, size: int) -> np.ndarray:
+    """Decode the world video once; centre-crop + resize only the ``wanted`` (sorted, unique) frame
+    indices. Stops after the last wanted frame. ``(len(wanted), size, size, 3)`` uint8."""
+    import cv2
+
+    from mmsim_core.video import center_crop_resize
+
+    out = np.empty((len(wanted), size, size, 3), dtype=np.uint8)
+    cap = cv2.VideoCapture(str(video_path))
+    if not cap.isOpened():
+        raise RecordingError(video_path, "video cannot be opened (missing, unreadable or not a video)")
+    try:
+        j = 0
+        i = 0
+        last = int(wanted[-1]) if len(wanted) else -1
+        while i <= last:
+            if not cap.grab():
+                raise RecordingError(video_path, f"video ended after {i} decodable frames but frame {last} is "
+                                                 f"needed (fewer frames than frame timestamps)")
+            if i == wanted[j]:
+                ok, frame = cap.retrieve()
+                if not ok:
+                    raise RecordingError(video_path, f"frame {i} cannot be decoded")
+                out[j] = center_crop_resize(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), size)
+                j += 1
+            i += 1
+    finally:
+        cap.release()
+    return out
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+
+def _stage1(path: str, work_dir: str, cfg_dict: dict, index: int, in_pool: bool) -> dict:
+    """Worker: returns a summary (no big arrays); writes ``work_dir/<index>.npz``."""
+    if in_pool:
+        import cv2
+
+        cv2.setNumThreads(1)
+    handler = _ListHandler()
+    lib_logger = logging.getLogger("mmsim_core")
+    lib_logger.addHandler(handler)
+    try:
+        return _stage1_inner(Path(path), Path(work_dir), PreprocessConfig(**cfg_dict), index, handler)
+    except MMSimError as e:
+        return {"ok": False, "path": path, "reason": str(e), "warnings": handler.records}
+    except Exception as e:  # a damaged input must not take down the other recordings
+        logger.debug("stage 1 failed on %s", path, exc_info=True)
+        return {"ok": False, "path": path, "reason": f"{type(e).__name__}: {e}", "warnings": handler.records}
+    finally:
+        lib_logger.removeHandler(handler)
+
+
+def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int, handler) -> dict:
+    t0 = time.perf_counter()
+    with ActionSenseRecording(path) as rec:
+        subject = rec.subject
+        activities = rec.activities(include_maybe=cfg.include_maybe)
+        if not activities:
+            raise RecordingError(path, "no activities rated Good" + (" or Maybe" if cfg.include_maybe else ""),
+                                 stream="experiment-activities/activities")
+        frame_t = rec.frame_times()
+        rec.check_video()
+        video = rec.video_path
+        status = rec.modality_status()
+        modalities = tuple(m for m in schema.MODALITY_NAMES if status[m] is None)
+
+        # Windows per activity and frame step.
+        clips = []
+        for ai, act in enumerate(activities):
+            for k in cfg.frame_steps:
+                for w in clip_windows(frame_t, act.start_s, act.stop_s, cfg.clip_frames, cfg.stride, k):
+                    clips.append((ai, k, w))
+        if not clips:
+            raise RecordingError(path, f"no activity is long enough for one clip of {cfg.clip_frames} frames")
+        used = np.unique(np.concatenate([w for _, _, w in clips]))  # sorted video frame indices
+        values, valid = align_modalities(rec, frame_t[used], modalities)
+
+    frames = decode_frames(video, used, cfg.size)
+    pos = np.searchsorted(used, np.stack([w for _, _, w in clips]))  # (C, T) rows into `used`
+
+    # Per clip: which modalities are present (valid at every frame), grip summary for the text.
+    present = {m: valid[m][pos].all(axis=1) for m in modalities}  # {m: (C,)}
+    force = text_mod.force_summary(values["hand_force"]) if "hand_force" in modalities else None  # (U, 2)
+    minmax = {}
+    for m in modalities:
+        if not present[m].any():
+            continue
+        rows = np.unique(pos[present[m]])
+        v = values[m][rows]
+        minmax[m] = (v.min(axis=0), v.max(axis=0))
+
+    npz = work_dir / f"rec_{index:04d}.npz"
+    np.savez(npz, frames=frames, used=used, pos=pos, **{f"v_{m}": values[m] for m in modalities})
+    clip_info = [{
+        "activity_index": ai,
+        "activity": activities[ai].label,
+        "rating": activities[ai].rating,
+        "frame_step": int(k),
+        "start_time_s": float(frame_t[w[0]]),
+        "end_time_s": float(frame_t[w[-1]]),
+        "video_frame_indices": [int(x) for x in w],
+        "present": {m: bool(present[m][c]) for m in modalities},
+        "force": force[pos[c]] if force is not None and present["hand_force"][c] else None,
+    } for c, (ai, k, w) in enumerate(clips)]
+    return {
+        "ok": True,
+        "path": str(path),
+        "video": str(video),
+        "subject": subject,
+        "index": index,
+        "npz": str(npz),
+        "modalities": modalities,
+        "missing_modalities": {m: r for m, r in status.items() if r is not None},
+        "num_activities": len(activities),
+        "num_frames": int(len(frame_t)),
+        "clips": clip_info,
+        "minmax": minmax,
+        "seconds": time.perf_counter() - t0,
+        "warnings": handler.records,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 2/3: split, statistics, text, shards
+# ---------------------------------------------------------------------------------------------------
+def _choose_test_subjects(subjects: list[str], cfg: PreprocessConfig) -> tuple[str, ...]:
+    if cfg.test_subjects is None:
+        if len(subjects) < 2:
+            raise DatasetError(f"only one subject ({subjects[0]}) among the usable recordings: the default hold-out "
+                               f"of the last subject would leave no training data; pass test_subjects=() to put "
+                               f"everything in train, or add recordings")
+        return (subjects[-1],)
+    unknown = [s for s in cfg.test_subjects if s not in subjects]
+    if unknown:
+        raise DatasetError(f"test_subjects {unknown} not among the usable recordings' subjects {subjects}")
+    return tuple(cfg.test_subjects)
+
+
+class _ShardWriter:
+    def __init__(self, out_dir: Path, split: str, cfg: PreprocessConfig, modalities: tuple[str, ...]):
+        self.dir = out_dir / split
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.split, self.cfg, self.modalities = split, cfg, modalities
+        self.shards: list[dict] = []
+        self._reset()
+
+    def _reset(self):
+        self.frames, self.text, self.meta = [], [], []
+        self.actions = {m: [] for m in self.modalities}
+        self.present = {m: [] for m in self.modalities}
+
+    def __len__(self):
+        return len(self.frames)
+
+    def add(self, frames, actions: dict, present: dict, text: dict, meta: dict):
+        self.frames.append(frames)
+        for m in self.modalities:
+            self.actions[m].append(actions.get(m))
+            self.present[m].append(bool(present.get(m, False)))
+        self.text.append(text)
+        self.meta.append(meta)
+        if len(self.frames) >= self.cfg.shard_size:
+            self.flush()
+
+    def flush(self):
+        n = len(self.frames)
+        if n == 0:
+            return
+        name = f"shard_{len(self.shards):04d}.h5"
+        T, S = self.cfg.clip_frames, self.cfg.size
+        str_dt = h5py.string_dtype("utf-8")
+        with h5py.File(self.dir / name, "w") as f:
+            f.attrs["format"] = MANIFEST_FORMAT
+            f.attrs["split"] = self.split
+            f.attrs["modalities"] = json.dumps(list(self.modalities))
+            f.create_dataset("frames", data=np.stack(self.frames), chunks=(1, T, S, S, 3))
+            for m in self.modalities:
+                shape = schema.MODALITIES[m].shape
+                arr = np.zeros((n, T) + shape, dtype=np.float32)
+                for i, a in enumerate(self.actions[m]):
+                    if a is not None:
+                        arr[i] = a
+                f.create_dataset(f"actions/{m}", data=arr, chunks=(1, T) + shape, compression=self.cfg.compression)
+                f.create_dataset(f"present/{m}", data=np.array(self.present[m], dtype=bool))
+            for kind in schema.TEXT_KINDS:
+                f.create_dataset(f"text/{kind}", data=[t[kind] for t in self.text], dtype=str_dt)
+            f.create_dataset("meta", data=[json.dumps(m) for m in self.meta], dtype=str_dt)
+        self.shards.append({"file": f"{self.split}/{name}", "num_clips": n})
+        self._reset()
+
+
+def preprocess(raw_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig | None = None) -> dict:
+    """Preprocess every ``*.hdf5`` recording under ``raw_dir`` into clip shards under ``out_dir``.
+    Returns the manifest (also written to ``out_dir/manifest.json``)."""
+    cfg = cfg or PreprocessConfig()
+    t_start = time.perf_counter()
+    raw_dir, out_dir = Path(raw_dir).resolve(), Path(out_dir).resolve()
+    paths = find_recordings(raw_dir)
+    if not paths:
+        raise DatasetError(f"no *.hdf5 recordings under {raw_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:  # stale shards from an earlier run would be listed by nobody but still confuse
+        if (out_dir / split).is_dir():
+            shutil.rmtree(out_dir / split)
+    work_dir = out_dir / ".work"
+    work_dir.mkdir(exist_ok=True)
+    try:
+        results = _run_stage1(paths, work_dir, cfg)
+        return _finish(results, raw_dir, out_dir, cfg, t_start)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _run_stage1(paths: list[Path], work_dir: Path, cfg: PreprocessConfig) -> list[dict]:
+    workers = cfg.workers if cfg.workers is not None else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(paths)))
+    cfg_dict = asdict(cfg)
+    logger.info("preprocessing %d recordings with %d worker(s)", len(paths), workers)
+    if workers == 1:
+        results = [_stage1(str(p), str(work_dir), cfg_dict, i, False) for i, p in enumerate(paths)]
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futs = [pool.submit(_stage1, str(p), str(work_dir), cfg_dict, i, True) for i, p in enumerate(paths)]
+            results = [f.result() for f in futs]
+    for r in results:
+        for w in r.get("warnings", []) if workers > 1 else []:
+            logger.warning("%s", w)  # workers' warnings, replayed here (in-process ones were logged already)
+        if r["ok"]:
+            logger.info("%s: subject %s, %d clips, modalities %s (%.1f s)", r["path"], r["subject"],
+                        len(r["clips"]), list(r["modalities"]), r["seconds"])
+        else:
+            logger.warning("skipping %s: %s", r["path"], r["reason"])
+    return results
+
+
+def _finish(results: list[dict], raw_dir: Path, out_dir: Path, cfg: PreprocessConfig, t_start: float) -> dict:
+    ok = [r for r in results if r["ok"]]
+    skipped = [{"path": r["path"], "reason": r["reason"]} for r in results if not r["ok"]]
+    if not ok:
+        reasons = "; ".join(f"{Path(s['path']).name}: {s['reason']}" for s in skipped)
+        raise DatasetError(f"no usable recordings under {raw_dir} ({reasons})")
+    subjects = sorted({r["subject"] for r in ok})
+    test_subjects = _choose_test_subjects(subjects, cfg)
+    split_of = {r["path"]: ("test" if r["subject"] in test_subjects else "train") for r in ok}
+
+    # Min-max statistics from the train split only (elementwise min/max per recording, then pooled over
+    # the axes the schema pools: NormalizationStats.fit does that reduction).
+    train = [r for r in ok if split_of[r["path"]] == "train"]
+    samples: dict[str, list] = {}
+    for r in train:
+        for m, (lo, hi) in r["minmax"].items():
+            samples.setdefault(m, []).extend([lo, hi])
+    stats = schema.NormalizationStats.fit({m: np.stack(v) for m, v in samples.items()})
+    stats.save(out_dir / STATS_NAME)
+
+    # Modalities a split can carry: minmax ones need train statistics.
+    def usable(m: str) -> bool:
+        return schema.MODALITIES[m].normalization == "fixed_clip" or m in stats.minimum
+
+    dropped_no_stats = sorted({m for r in ok for m in r["modalities"] if not usable(m)})
+    if dropped_no_stats:
+        logger.warning("modalities %s occur only in test recordings: no train statistics to normalise them, "
+                       "left out", dropped_no_stats)
+    modalities = tuple(m for m in schema.MODALITY_NAMES
+                       if usable(m) and any(c["present"].get(m) for r in ok for c in r["clips"]))
+
+    # Text: grip reference per activity from the train split (test-only activities use their own clips).
+    forces: dict[str, dict[str, list]] = {"train": {}, "all": {}}
+    for r in ok:
+        for c in r["clips"]:
+            if c["force"] is not None:
+                forces["all"].setdefault(c["activity"], []).append(c["force"])
+                if split_of[r["path"]] == "train":
+                    forces["train"].setdefault(c["activity"], []).append(c["force"])
+    refs = {a: text_mod.activity_force_reference(forces["train"].get(a) or f) for a, f in forces["all"].items()}
+
+    writers = {s: _ShardWriter(out_dir, s, cfg, modalities) for s in SPLITS}
+    used_records = []
+    counts = {s: {m: 0 for m in modalities} for s in SPLITS}
+    for r in ok:
+        split = split_of[r["path"]]
+        w = writers[split]
+        with np.load(r["npz"]) as z:
+            frames, pos = z["frames"], z["pos"]
+            norm = {m: schema.normalize(m, z[f"v_{m}"], stats) for m in r["modalities"] if m in modalities}
+        for ci, c in enumerate(r["clips"]):
+            rows = pos[ci]
+            present = {m: c["present"].get(m, False) and m in norm for m in modalities}
+            actions = {m: norm[m][rows] for m in modalities if present[m]}
+            for m in actions:
+                counts[split][m] += 1
+            text = text_mod.describe(c["activity"], c["frame_step"], c["force"] if present.get("hand_force") else None,
+                                     refs.get(c["activity"]))
+            meta = {
+                "subject": r["subject"],
+                "activity": c["activity"],
+                "rating": c["rating"],
+                "activity_index": c["activity_index"],
+                "source": r["path"],
+                "video": r["video"],
+                "start_time_s": c["start_time_s"],
+                "end_time_s": c["end_time_s"],
+                "frame_step": c["frame_step"],
+                "video_frame_indices": c["video_frame_indices"],
+                "modalities": [m for m in modalities if present[m]],
+            }
+            w.add(frames[rows], actions, present, text, meta)
+        used_records.append({
+            "path": r["path"], "video": r["video"], "subject": r["subject"], "split": split,
+            "modalities": list(r["modalities"]), "missing_modalities": r["missing_modalities"],
+            "num_activities": r["num_activities"], "num_frames": r["num_frames"], "num_clips": len(r["clips"]),
+        })
+    for w in writers.values():
+        w.flush()
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "config": {**asdict(cfg), "frame_steps": list(cfg.frame_steps),
+                   "test_subjects": list(cfg.test_subjects) if cfg.test_subjects is not None else None},
+        "clip": {"context": cfg.context, "future": cfg.future, "size": cfg.size},
+        "modalities": list(modalities),
+        "splits": {s: {"shards": writers[s].shards,
+                       "num_clips": sum(sh["num_clips"] for sh in writers[s].shards),
+                       "subjects": sorted({r["subject"] for r in ok if split_of[r["path"]] == s}),
+                       "modality_clips": counts[s]} for s in SPLITS},
+        "recordings": {"used": used_records, "skipped": skipped},
+        "stats": STATS_NAME,
+        "raw_dir": str(raw_dir),
+        "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    with open(out_dir / MANIFEST_NAME, "w") as f:
+        json.dump(manifest, f, indent=1)
+    logger.info("wrote %s: %s", out_dir / MANIFEST_NAME,
+                ", ".join(f"{s} {manifest['splits'][s]['num_clips']} clips" for s in SPLITS))
+    return manifest
