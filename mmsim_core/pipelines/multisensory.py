@@ -1,0 +1,388 @@
+"""``MultisensoryVideoPipeline``: the simulator as a diffusers ``DiffusionPipeline`` (DESIGN §6).
+
+    pipe = MultisensoryVideoPipeline.from_pretrained(path_or_hub_id)
+    pipe = MultisensoryVideoPipeline.from_preset("mmsim-cpu")        # untrained
+    out = pipe(context=ctx,     # uint8 (B, h, H, W, 3)
+               actions=acts,    # {name: float32 (B, h+F, *shape)} normalised; any subset; missing = dropped
+               text=None, num_inference_steps=None, generator=None)
+    out.frames                  # uint8 (B, F, H, W, 3)
+
+Components (``register_modules``): ``denoiser`` (:class:`VideoDenoiser`), ``action_encoder``
+(:class:`MultisensoryActionEncoder`), ``context_encoder``, ``scheduler`` (a diffusers scheduler) and the
+optional ``text_encoder``. The action normalisation statistics live beside the weights as
+``normalization.json`` in the ``save_pretrained`` folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from mmsim_core.errors import ActionInputError, MMSimError
+from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
+
+NORMALIZATION_FILE = "normalization.json"
+
+
+@dataclass
+class MultisensoryPipelineOutput(BaseOutput):
+    frames: np.ndarray | torch.Tensor
+    """``output_type="np"``: uint8 (B, F, H, W, 3). ``output_type="pt"``: float32 (B, F, 3, H, W) in [0, 1]."""
+
+
+def frames_to_model(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 (B, N, H, W, 3) -> float32 (B, N, 3, H, W) in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+    return x.permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)
+
+
+def model_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (B, N, 3, H, W) in [-1, 1] -> uint8 (B, N, H, W, 3)."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+def encode_text(text_encoder, texts: Sequence[str], device) -> torch.Tensor:
+    """(B,) strings -> (B, text_dim) with whichever entry point the text encoder offers."""
+    fn = getattr(text_encoder, "encode", None) or text_encoder
+    return fn(list(texts)).to(device)
+
+
+def prediction_to_x0(pred: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str):
+    """x0 estimate from the network output at a VP state x_t (used for previews and by training)."""
+    a = alpha_bar.to(x_t.dtype).view(-1, *([1] * (x_t.ndim - 1)))
+    if prediction_type == "epsilon":
+        return (x_t - (1 - a).sqrt() * pred) / a.sqrt()
+    if prediction_type == "v_prediction":
+        return a.sqrt() * x_t - (1 - a).sqrt() * pred
+    return pred
+
+
+class MultisensoryVideoPipeline(DiffusionPipeline):
+    """Predict F future frames from h context frames and multisensory action signals (paper §2)."""
+
+    model_cpu_offload_seq = "text_encoder->context_encoder->action_encoder->denoiser"
+    _optional_components = ["text_encoder"]
+    _callback_tensor_inputs = ["latents", "prediction"]
+
+    def __init__(
+        self,
+        denoiser,
+        action_encoder,
+        context_encoder,
+        scheduler,
+        text_encoder=None,
+        default_num_inference_steps: int = 8,
+        normalization_stats: NormalizationStats | None = None,
+    ):
+        super().__init__()
+        self.register_modules(
+            denoiser=denoiser,
+            action_encoder=action_encoder,
+            context_encoder=context_encoder,
+            scheduler=scheduler,
+            text_encoder=text_encoder,
+        )
+        self.register_to_config(default_num_inference_steps=int(default_num_inference_steps))
+        self.normalization_stats = normalization_stats
+
+    # ------------------------------------------------------------------------------------------
+    # Construction, saving and loading
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, normalization_stats: NormalizationStats | None = None, **overrides):
+        """An untrained pipeline of the named preset (see :mod:`mmsim_core.presets`)."""
+        from mmsim_core.presets import get_preset
+
+        cfg = get_preset(name, **overrides)
+        return cls.from_config_dataclass(cfg, normalization_stats=normalization_stats)
+
+    @classmethod
+    def from_config_dataclass(cls, cfg, normalization_stats: NormalizationStats | None = None):
+        from mmsim_core.training_step import build_components
+
+        comps = build_components(cfg)
+        for m in comps.values():
+            if isinstance(m, torch.nn.Module):
+                m.eval()
+        return cls(
+            **comps,
+            scheduler=cfg.scheduler.build_sampler(),
+            default_num_inference_steps=cfg.scheduler.num_inference_steps,
+            normalization_stats=normalization_stats,
+        )
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """diffusers' folder (model_index.json, one sub-folder per component, safetensors) plus
+        ``normalization.json`` when the pipeline carries statistics."""
+        super().save_pretrained(save_directory, **kwargs)
+        if self.normalization_stats is not None:
+            self.normalization_stats.save(os.path.join(save_directory, NORMALIZATION_FILE))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """Load from a local ``save_pretrained`` folder (offline) or a Hub id (diffusers download)."""
+        path = str(pretrained_model_name_or_path)
+        if not os.path.isdir(path):
+            if os.path.exists(path) or path.startswith((".", "/", "~")):
+                raise MMSimError(f"{path}: not a pipeline folder (expected model_index.json inside a directory)")
+            download_keys = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
+            dl = {k: kwargs[k] for k in download_keys if k in kwargs}
+            path = cls.download(path, **dl)
+        if not os.path.isfile(os.path.join(path, "model_index.json")):
+            raise MMSimError(f"{path}: no model_index.json; is this a MultisensoryVideoPipeline folder?")
+        stats_file = os.path.join(path, NORMALIZATION_FILE)
+        if "normalization_stats" not in kwargs and os.path.isfile(stats_file):
+            kwargs["normalization_stats"] = NormalizationStats.load(stats_file)
+        pipe = super().from_pretrained(path, **kwargs)
+        return pipe
+
+    # ------------------------------------------------------------------------------------------
+    # Properties
+    # ------------------------------------------------------------------------------------------
+    @property
+    def context_frames(self) -> int:
+        return self.denoiser.config.context_frames
+
+    @property
+    def future_frames(self) -> int:
+        return self.denoiser.config.num_frames
+
+    @property
+    def sample_size(self) -> int:
+        return self.denoiser.config.sample_size
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.action_encoder.config.modalities)
+
+    # ------------------------------------------------------------------------------------------
+    # Input validation
+    # ------------------------------------------------------------------------------------------
+    def check_inputs(self, context, actions, text, action_mask, output_type, guidance_scale) -> int:
+        """Raise :class:`ActionInputError` naming what is wrong; return the batch size."""
+        h, f, s = self.context_frames, self.future_frames, self.sample_size
+        if context is None:
+            raise ActionInputError("context is required: uint8 frames of shape (B, h, H, W, 3)")
+        if not isinstance(context, (np.ndarray, torch.Tensor)):
+            raise ActionInputError(f"context must be a numpy array or torch tensor, got {type(context).__name__}")
+        shape = tuple(context.shape)
+        if len(shape) != 5 or shape[1:] != (h, s, s, 3):
+            raise ActionInputError(f"context must have shape (B, {h}, {s}, {s}, 3) (uint8 RGB), got {shape}")
+        dtype = context.dtype
+        is_uint8 = dtype in (np.uint8, torch.uint8)
+        if not is_uint8:
+            is_int = (isinstance(context, np.ndarray) and np.issubdtype(dtype, np.integer)) or (
+                isinstance(context, torch.Tensor) and not dtype.is_floating_point and dtype != torch.bool
+            )
+            if not is_int:
+                raise ActionInputError(
+                    f"context must be uint8 RGB in [0, 255], got dtype {dtype}; "
+                    "convert float frames with (x * 255).round().astype(np.uint8)"
+                )
+            lo, hi = int(context.min()), int(context.max())
+            if lo < 0 or hi > 255:
+                raise ActionInputError(f"context values must be in [0, 255], got range [{lo}, {hi}]")
+        batch = shape[0]
+        if batch < 1:
+            raise ActionInputError("context has an empty batch")
+
+        actions = {} if actions is None else actions
+        if not isinstance(actions, Mapping):
+            raise ActionInputError(f"actions must be a dict {{name: array}}, got {type(actions).__name__}")
+        for name, value in actions.items():
+            if name not in MODALITIES:
+                raise ActionInputError(f"unknown action modality {name!r}; must be one of {list(MODALITY_NAMES)}")
+            if name not in self.modalities:
+                raise ActionInputError(
+                    f"action modality {name!r} is not one this model was trained with: {list(self.modalities)}"
+                )
+            if not isinstance(value, (np.ndarray, torch.Tensor)):
+                raise ActionInputError(f"actions[{name!r}] must be an array, got {type(value).__name__}")
+            expected = (batch, h + f, *MODALITIES[name].shape)
+            if tuple(value.shape) != expected:
+                if len(value.shape) >= 1 and value.shape[0] != batch:
+                    raise ActionInputError(
+                        f"actions[{name!r}] has batch size {value.shape[0]} but context has {batch}"
+                    )
+                raise ActionInputError(
+                    f"actions[{name!r}] must have shape {expected} = (B, h+F, *{MODALITIES[name].shape}), "
+                    f"got {tuple(value.shape)}"
+                )
+            floating = (
+                np.issubdtype(value.dtype, np.floating)
+                if isinstance(value, np.ndarray)
+                else value.dtype.is_floating_point
+            )
+            if not floating:
+                raise ActionInputError(f"actions[{name!r}] must be float32 (normalised values), got {value.dtype}")
+            finite = np.isfinite(value).all() if isinstance(value, np.ndarray) else bool(torch.isfinite(value).all())
+            if not finite:
+                raise ActionInputError(f"actions[{name!r}] contains NaN or inf values")
+
+        if action_mask is not None:
+            for name, m in action_mask.items():
+                if name not in actions:
+                    raise ActionInputError(f"action_mask names {name!r}, which is not in actions")
+                if tuple(np.shape(m)) != (batch,):
+                    raise ActionInputError(f"action_mask[{name!r}] must have shape ({batch},), got {tuple(np.shape(m))}")
+
+        if text is not None:
+            if self.text_encoder is None:
+                raise ActionInputError("text was given but this pipeline has no text encoder")
+            if isinstance(text, str) or not all(isinstance(t, str) for t in text):
+                raise ActionInputError("text must be a list of strings, one per sample")
+            if len(text) != batch:
+                raise ActionInputError(f"text has {len(text)} strings but context has batch size {batch}")
+        if output_type not in ("np", "pt"):
+            raise ActionInputError(f"output_type must be one of ['np', 'pt'], got {output_type!r}")
+        if guidance_scale < 0:
+            raise ActionInputError(f"guidance_scale must be >= 0, got {guidance_scale}")
+        return batch
+
+    # ------------------------------------------------------------------------------------------
+    # Encoding
+    # ------------------------------------------------------------------------------------------
+    def encode_context(self, context) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (B, h, H, W, 3) -> frames (B, h, 3, H, W) in [-1, 1] and features z_x (B, h, d)."""
+        frames = frames_to_model(context).to(self._execution_device)
+        return frames, self.context_encoder.encode(frames)
+
+    def encode_actions(self, actions, context_features, action_mask=None, text=None) -> torch.Tensor:
+        """Normalised action arrays -> y° (B, h+F, d). Missing modalities are dropped."""
+        device = self._execution_device
+        acts = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float().to(device)
+                for k, v in (actions or {}).items()}  # fmt: skip
+        mask = None
+        if action_mask is not None:
+            mask = {k: torch.as_tensor(np.asarray(v)).bool().to(device) for k, v in action_mask.items()}
+        text_features = encode_text(self.text_encoder, text, device) if text is not None else None
+        out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features)
+        return out.interaction  # (B, T, d)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        context: np.ndarray | torch.Tensor,
+        actions: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+        text: list[str] | None = None,
+        num_inference_steps: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        guidance_scale: float = 1.0,
+        action_mask: Mapping[str, np.ndarray | torch.Tensor] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict | None] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> MultisensoryPipelineOutput | tuple:
+        """Generate the F future frames.
+
+        Args:
+            context: uint8 (B, h, H, W, 3) context frames.
+            actions: {name: float32 (B, h+F, *shape)} normalised signals; any subset of the model's
+                modalities, missing ones are dropped (no influence on the output).
+            text: optional list of B strings (needs a text encoder).
+            num_inference_steps: sampler steps (default: the preset's, ``config.default_num_inference_steps``).
+            generator: torch generator(s) for the initial noise (and stochastic samplers).
+            guidance_scale: classifier-free guidance on the actions; the unconditional branch is the
+                all-dropped null embedding. 1.0 (default) = off, one denoiser forward per step.
+            action_mask: optional {name: bool (B,)}; False drops that modality for that sample.
+            latents: optional initial noise (B, F, 3, H, W).
+            output_type: "np" -> uint8 (B, F, H, W, 3); "pt" -> float32 (B, F, 3, H, W) in [0, 1].
+            callback_on_step_end: ``fn(pipe, step_index, timestep, callback_kwargs) -> dict | None``, called
+                after every step with the tensors named in ``callback_on_step_end_tensor_inputs`` plus
+                ``"x0_preview"``: the current clean-frame estimate as uint8 (B, F, H, W, 3). A returned
+                ``{"latents": ...}`` replaces the latents.
+        """
+        # 1. Validate inputs.
+        batch = self.check_inputs(context, actions, text, action_mask, output_type, guidance_scale)
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ActionInputError(
+                    f"callback_on_step_end_tensor_inputs must be among {self._callback_tensor_inputs}, got {name!r}"
+                )
+        steps = int(num_inference_steps or self.config.default_num_inference_steps)
+        device = self._execution_device
+        do_cfg = guidance_scale != 1.0
+        modules = [m for m in (self.denoiser, self.action_encoder, self.context_encoder, self.text_encoder)
+                   if isinstance(m, torch.nn.Module)]  # fmt: skip
+        was_training = [m.training for m in modules]
+        for m in modules:  # BatchNorm/dropout must be in inference mode, whatever the caller did.
+            m.eval()
+        try:
+            # 2. Encode the context frames: x (B, h, 3, H, W) in [-1, 1], z_x (B, h, d).
+            context_frames, context_features = self.encode_context(context)
+
+            # 3. Encode the actions -> y° (B, h+F, d); the null (all-dropped) embedding for CFG.
+            y = self.encode_actions(actions, context_features, action_mask, text)
+            if do_cfg:
+                y_null = self.encode_actions({}, context_features)
+                y = torch.cat([y_null, y])  # (2B, T, d)
+                context_in = torch.cat([context_frames, context_frames])
+            else:
+                context_in = context_frames
+
+            # 4. Prepare the initial noise (B, F, 3, H, W).
+            self.scheduler.set_timesteps(steps, device=device)
+            timesteps = self.scheduler.timesteps
+            shape = (batch, self.future_frames, self.denoiser.config.in_channels, self.sample_size, self.sample_size)
+            if latents is None:
+                latents = randn_tensor(shape, generator=generator, device=device, dtype=context_frames.dtype)
+            else:
+                if tuple(latents.shape) != shape:
+                    raise ActionInputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+                latents = latents.to(device=device, dtype=context_frames.dtype)
+            latents = latents * self.scheduler.init_noise_sigma
+
+            # 5. Denoising loop.
+            step_kwargs = {}
+            if "generator" in inspect.signature(self.scheduler.step).parameters:
+                step_kwargs["generator"] = generator
+            prediction_type = self.scheduler.config.prediction_type
+            alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
+            with self.progress_bar(total=len(timesteps)) as progress:
+                for i, t in enumerate(timesteps):
+                    model_in = self.scheduler.scale_model_input(latents, t)  # the VP state x_t
+                    model_in2 = torch.cat([model_in, model_in]) if do_cfg else model_in
+                    pred = self.denoiser(model_in2, t, context_in, y).sample
+                    if do_cfg:
+                        pred_null, pred_cond = pred.chunk(2)
+                        pred = pred_null + guidance_scale * (pred_cond - pred_null)
+                    latents = self.scheduler.step(pred, t, latents, **step_kwargs).prev_sample
+
+                    if callback_on_step_end is not None:
+                        x0 = prediction_to_x0(pred, model_in, alphas_cumprod[int(t)], prediction_type)
+                        cb_kwargs = {"latents": latents, "prediction": pred}
+                        cb_kwargs = {k: cb_kwargs[k] for k in callback_on_step_end_tensor_inputs}
+                        cb_kwargs["x0_preview"] = model_to_uint8(x0)
+                        ret = callback_on_step_end(self, i, t, cb_kwargs)
+                        if ret is not None and "latents" in ret:
+                            latents = ret["latents"]
+                    progress.update()
+
+            # 6. Decode: pixel space, so just clamp and quantise.
+            frames = latents.clamp(-1, 1)
+        finally:
+            for m, mode in zip(modules, was_training):
+                m.train(mode)
+        self.maybe_free_model_hooks()
+        if output_type == "np":
+            frames = model_to_uint8(frames)
+        else:
+            frames = ((frames + 1) / 2).float()
+        if not return_dict:
+            return (frames,)
+        return MultisensoryPipelineOutput(frames=frames)
+
+
+__all__ = ["MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE"]

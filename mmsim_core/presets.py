@@ -1,0 +1,293 @@
+"""Named size presets of the simulator: ONE registry, used by the pipeline, training and benchmarks.
+
+* ``mmsim-tiny``  — unit tests: builds and runs in a fraction of a second.
+* ``mmsim-cpu``   — the demo/default: one 8-frame 64x64 generation in about a second on 2 CPU cores
+  (space-to-depth UNet at 16x16/8x8/4x4, DPM-Solver++ with few steps, small trainable context CNN).
+* ``mmsim-paper`` — the paper's sizes at 64x64 (§7.4, Table 5): action encoder with d=1024, a
+  pixel-space video backbone of ~252 M parameters, OpenCLIP ViT-H-14 context encoder. Built with
+  random weights (loudly warned) when the OpenCLIP weights are not available offline.
+
+``get_preset(name, **overrides)`` returns a validated :class:`SimulatorConfig`; nested parts take dicts,
+e.g. ``get_preset("mmsim-cpu", denoiser={"patch_size": 2}, scheduler={"num_inference_steps": 12})``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+
+from mmsim_core.models.action_encoder import ActionEncoderConfig
+from mmsim_core.models.denoiser import DenoiserConfig
+from mmsim_core.schema import CONTEXT_FRAMES, FRAME_SIZE, FUTURE_FRAMES, TEXT_KINDS
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+SAMPLERS = ("dpmsolver++", "dpmsolver++_sde", "ddim", "unipc", "euler", "ddpm")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+CONTEXT_ENCODERS = ("small", "openclip")
+TEXT_ENCODERS = ("bow", "openclip")
+
+
+def _check_choice(field_name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{field_name} must be one of {sorted(choices)}, got {value!r}")
+
+
+@dataclass
+class SchedulerConfig:
+    """Noise schedule for training and the few-step sampler for inference.
+
+    Default: v-prediction on a cosine schedule, sampled with DPM-Solver++ (2M) on "trailing"
+    timesteps, which reaches the final step at t=T-1 (pure noise) and works with few steps.
+    """
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "v_prediction"
+    sampler: str = "dpmsolver++"
+    num_inference_steps: int = 8
+    timestep_spacing: str = "trailing"
+    rescale_betas_zero_snr: bool = False
+
+    def __post_init__(self):
+        _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        _check_choice("sampler", self.sampler, SAMPLERS)
+        _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        _check_choice("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS)
+        if self.num_train_timesteps < 2:
+            raise ValueError(f"num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
+        if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps must be in [1, {self.num_train_timesteps}], got {self.num_inference_steps}"
+            )
+
+    def _common(self) -> dict:
+        return dict(
+            num_train_timesteps=self.num_train_timesteps,
+            beta_schedule=self.beta_schedule,
+            prediction_type=self.prediction_type,
+            timestep_spacing=self.timestep_spacing,
+        )
+
+    def build_train_scheduler(self):
+        """DDPM scheduler used by the training forward (``add_noise``, ``get_velocity``)."""
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(
+            **self._common(), clip_sample=False, rescale_betas_zero_snr=self.rescale_betas_zero_snr
+        )
+
+    def build_sampler(self):
+        """The inference scheduler the pipeline registers (same betas as training)."""
+        from diffusers import (
+            DDIMScheduler,
+            DDPMScheduler,
+            DPMSolverMultistepScheduler,
+            EulerDiscreteScheduler,
+            UniPCMultistepScheduler,
+        )
+
+        common = self._common()
+        zsnr = self.rescale_betas_zero_snr
+        if self.sampler in ("dpmsolver++", "dpmsolver++_sde"):
+            algo = "dpmsolver++" if self.sampler == "dpmsolver++" else "sde-dpmsolver++"
+            return DPMSolverMultistepScheduler(
+                **common, algorithm_type=algo, solver_order=2, lower_order_final=True,
+                final_sigmas_type="zero", rescale_betas_zero_snr=zsnr,
+            )  # fmt: skip
+        if self.sampler == "ddim":
+            return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True, rescale_betas_zero_snr=zsnr)
+        if self.sampler == "unipc":
+            return UniPCMultistepScheduler(**common, solver_order=2, rescale_betas_zero_snr=zsnr)
+        if self.sampler == "euler":
+            return EulerDiscreteScheduler(**common, rescale_betas_zero_snr=zsnr)
+        return DDPMScheduler(**common, clip_sample=False, rescale_betas_zero_snr=zsnr)
+
+
+@dataclass
+class LossWeights:
+    """L = diffusion·L_diff + ssl·L_ssl + norm·L_norm (paper §2.3: 10, 1, 0.1)."""
+
+    diffusion: float = 10.0
+    ssl: float = 1.0
+    norm: float = 0.1
+
+    def __post_init__(self):
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"loss weight {f.name} must be >= 0, got {getattr(self, f.name)}")
+
+
+@dataclass
+class SimulatorConfig:
+    """Everything that defines a simulator: component sizes, schedule, losses, clip geometry."""
+
+    name: str = "custom"
+    sample_size: int = FRAME_SIZE
+    context_frames: int = CONTEXT_FRAMES
+    future_frames: int = FUTURE_FRAMES
+    action_encoder: ActionEncoderConfig = field(default_factory=ActionEncoderConfig)
+    denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
+    context_encoder: str = "small"
+    """"small": trainable CNN (offline default); "openclip": frozen OpenCLIP image tower."""
+    context_encoder_kwargs: dict = field(default_factory=dict)
+    """Extra constructor arguments of the context encoder (e.g. ``width`` or ``model_name``/``pretrained``)."""
+    text_encoder: str | None = None
+    """None (no text), "bow" (hashed bag of words, trainable) or "openclip"."""
+    text_encoder_kwargs: dict = field(default_factory=dict)
+    text_kind: str | None = None
+    """Which text of a clip to condition on in training ("verb" | "phrase" | "sentence"), None = none."""
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    condition_drop_prob: float = 0.1
+    """Probability of dropping ALL actions (and text) of a training sample: trains the null
+    condition used by classifier-free guidance and the 'actions dropped' baseline."""
+
+    def __post_init__(self):
+        # Accept plain dicts for the nested parts (JSON round trips, CLI overrides).
+        if isinstance(self.action_encoder, dict):
+            self.action_encoder = ActionEncoderConfig(**self.action_encoder)
+        if isinstance(self.denoiser, dict):
+            self.denoiser = DenoiserConfig(**self.denoiser)
+        if isinstance(self.scheduler, dict):
+            self.scheduler = SchedulerConfig(**self.scheduler)
+        if isinstance(self.loss_weights, dict):
+            self.loss_weights = LossWeights(**self.loss_weights)
+        _check_choice("context_encoder", self.context_encoder, CONTEXT_ENCODERS)
+        if self.text_encoder is not None:
+            _check_choice("text_encoder", self.text_encoder, TEXT_ENCODERS)
+        if self.text_kind is not None:
+            _check_choice("text_kind", self.text_kind, TEXT_KINDS)
+            if self.text_encoder is None:
+                raise ValueError(f"text_kind={self.text_kind!r} needs a text_encoder ('bow' or 'openclip')")
+        if not 0.0 <= self.condition_drop_prob < 1.0:
+            raise ValueError(f"condition_drop_prob must be in [0, 1), got {self.condition_drop_prob}")
+        if self.context_frames < 1 or self.future_frames < 1:
+            raise ValueError("context_frames and future_frames must be >= 1")
+        # One source of truth for the clip geometry and the feature size d: the parts follow it.
+        d = self.action_encoder.feature_dim
+        text_dim = self.action_encoder.text_dim
+        if self.text_encoder is not None and text_dim is None:
+            raise ValueError("text_encoder is set but action_encoder.text_dim is None (the text expert's input size)")
+        self.action_encoder = replace(self.action_encoder, num_steps=self.context_frames + self.future_frames)
+        self.denoiser = replace(
+            self.denoiser,
+            context_frames=self.context_frames,
+            num_frames=self.future_frames,
+            sample_size=self.sample_size,
+            cross_attention_dim=d,
+        )
+
+    @property
+    def num_steps(self) -> int:
+        return self.context_frames + self.future_frames
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimulatorConfig":
+        d = dict(d)
+        for key, typ in (("action_encoder", ActionEncoderConfig), ("denoiser", DenoiserConfig)):
+            if isinstance(d.get(key), dict):
+                sub = dict(d[key])
+                for k, v in sub.items():
+                    if isinstance(v, list):
+                        sub[k] = tuple(v)
+                d[key] = typ(**sub)
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry
+# ----------------------------------------------------------------------------------------------
+def _tiny() -> SimulatorConfig:
+    return SimulatorConfig(
+        name="mmsim-tiny",
+        action_encoder=ActionEncoderConfig(
+            feature_dim=32, expert_hidden=16, expert_layers=4, projection_dims=(32, 32), expert_dropout=0.0
+        ),
+        denoiser=DenoiserConfig(
+            patch_size=4, block_channels=(32, 64), attention_levels=(False, True),
+            attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2,
+        ),  # fmt: skip
+        context_encoder="small",
+        context_encoder_kwargs={"channels": (8, 16, 16, 32)},
+        scheduler=SchedulerConfig(num_inference_steps=2),
+    )
+
+
+def _cpu() -> SimulatorConfig:
+    return SimulatorConfig(
+        name="mmsim-cpu",
+        action_encoder=ActionEncoderConfig(
+            feature_dim=256, expert_hidden=128, expert_layers=4, projection_dims=(256, 256)
+        ),
+        denoiser=DenoiserConfig(
+            patch_size=4, block_channels=(64, 128, 256), attention_levels=(True, True, True),
+            attention_head_dim=32, cond_tokens=4, ff_mult=2,
+        ),  # fmt: skip
+        context_encoder="small",
+        context_encoder_kwargs={"channels": (32, 64, 128, 256)},
+        scheduler=SchedulerConfig(num_inference_steps=8),
+    )
+
+
+def _paper() -> SimulatorConfig:
+    return SimulatorConfig(
+        name="mmsim-paper",
+        # Paper §7.4: experts 4-layer MLP hidden/out 128, projection [in, 512, 768, 1024], d = 1024.
+        action_encoder=ActionEncoderConfig(
+            feature_dim=1024, expert_hidden=128, expert_layers=4, projection_dims=(512, 768)
+        ),
+        # Pixel space (patch 1) like the paper's modified I2VGen; sized to ~252 M parameters
+        # (Table 5: video model 252,380,168). Attention only at 16x16 and 8x8.
+        denoiser=DenoiserConfig(
+            patch_size=1, block_channels=(160, 320, 640, 640), attention_levels=(False, False, True, True),
+            layers_per_block=2, attention_head_dim=64, cond_tokens=4, ff_mult=4,
+        ),  # fmt: skip
+        context_encoder="openclip",
+        context_encoder_kwargs={"model_name": "ViT-H-14", "pretrained": "laion2b_s32b_b79k"},
+        scheduler=SchedulerConfig(num_inference_steps=25),
+    )
+
+
+PRESETS = {"mmsim-tiny": _tiny, "mmsim-cpu": _cpu, "mmsim-paper": _paper}
+
+
+def _merge(base, overrides: dict, where: str):
+    """Return ``base`` (a dataclass) with ``overrides`` applied; nested dataclasses take dicts."""
+    names = {f.name for f in fields(base)}
+    kwargs = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(f"{where} has no field {key!r}; fields are {sorted(names)}")
+        current = getattr(base, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            value = _merge(current, value, f"{where}.{key}")
+        kwargs[key] = value
+    return replace(base, **kwargs)
+
+
+def get_preset(name: str, **overrides) -> SimulatorConfig:
+    """The named preset's :class:`SimulatorConfig`, with ``overrides`` applied and validated."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    cfg = PRESETS[name]()
+    if overrides:
+        cfg = _merge(cfg, copy.deepcopy(overrides), "SimulatorConfig")
+    return cfg
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+__all__ = [
+    "LossWeights",
+    "PRESETS",
+    "SchedulerConfig",
+    "SimulatorConfig",
+    "get_preset",
+    "list_presets",
+]
