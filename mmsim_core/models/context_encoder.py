@@ -13,7 +13,10 @@ Two implementations with one interface, ``encode(frames) -> (B, N, d)`` for fram
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,23 +56,24 @@ class _ResBlock(nn.Module):
 class SmallContextEncoder(ModelMixin, ConfigMixin):
     """Small trainable CNN: (B, N, 3, H, W) in [-1, 1] → (B, N, feature_dim).
 
-    A stride-2 stem then one residual block per entry of ``channels`` (each halving the
-    resolution): 64 → 32 → 16 → 8 → 4, global average pool, linear head. Group-norm, not
+    A stride-2 stem, then ``depth`` residual blocks of ``width · 2^i`` channels, each after the
+    first halving the resolution (64 → 32 → 32 → 16 → 8 → 4 by default), global average pool,
+    linear head. Group-norm, not
     batch-norm, so that a frame's feature does not depend on the other frames in the batch.
     Inputs of another size are resized to ``image_size`` first.
     """
 
     @register_to_config
-    def __init__(self, feature_dim: int = 256, image_size: int = 64, channels: tuple[int, ...] = (32, 64, 128, 256)):
+    def __init__(self, feature_dim: int = 256, image_size: int = 64, width: int = 32, depth: int = 4):
         super().__init__()
-        channels = tuple(channels)
-        if feature_dim <= 0 or image_size <= 0 or not channels:
+        if min(feature_dim, image_size, width, depth) <= 0:
             raise ValueError(
-                f"SmallContextEncoder: feature_dim and image_size must be positive and channels non-empty, "
-                f"got feature_dim={feature_dim}, image_size={image_size}, channels={list(channels)}"
+                "SmallContextEncoder: feature_dim, image_size, width and depth must be positive, got "
+                f"feature_dim={feature_dim}, image_size={image_size}, width={width}, depth={depth}"
             )
-        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, 2, 1), nn.GroupNorm(min(8, channels[0]), channels[0]), nn.SiLU())
-        blocks, cin = [], channels[0]
+        channels = [width * 2**i for i in range(depth)]  # 32, 64, 128, 256 by default
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.GroupNorm(min(8, width), width), nn.SiLU())
+        blocks, cin = [], width
         for i, c in enumerate(channels):
             blocks.append(_ResBlock(cin, c, stride=1 if i == 0 else 2))
             cin = c
@@ -98,27 +102,32 @@ class SmallContextEncoder(ModelMixin, ConfigMixin):
 # ----------------------------------------------------------------------------------------------
 # OpenCLIP
 # ----------------------------------------------------------------------------------------------
+OPENCLIP_WEIGHTS = ("pretrained", "checkpoint", "random")
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
 def _looks_like_path(s: str) -> bool:
-    return os.sep in s or s.startswith(".") or s.endswith((".bin", ".pt", ".pth", ".safetensors"))
+    return os.sep in s or s.startswith((".", "~")) or s.endswith((".bin", ".pt", ".pth", ".safetensors"))
 
 
-def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "OpenCLIP"):
+def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "OpenCLIP image"):
     """Create an OpenCLIP model with real weights, or raise ``MMSimError`` saying how to provide them.
 
-    ``pretrained`` may be: a pretrained tag known to open_clip (``laion2b_s32b_b79k``; downloaded
-    into the Hugging Face cache, so it works offline once cached), a Hub id ``hf-hub:org/repo``, a
-    local checkpoint file (state dict for ``model_name``), or a local folder holding
+    ``pretrained`` may be: a pretrained tag known to open_clip (``laion2b_s32b_b79k``; fetched into
+    the Hugging Face cache, so it works offline once cached), a Hub id ``hf-hub:org/repo``, a local
+    checkpoint file (a state dict for ``model_name``), or a local folder holding
     ``open_clip_config.json`` and the weights (the Hub layout, e.g. a downloaded snapshot).
-    Returns ``(model, preprocess_cfg)``.
+    Returns ``(model, model_cfg, preprocess_cfg)``; ``model_cfg`` rebuilds the architecture.
     """
     import open_clip
 
-    pretrained = str(pretrained)
+    pretrained = os.path.expanduser(str(pretrained))
+    fallback = "context_encoder='small'" if "image" in what else "text_encoder='bow'"
     hint = (
         f"{what} weights for {model_name} not found at {pretrained!r}; pass a local path (a checkpoint file, "
         f"or a folder with open_clip_config.json and the weights), a Hub id such as {OPENCLIP_DEFAULT_HUB_ID!r} "
-        f"with network access or a filled Hugging Face cache, or use "
-        + ("context_encoder='small'" if "image" in what else "text_encoder='bow'")
+        f"(needs network access or a filled Hugging Face cache), or use {fallback}"
     )
     kwargs: dict = {}
     if pretrained.startswith("hf-hub:"):
@@ -127,45 +136,95 @@ def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "
         if not (Path(pretrained) / "open_clip_config.json").is_file():
             raise MMSimError(f"{hint} (the folder has no open_clip_config.json)")
         name = f"local-dir:{pretrained}"
-    elif Path(pretrained).is_file():
+    elif Path(pretrained).is_file() or not _looks_like_path(pretrained):
         name, kwargs = model_name, {"pretrained": pretrained}
-    elif _looks_like_path(pretrained):
-        raise MMSimError(hint)
     else:
-        name, kwargs = model_name, {"pretrained": pretrained}
+        raise MMSimError(hint)
     try:
         model = open_clip.create_model(name, require_pretrained=True, **kwargs)
-    except MMSimError:
-        raise
-    except Exception as e:  # open_clip raises RuntimeError/ValueError/FileNotFoundError/HF errors
+        model_cfg = open_clip.get_model_config(name)
+    except Exception as e:  # open_clip raises RuntimeError/ValueError/FileNotFoundError/Hub errors
         raise MMSimError(f"{hint} ({type(e).__name__}: {e})") from e
+    if model_cfg is None:
+        raise MMSimError(f"{what}: no OpenCLIP model config for {name!r}")
     preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
-    return model, preprocess_cfg
+    return model, copy.deepcopy(model_cfg), preprocess_cfg
 
 
-class OpenCLIPContextEncoder(nn.Module):
-    """Frozen OpenCLIP image tower: (B, N, 3, H, W) in [-1, 1] → (B, N, embed_dim).
+def _model_cfg_for(model_name: str) -> dict:
+    import open_clip
+
+    cfg = open_clip.get_model_config(model_name)
+    if cfg is None:
+        raise MMSimError(f"unknown OpenCLIP model {model_name!r}; known: {open_clip.list_models()[:8]}...")
+    return copy.deepcopy(cfg)
+
+
+def _jsonable(d: dict | None) -> dict | None:
+    """Config dicts go into config.json: tuples → lists, recursively."""
+    if d is None:
+        return None
+    return json.loads(json.dumps(d))
+
+
+class OpenCLIPContextEncoder(ModelMixin, ConfigMixin):
+    """Frozen OpenCLIP image tower: (B, N, 3, H, W) in [-1, 1] → (B, N, embed_dim) (1024 for ViT-H-14).
 
     Frames are mapped to [0, 1], resized (bicubic) to the tower's input size and normalised with
-    its mean/std, as OpenCLIP's own preprocessing does. The paper uses the un-normalised image
-    embedding; ``normalize=True`` L2-normalises it instead.
+    its mean/std, as OpenCLIP's own preprocessing does. The paper uses the image embedding as is;
+    ``normalize=True`` L2-normalises it.
+
+    ``weights``:
+    - ``"pretrained"`` (default): load real weights from ``pretrained`` (tag, ``hf-hub:`` id, local
+      file or folder); absent weights raise ``MMSimError``. After loading, the config switches to
+      ``"checkpoint"`` and records the architecture (``model_cfg``), so a ``save_pretrained`` folder
+      is self-contained: reloading rebuilds the tower and takes the weights from the folder.
+    - ``"checkpoint"``: build the architecture from ``model_cfg`` only (weights come from the
+      ``from_pretrained`` folder). Not meant to be called by hand.
+    - ``"random"``: random weights, with a loud warning — for speed benchmarks and tests only;
+      never report metrics of such a model as the paper's.
     """
 
+    @register_to_config
     def __init__(
         self,
         model_name: str = OPENCLIP_DEFAULT_MODEL,
-        pretrained: str | os.PathLike = OPENCLIP_DEFAULT_PRETRAINED,
+        pretrained: str = OPENCLIP_DEFAULT_PRETRAINED,
         normalize: bool = False,
+        weights: str = "pretrained",
+        model_cfg: dict | None = None,
+        preprocess_cfg: dict | None = None,
     ):
         super().__init__()
-        model, pp = load_open_clip(model_name, pretrained, what="OpenCLIP image")
-        self.visual = model.visual.eval().requires_grad_(False)
+        if weights not in OPENCLIP_WEIGHTS:
+            raise ValueError(f"weights must be one of {list(OPENCLIP_WEIGHTS)}, got {weights!r}")
+        if weights == "pretrained":
+            model, model_cfg, preprocess_cfg = load_open_clip(model_name, pretrained, what="OpenCLIP image")
+            visual = model.visual
+            self.register_to_config(weights="checkpoint", model_cfg=_jsonable(model_cfg), preprocess_cfg=_jsonable(preprocess_cfg))
+        else:
+            import open_clip.model as ocm
+
+            if weights == "random":
+                warnings.warn(
+                    f"OpenCLIPContextEncoder: {model_name} built with RANDOM weights; its features are meaningless "
+                    "(use for speed benchmarks and tests only).",
+                    stacklevel=2,
+                )
+            if model_cfg is None:
+                if weights == "checkpoint":
+                    raise ValueError("weights='checkpoint' needs model_cfg (it is written by save_pretrained)")
+                model_cfg = _model_cfg_for(model_name)
+                self.register_to_config(model_cfg=_jsonable(model_cfg))
+            visual = ocm._build_vision_tower(model_cfg["embed_dim"], model_cfg["vision_cfg"], model_cfg.get("quick_gelu", False))
+        pp = dict(preprocess_cfg or {})
+        self.visual = visual.eval().requires_grad_(False)
         self.model_name, self.pretrained, self.normalize = model_name, str(pretrained), normalize
         size = pp.get("size", getattr(self.visual, "image_size", 224))
         self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
-        self.register_buffer("mean", torch.tensor(pp.get("mean", (0.48145466, 0.4578275, 0.40821073))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(pp.get("std", (0.26862954, 0.26130258, 0.27577711))).view(1, 3, 1, 1), persistent=False)
-        self.feature_dim = int(getattr(self.visual, "output_dim", model.text_projection.shape[-1] if hasattr(model, "text_projection") else 0))
+        self.register_buffer("mean", torch.tensor(pp.get("mean", _CLIP_MEAN)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pp.get("std", _CLIP_STD)).view(1, 3, 1, 1), persistent=False)
+        self.feature_dim = int(model_cfg["embed_dim"])
 
     def train(self, mode: bool = True):
         # Frozen: the tower stays in eval mode whatever the surrounding model does.

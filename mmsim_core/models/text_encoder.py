@@ -12,8 +12,8 @@ Both return an empty string's embedding as a finite vector (zeros for the bag of
 
 from __future__ import annotations
 
-import os
 import re
+import warnings
 import zlib
 from typing import Sequence
 
@@ -23,8 +23,15 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from mmsim_core.errors import ActionInputError
-from mmsim_core.models.context_encoder import OPENCLIP_DEFAULT_MODEL, OPENCLIP_DEFAULT_PRETRAINED, load_open_clip
+from mmsim_core.errors import ActionInputError, MMSimError
+from mmsim_core.models.context_encoder import (
+    OPENCLIP_DEFAULT_MODEL,
+    OPENCLIP_DEFAULT_PRETRAINED,
+    OPENCLIP_WEIGHTS,
+    _jsonable,
+    _model_cfg_for,
+    load_open_clip,
+)
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -73,42 +80,81 @@ class BagOfWordsTextEncoder(ModelMixin, ConfigMixin):
         return self.encode(texts)
 
 
-class OpenCLIPTextEncoder(nn.Module):
-    """Frozen OpenCLIP text tower: list[str] → (B, embed_dim) (1024 for ViT-H-14)."""
+class OpenCLIPTextEncoder(ModelMixin, ConfigMixin):
+    """Frozen OpenCLIP text tower: list[str] → (B, embed_dim) (1024 for ViT-H-14).
 
+    Same loading rules and ``weights`` modes as ``OpenCLIPContextEncoder``. Only the text tower is
+    kept (the image tower of a loaded CLIP model is dropped), so a saved checkpoint holds just it.
+    """
+
+    @register_to_config
     def __init__(
         self,
         model_name: str = OPENCLIP_DEFAULT_MODEL,
-        pretrained: str | os.PathLike = OPENCLIP_DEFAULT_PRETRAINED,
+        pretrained: str = OPENCLIP_DEFAULT_PRETRAINED,
         normalize: bool = False,
+        weights: str = "pretrained",
+        model_cfg: dict | None = None,
     ):
         super().__init__()
-        import open_clip
+        import open_clip.model as ocm
 
-        model, _ = load_open_clip(model_name, pretrained, what="OpenCLIP text")
-        model.visual = None  # only the text tower is needed; free the image tower
-        self.model = model.eval().requires_grad_(False)
+        if weights not in OPENCLIP_WEIGHTS:
+            raise ValueError(f"weights must be one of {list(OPENCLIP_WEIGHTS)}, got {weights!r}")
+        loaded = None
+        if weights == "pretrained":
+            loaded, model_cfg, _ = load_open_clip(model_name, pretrained, what="OpenCLIP text")
+            self.register_to_config(weights="checkpoint", model_cfg=_jsonable(model_cfg))
+        elif model_cfg is None:
+            if weights == "checkpoint":
+                raise ValueError("weights='checkpoint' needs model_cfg (it is written by save_pretrained)")
+            model_cfg = _model_cfg_for(model_name)
+            self.register_to_config(model_cfg=_jsonable(model_cfg))
+        if weights == "random":
+            warnings.warn(
+                f"OpenCLIPTextEncoder: {model_name} built with RANDOM weights; its features are meaningless "
+                "(use for speed benchmarks and tests only).",
+                stacklevel=2,
+            )
+        if model_cfg.get("custom_text") or "hf_model_name" in model_cfg.get("text_cfg", {}):
+            raise MMSimError(f"OpenCLIPTextEncoder: {model_name} uses a Hugging Face text model, which is not supported here")
+        self.text = ocm._build_text_tower(model_cfg["embed_dim"], model_cfg["text_cfg"], model_cfg.get("quick_gelu", False))
+        if loaded is not None:
+            # CLIP keeps its text tower's parts as attributes of its own, under the same names.
+            own = self.text.state_dict()
+            src = loaded.state_dict()
+            missing = [k for k in own if k not in src]
+            if missing:
+                raise MMSimError(f"OpenCLIPTextEncoder: loaded {model_name} lacks text-tower weights {missing[:4]}")
+            self.text.load_state_dict({k: src[k] for k in own})
+        self.text.eval().requires_grad_(False)
+        self.tokenizer = _tokenizer_for(model_cfg)
         self.model_name, self.pretrained, self.normalize = model_name, str(pretrained), normalize
-        src = str(pretrained)
-        if src.startswith("hf-hub:"):
-            tok_name = src
-        elif os.path.isdir(src):
-            tok_name = f"local-dir:{src}"
-        else:
-            tok_name = model_name
-        self.tokenizer = open_clip.get_tokenizer(tok_name)
-        self.feature_dim = int(self.encode([""]).shape[-1])
+        self.feature_dim = int(model_cfg["embed_dim"])
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.model.eval()
+        self.text.eval()
         return self
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str]) -> Tensor:
-        tokens = self.tokenizer(_check_texts(texts)).to(next(self.model.parameters()).device)
-        z = self.model.encode_text(tokens).float()  # (B, d)
+        tokens = self.tokenizer(_check_texts(texts)).to(self.text.token_embedding.weight.device)
+        z = self.text(tokens)
+        z = (z[0] if isinstance(z, tuple) else z).float()  # (B, d)
         return F.normalize(z, dim=-1) if self.normalize else z
 
     def forward(self, texts: Sequence[str]) -> Tensor:
         return self.encode(texts)
+
+
+def _tokenizer_for(model_cfg: dict):
+    """The tokenizer OpenCLIP would pick for this config (the built-in BPE unless it names a HF one)."""
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+    text_cfg = model_cfg.get("text_cfg", {})
+    ctx = text_cfg.get("context_length", 77)
+    kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
+    if text_cfg.get("hf_tokenizer_name"):
+        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=ctx, **kwargs)
+    return SimpleTokenizer(context_length=ctx, **kwargs)
