@@ -70,8 +70,8 @@ class PreprocessConfig:
     shard_size: int = 512
     workers: int | None = None
     compression: str | None = "lzf"
-    """HDF5 filter for action arrays (``"lzf"`` is fast and shrinks the mostly-saturated tactile maps;
-    None writes them raw). Frames are always stored raw: video pixels barely compress losslessly."""
+    """HDF5 filter for frames and actions, one chunk per clip. ``"lzf"`` (default) costs little to read
+    and shrinks the mostly-saturated tactile maps and flat image regions; None stores raw."""
 
     def __post_init__(self):
         for name in ("size", "context", "future", "stride", "shard_size"):
@@ -270,9 +270,11 @@ def _choose_test_subjects(subjects: list[str], cfg: PreprocessConfig) -> tuple[s
 
 
 class _ShardWriter:
-    def __init__(self, out_dir: Path, split: str, cfg: PreprocessConfig, modalities: tuple[str, ...]):
+    def __init__(self, out_dir: Path, split: str, cfg: PreprocessConfig, modalities: tuple[str, ...],
+                 first_shard: int = 0):
         self.dir = out_dir / split
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.first_shard = first_shard
         self.split, self.cfg, self.modalities = split, cfg, modalities
         self.shards: list[dict] = []
         self._reset()
@@ -299,14 +301,15 @@ class _ShardWriter:
         n = len(self.frames)
         if n == 0:
             return
-        name = f"shard_{len(self.shards):04d}.h5"
+        name = f"shard_{self.first_shard + len(self.shards):04d}.h5"
         T, S = self.cfg.clip_frames, self.cfg.size
         str_dt = h5py.string_dtype("utf-8")
         with h5py.File(self.dir / name, "w") as f:
             f.attrs["format"] = MANIFEST_FORMAT
             f.attrs["split"] = self.split
             f.attrs["modalities"] = json.dumps(list(self.modalities))
-            f.create_dataset("frames", data=np.stack(self.frames), chunks=(1, T, S, S, 3))
+            f.create_dataset("frames", data=np.stack(self.frames), chunks=(1, T, S, S, 3),
+                             compression=self.cfg.compression)
             for m in self.modalities:
                 shape = schema.MODALITIES[m].shape
                 arr = np.zeros((n, T) + shape, dtype=np.float32)
@@ -320,6 +323,43 @@ class _ShardWriter:
             f.create_dataset("meta", data=[json.dumps(m) for m in self.meta], dtype=str_dt)
         self.shards.append({"file": f"{self.split}/{name}", "num_clips": n})
         self._reset()
+
+
+def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict, modalities: tuple[str, ...],
+            refs: dict, first_shard: int) -> dict:
+    """Worker: normalise one recording's clips, describe them, write them to shards."""
+    cfg = PreprocessConfig(**cfg_dict)
+    stats = schema.NormalizationStats.from_dict(stats_dict)
+    w = _ShardWriter(Path(out_dir), split, cfg, modalities, first_shard)
+    counts = {m: 0 for m in modalities}
+    with np.load(r["npz"]) as z:
+        frames, pos = z["frames"], z["pos"]
+        # Normalise each aligned frame once; clips then gather rows (windows overlap).
+        norm = {m: schema.normalize(m, z[f"v_{m}"], stats) for m in r["modalities"] if m in modalities}
+    for ci, c in enumerate(r["clips"]):
+        rows = pos[ci]
+        present = {m: bool(c["present"].get(m, False)) and m in norm for m in modalities}
+        actions = {m: norm[m][rows] for m in modalities if present[m]}
+        for m in actions:
+            counts[m] += 1
+        text = text_mod.describe(c["activity"], c["frame_step"], c["force"] if present.get("hand_force") else None,
+                                 refs.get(c["activity"]))
+        meta = {
+            "subject": r["subject"],
+            "activity": c["activity"],
+            "rating": c["rating"],
+            "activity_index": c["activity_index"],
+            "source": r["path"],
+            "video": r["video"],
+            "start_time_s": c["start_time_s"],
+            "end_time_s": c["end_time_s"],
+            "frame_step": c["frame_step"],
+            "video_frame_indices": c["video_frame_indices"],
+            "modalities": [m for m in modalities if present[m]],
+        }
+        w.add(frames[rows], actions, present, text, meta)
+    w.flush()
+    return {"shards": w.shards, "counts": counts}
 
 
 def preprocess(raw_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig | None = None) -> dict:
@@ -337,28 +377,36 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig |
             shutil.rmtree(out_dir / split)
     work_dir = out_dir / ".work"
     work_dir.mkdir(exist_ok=True)
+    workers = cfg.workers if cfg.workers is not None else (os.cpu_count() or 1)
+    workers = max(1, min(workers, len(paths)))
+    logger.info("preprocessing %d recordings with %d worker(s)", len(paths), workers)
+    pool = None
     try:
-        results = _run_stage1(paths, work_dir, cfg)
-        return _finish(results, raw_dir, out_dir, cfg, t_start)
+        if workers > 1:
+            import multiprocessing as mp
+
+            # spawn, not fork: the caller may hold torch/OpenMP threads or open HDF5 handles.
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+        results = _run_stage1(pool, paths, work_dir, cfg)
+        return _finish(pool, results, raw_dir, out_dir, cfg, t_start)
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _run_stage1(paths: list[Path], work_dir: Path, cfg: PreprocessConfig) -> list[dict]:
-    workers = cfg.workers if cfg.workers is not None else (os.cpu_count() or 1)
-    workers = max(1, min(workers, len(paths)))
-    cfg_dict = asdict(cfg)
-    logger.info("preprocessing %d recordings with %d worker(s)", len(paths), workers)
-    if workers == 1:
-        results = [_stage1(str(p), str(work_dir), cfg_dict, i, False) for i, p in enumerate(paths)]
-    else:
-        import multiprocessing as mp
+def _map(pool, fn, jobs: list[tuple]) -> list:
+    if pool is None:
+        return [fn(*job) for job in jobs]
+    futs = [pool.submit(fn, *job) for job in jobs]
+    return [f.result() for f in futs]
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futs = [pool.submit(_stage1, str(p), str(work_dir), cfg_dict, i, True) for i, p in enumerate(paths)]
-            results = [f.result() for f in futs]
+
+def _run_stage1(pool, paths: list[Path], work_dir: Path, cfg: PreprocessConfig) -> list[dict]:
+    cfg_dict = asdict(cfg)
+    results = _map(pool, _stage1, [(str(p), str(work_dir), cfg_dict, i, pool is not None) for i, p in enumerate(paths)])
     for r in results:
-        for w in r.get("warnings", []) if workers > 1 else []:
+        for w in r.get("warnings", []) if pool is not None else []:
             logger.warning("%s", w)  # workers' warnings, replayed here (in-process ones were logged already)
         if r["ok"]:
             logger.info("%s: subject %s, %d clips, modalities %s (%.1f s)", r["path"], r["subject"],
@@ -368,7 +416,7 @@ def _run_stage1(paths: list[Path], work_dir: Path, cfg: PreprocessConfig) -> lis
     return results
 
 
-def _finish(results: list[dict], raw_dir: Path, out_dir: Path, cfg: PreprocessConfig, t_start: float) -> dict:
+def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: PreprocessConfig, t_start: float) -> dict:
     ok = [r for r in results if r["ok"]]
     skipped = [{"path": r["path"], "reason": r["reason"]} for r in results if not r["ok"]]
     if not ok:
@@ -409,44 +457,28 @@ def _finish(results: list[dict], raw_dir: Path, out_dir: Path, cfg: PreprocessCo
                     forces["train"].setdefault(c["activity"], []).append(c["force"])
     refs = {a: text_mod.activity_force_reference(forces["train"].get(a) or f) for a, f in forces["all"].items()}
 
-    writers = {s: _ShardWriter(out_dir, s, cfg, modalities) for s in SPLITS}
-    used_records = []
-    counts = {s: {m: 0 for m in modalities} for s in SPLITS}
+    # Stage 3: every recording writes its own shards (numbered in advance so workers need not talk).
+    jobs, next_shard = [], {s: 0 for s in SPLITS}
     for r in ok:
         split = split_of[r["path"]]
-        w = writers[split]
-        with np.load(r["npz"]) as z:
-            frames, pos = z["frames"], z["pos"]
-            norm = {m: schema.normalize(m, z[f"v_{m}"], stats) for m in r["modalities"] if m in modalities}
-        for ci, c in enumerate(r["clips"]):
-            rows = pos[ci]
-            present = {m: c["present"].get(m, False) and m in norm for m in modalities}
-            actions = {m: norm[m][rows] for m in modalities if present[m]}
-            for m in actions:
-                counts[split][m] += 1
-            text = text_mod.describe(c["activity"], c["frame_step"], c["force"] if present.get("hand_force") else None,
-                                     refs.get(c["activity"]))
-            meta = {
-                "subject": r["subject"],
-                "activity": c["activity"],
-                "rating": c["rating"],
-                "activity_index": c["activity_index"],
-                "source": r["path"],
-                "video": r["video"],
-                "start_time_s": c["start_time_s"],
-                "end_time_s": c["end_time_s"],
-                "frame_step": c["frame_step"],
-                "video_frame_indices": c["video_frame_indices"],
-                "modalities": [m for m in modalities if present[m]],
-            }
-            w.add(frames[rows], actions, present, text, meta)
+        jobs.append((r, str(out_dir), split, asdict(cfg), stats.to_dict(), modalities, refs, next_shard[split]))
+        next_shard[split] += -(-len(r["clips"]) // cfg.shard_size)
+    for s in SPLITS:
+        (out_dir / s).mkdir(parents=True, exist_ok=True)
+    written = _map(pool, _stage3, jobs)
+    shards = {s: [] for s in SPLITS}
+    counts = {s: {m: 0 for m in modalities} for s in SPLITS}
+    used_records = []
+    for r, wr in zip(ok, written):
+        split = split_of[r["path"]]
+        shards[split].extend(wr["shards"])
+        for m, n in wr["counts"].items():
+            counts[split][m] += n
         used_records.append({
             "path": r["path"], "video": r["video"], "subject": r["subject"], "split": split,
             "modalities": list(r["modalities"]), "missing_modalities": r["missing_modalities"],
             "num_activities": r["num_activities"], "num_frames": r["num_frames"], "num_clips": len(r["clips"]),
         })
-    for w in writers.values():
-        w.flush()
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -454,8 +486,8 @@ def _finish(results: list[dict], raw_dir: Path, out_dir: Path, cfg: PreprocessCo
                    "test_subjects": list(cfg.test_subjects) if cfg.test_subjects is not None else None},
         "clip": {"context": cfg.context, "future": cfg.future, "size": cfg.size},
         "modalities": list(modalities),
-        "splits": {s: {"shards": writers[s].shards,
-                       "num_clips": sum(sh["num_clips"] for sh in writers[s].shards),
+        "splits": {s: {"shards": shards[s],
+                       "num_clips": sum(sh["num_clips"] for sh in shards[s]),
                        "subjects": sorted({r["subject"] for r in ok if split_of[r["path"]] == s}),
                        "modality_clips": counts[s]} for s in SPLITS},
         "recordings": {"used": used_records, "skipped": skipped},
