@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from mmsim_core import schema
+from mmsim_core.schema import MODALITIES, NormalizationStats, denormalize, normalize
+
+
+def test_shapes_and_action_dim_match_the_paper():
+    assert {n: s.shape for n, s in MODALITIES.items()} == {
+        "hand_pose": (2, 24, 3), "body_pose": (28, 3), "emg": (2, 8), "hand_force": (2, 32, 32)}
+    assert schema.ACTION_DIM == 2292
+    assert len(schema.BODY_POSE_INDICES) == 28 and max(schema.BODY_POSE_INDICES) < 23
+    assert schema.HAND_POSE_INDICES.count(0) == 5  # every chain starts at the Carpus
+
+
+def test_chain_names_resolve_to_xsens_segments():
+    spine = [schema.XSENS_BODY_SEGMENTS[i] for i in schema.BODY_CHAINS["spine"]]
+    assert spine[0] == "Head" and spine[-1] == "Pelvis"
+    assert schema.RIGHT_HAND_OFFSET + schema.NUM_FINGER_SEGMENTS == schema.NUM_SEGMENTS_WITH_FINGERS == 63
+
+
+def test_unknown_modality_is_named():
+    with pytest.raises(ValueError, match="must be one of .*got 'gaze'"):
+        schema.check_modality_names(["emg", "gaze"])
+
+
+def test_minmax_round_trip_and_json(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = {"hand_pose": rng.normal(size=(50, 2, 24, 3)) * 5, "body_pose": rng.normal(size=(50, 28, 3)) * 40,
+           "emg": rng.uniform(0, 60, size=(50, 2, 8)), "hand_force": rng.uniform(500, 620, size=(50, 2, 32, 32))}
+    stats = NormalizationStats.fit(raw)
+    assert stats.minimum["hand_pose"].shape == (1, 1, 3)
+    assert stats.minimum["emg"].shape == (1, 8)
+    assert "hand_force" not in stats.minimum  # fixed clip needs no statistics
+    stats.save(tmp_path / "n.json")
+    loaded = NormalizationStats.load(tmp_path / "n.json")
+    for name in ("hand_pose", "body_pose", "emg"):
+        x = normalize(name, raw[name], loaded)
+        assert x.dtype == np.float32 and x.min() >= -1e-6 and x.max() <= 1 + 1e-6
+        np.testing.assert_allclose(denormalize(name, x, loaded), raw[name], rtol=1e-4, atol=1e-3)
+    f = normalize("hand_force", raw["hand_force"], None)
+    assert f.min() == 0.0 and f.max() == 1.0
+    np.testing.assert_allclose(normalize("hand_force", np.array([565.0]), None), [0.5])
+
+
+def test_missing_stats_is_a_clear_error():
+    with pytest.raises(KeyError, match="no normalization statistics for modality 'emg'"):
+        normalize("emg", np.zeros((1, 2, 8)), NormalizationStats())
