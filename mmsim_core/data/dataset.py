@@ -8,7 +8,9 @@ Item contract (DESIGN §6)::
      "meta": {"subject", "activity", "source", "start_time_s", "frame_step", "video_frame_indices", ...}}
 
 HDF5 handles are opened lazily and per process (h5py handles must not cross ``fork``), so the dataset
-works with ``torch.utils.data.DataLoader(num_workers > 0)``.
+works with ``torch.utils.data.DataLoader(num_workers > 0)``. With modality drop, call
+``ds.set_epoch(e)`` before each epoch's iteration; persistent DataLoader workers keep the epoch they
+were started with.
 """
 
 from __future__ import annotations
@@ -137,12 +139,22 @@ class ClipDataset:
         if h is None:
             path = self.root / self._shards[i]["file"]
             try:
-                h = h5py.File(path, "r")
-                n = h["frames"].shape[0]
+                f = h5py.File(path, "r")
+                n = f["frames"].shape[0]
             except Exception as e:
                 raise DatasetError(f"cannot read shard {path}: {e}") from None
             if n != int(self._shards[i]["num_clips"]):
                 raise DatasetError(f"shard {path} holds {n} clips but the manifest says {self._shards[i]['num_clips']}")
+            try:
+                # Small per-clip fields are read once per shard: per-row reads of vlen strings are slow.
+                small = {
+                    "present": {m: f[f"present/{m}"][()].astype(bool) for m in self.modalities if f"present/{m}" in f},
+                    "text": {k: f[f"text/{k}"].asstr()[()] for k in schema.TEXT_KINDS},
+                    "meta": f["meta"].asstr()[()],
+                }
+            except (KeyError, OSError, ValueError) as e:
+                raise DatasetError(f"malformed shard {path}: {e}") from None
+            h = (f, small)
             self._handles[i] = h
         return h
 
@@ -167,14 +179,14 @@ class ClipDataset:
 
     def __getitem__(self, index: int) -> dict:
         s, row = self.locate(int(index))
-        f = self._shard(s)
+        f, small = self._shard(s)
         try:
             frames = f["frames"][row]  # (h+F, H, W, 3)
-            present = [m for m in self.modalities if f"present/{m}" in f and bool(f[f"present/{m}"][row])]
+            present = [m for m in self.modalities if m in small["present"] and small["present"][m][row]]
             dropped = self._dropped(int(index), present)
             actions = {m: np.asarray(f[f"actions/{m}"][row], dtype=np.float32) for m in present if m not in dropped}
-            text = {k: _str(f[f"text/{k}"][row]) for k in schema.TEXT_KINDS}
-            meta = json.loads(_str(f["meta"][row]))
+            text = {k: str(small["text"][k][row]) for k in schema.TEXT_KINDS}
+            meta = json.loads(small["meta"][row])
         except (KeyError, OSError, ValueError) as e:
             raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: {e}") from None
         meta["index"] = int(index)
@@ -189,9 +201,9 @@ class ClipDataset:
             yield self[i]
 
     def close(self) -> None:
-        for h in self._handles.values():
+        for f, _ in self._handles.values():
             try:
-                h.close()
+                f.close()
             except Exception:
                 pass
         self._handles = {}
@@ -207,10 +219,6 @@ class ClipDataset:
             self.close()
         except Exception:
             pass
-
-
-def _str(x) -> str:
-    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
 def collate_clips(items: list[dict]) -> dict:

@@ -216,7 +216,7 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
     force = text_mod.force_summary(values["hand_force"]) if "hand_force" in modalities else None  # (U, 2)
     minmax = {}
     for m in modalities:
-        if not present[m].any():
+        if not present[m].any() or schema.MODALITIES[m].normalization != "minmax":
             continue
         rows = np.unique(pos[present[m]])
         v = values[m][rows]
