@@ -244,3 +244,25 @@ def test_cli_preprocess(processed, tmp_path, capsys):
     m2 = json.loads((tmp_path / "cli" / "manifest.json").read_text())
     assert m2["config"]["frame_steps"] == [1, 3] and m2["splits"]["test"]["subjects"] == ["S01"]
     assert f"test: {m2['splits']['test']['num_clips']} clips" in printed
+
+
+def test_sensor_dropout_masks_modality_per_clip(tmp_path):
+    """A glove that stops streaming mid-recording: clips after that lack hand_force, the rest keep it."""
+    from fixtures.recordings import T0
+
+    p = write_recording(tmp_path / "raw", subject="S01")
+    with h5py.File(p, "r+") as f:
+        g = f["tactile-glove-right/tactile_data"]
+        keep = g["time_s"][:, 0] < T0 + 3.0
+        for key in ("data", "time_s", "time_str"):
+            d = g[key][()][keep]
+            del g[key]
+            g.create_dataset(key, data=d)
+    m = preprocess(tmp_path / "raw", tmp_path / "out", PreprocessConfig(test_subjects=(), **CFG))
+    ds = ClipDataset(tmp_path / "out", "train")
+    for i in range(len(ds)):
+        it = ds[i]
+        has_force = "hand_force" in it["actions"]
+        assert has_force == (it["meta"]["activity"] == "Peel a potato"), it["meta"]
+        assert {"hand_pose", "body_pose", "emg"} <= set(it["actions"])
+    assert 0 < m["splits"]["train"]["modality_clips"]["hand_force"] < m["splits"]["train"]["num_clips"]
