@@ -1,0 +1,137 @@
+"""Training configuration: one typed dataclass, named presets as JSON files, command-line overrides.
+
+    mmsim train --config demo-cpu --data data/processed --out runs/demo --set batch_size=8 \
+        --set model.action_encoder.fusion=mean
+
+A config is resolved in this order: dataclass defaults < named preset file (``training/configs/NAME.json``
+or any JSON path) < explicit flags (``--preset``, ``--data``...) < ``--set key=value`` overrides. The
+resolved config is written to ``OUT/config.json`` with every run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from mmsim_core.schema import MODALITY_NAMES, TEXT_KINDS, check_modality_names
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    preset: str = "mmsim-cpu"
+    """Model size preset from ``mmsim_core.presets`` (mmsim-tiny | mmsim-cpu | mmsim-paper)."""
+    model: dict = field(default_factory=dict)
+    """Overrides of the preset's SimulatorConfig, e.g. ``{"action_encoder": {"fusion": "mean"}}``."""
+    modalities: tuple[str, ...] = MODALITY_NAMES
+    """Action modalities the model sees in training (paper Table 8 ablates these)."""
+    text_kind: str | None = None
+    """Condition on this text of each clip as well ("verb" | "phrase" | "sentence")."""
+
+    # data
+    data: str = "data/processed"
+    split: str = "train"
+    modality_drop: float = 0.0
+    """Drop each modality independently with this probability (robustness to missing sensors)."""
+    num_workers: int = 0
+
+    # optimisation (paper §7.4: Adam 1e-4, betas (0.9, 0.99), EMA 0.995 every 10 iterations)
+    max_steps: int = 20_000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    ema_decay: float = 0.995
+    ema_every: int = 10
+    mixed_precision: str = "auto"
+
+    # bookkeeping
+    out: str = "runs/mmsim"
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_with: str | None = None
+    """An accelerate tracker ("tensorboard", "wandb", ...); metrics always go to OUT/log.jsonl."""
+
+    def __post_init__(self):
+        self.modalities = check_modality_names(self.modalities)
+        self.betas = tuple(self.betas)
+        if not self.modalities and self.text_kind is None:
+            raise ValueError("modalities must not be empty unless text_kind is set (text-only baseline)")
+        if self.text_kind is not None and self.text_kind not in TEXT_KINDS:
+            raise ValueError(f"text_kind must be one of {list(TEXT_KINDS)}, got {self.text_kind!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be one of {list(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+        for name in ("max_steps", "batch_size", "grad_accum", "ema_every", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.modality_drop < 1.0:
+            raise ValueError(f"modality_drop must be in [0, 1), got {self.modality_drop}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def named_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def _load_file(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.json"
+    if not path.exists():
+        raise ValueError(f"config must be one of {named_configs()} or a JSON file, got {name_or_path!r}")
+    return json.loads(path.read_text())
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # bare strings: --set preset=mmsim-tiny
+
+
+def apply_override(d: dict, assignment: str) -> None:
+    """``a.b.c=value`` (value parsed as JSON when it can be) into nested dict ``d``."""
+    if "=" not in assignment:
+        raise ValueError(f"--set expects key=value, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    top = {f.name for f in fields(TrainConfig)}
+    if parts[0] not in top:
+        raise ValueError(f"unknown config key {parts[0]!r}; keys are {sorted(top)}")
+    node = d
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {key}: {p!r} is not a nested section")
+    node[parts[-1]] = _parse_value(value)
+
+
+def resolve_config(config: str | None = None, overrides: list[str] = (), **flags) -> TrainConfig:
+    d: dict = asdict(TrainConfig())
+    if config:
+        for k, v in _load_file(config).items():
+            if k not in d:
+                raise ValueError(f"config {config!r} has unknown key {k!r}")
+            d[k] = v
+    for k, v in flags.items():
+        if v is not None:
+            d[k] = v
+    for assignment in overrides:
+        apply_override(d, assignment)
+    return TrainConfig(**d)

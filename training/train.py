@@ -1,0 +1,264 @@
+"""Train the multisensory simulator with accelerate.
+
+    mmsim train --config demo-cpu --data data/processed --out runs/demo
+    mmsim train --preset mmsim-tiny --data examples/demo_data --out /tmp/run --max-steps 50
+    mmsim train --out runs/demo --resume                     # continue after an interruption
+    accelerate launch -m training.train --config paper ...   # several GPUs / nodes, unchanged
+
+Every run writes ``OUT/config.json`` (the resolved config), ``OUT/log.jsonl`` (loss parts, steps/s)
+and checkpoints ``OUT/checkpoints/step_NNNNNNN/`` holding the EMA weights as a ``save_pretrained``
+pipeline folder (``pipeline/``, loadable with ``MultisensoryVideoPipeline.from_pretrained``) plus the
+optimizer / raw weights / RNG state (``state/``) and the EMA state. A checkpoint folder is written
+under a temporary name and renamed when complete, so a killed process loses at most one
+checkpoint interval. ``OUT/final`` is the last EMA pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mmsim_core.data import ClipDataset, collate_clips
+from mmsim_core.presets import get_preset
+from mmsim_core.training_step import MultisensorySimulator
+from training.config import TrainConfig, named_configs, resolve_config
+
+logger = logging.getLogger("mmsim.train")
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces the loop uses
+# ----------------------------------------------------------------------------------------------
+def build_simulator(cfg: TrainConfig) -> MultisensorySimulator:
+    model = dict(cfg.model)
+    if cfg.text_kind is not None:
+        model.setdefault("text_kind", cfg.text_kind)
+        model.setdefault("text_encoder", "bow")
+        model.setdefault("action_encoder", {}).setdefault("text_dim", 128)
+    # The action encoder only builds experts for the modalities this run trains on (Table 8).
+    model.setdefault("action_encoder", {}).setdefault("modalities", list(cfg.modalities))
+    model["action_encoder"]["modalities"] = tuple(model["action_encoder"]["modalities"])
+    return MultisensorySimulator.from_config(get_preset(cfg.preset, **model))
+
+
+def select_modalities(batch: dict, modalities) -> dict:
+    """Keep only the trained modalities of a collated batch."""
+    batch["actions"] = {k: v for k, v in batch["actions"].items() if k in modalities}
+    batch["action_mask"] = {k: v for k, v in batch.get("action_mask", {}).items() if k in modalities}
+    return batch
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"  # bf16 on these CPUs is much slower than fp32 (DESIGN §7)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step_*[0-9]"))
+    return ckpts[-1] if ckpts else None
+
+
+def save_checkpoint(out: Path, step: int, accelerator, simulator, ema, stats, cfg: TrainConfig) -> Path:
+    """Write ``checkpoints/step_N`` atomically (temp folder, then rename)."""
+    final = out / "checkpoints" / f"step_{step:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / "state"))
+    if accelerator.is_main_process:
+        torch.save(ema.state_dict(), tmp / "ema.pt")
+        export_pipeline(tmp / "pipeline", accelerator.unwrap_model(simulator), ema, stats)
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=1))
+        tmp.rename(final)
+        old = sorted((out / "checkpoints").glob("step_*[0-9]"))[: -cfg.keep_checkpoints]
+        for path in old:
+            shutil.rmtree(path, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel, stats) -> None:
+    """Save the EMA weights as a pipeline folder, leaving the training weights untouched."""
+    params = [p for p in simulator.parameters() if p.requires_grad]
+    ema.store(params)
+    ema.copy_to(params)
+    try:
+        simulator.eval()
+        simulator.to_pipeline(normalization_stats=stats).save_pretrained(str(path))
+    finally:
+        ema.restore(params)
+        simulator.train()
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    out = Path(cfg.out)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
+        log_with=cfg.log_with,
+        project_dir=str(out),
+        # Shuffling seeded by (seed, epoch): a resumed run replays exactly the batches it missed.
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(cfg.seed)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "config.json")
+
+    # 1. Data: deterministic order per (seed, epoch), so a resumed run sees the same batches.
+    dataset = ClipDataset(cfg.data, split=cfg.split, modality_drop=cfg.modality_drop, seed=cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
+                        collate_fn=collate_clips, num_workers=cfg.num_workers,
+                        persistent_workers=cfg.num_workers > 0)
+
+    # 2. Model, optimiser (paper: Adam 1e-4, betas (0.9, 0.99)), EMA of the trainable weights.
+    simulator = build_simulator(cfg)
+    params = [p for p in simulator.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    ema = EMAModel(params, decay=cfg.ema_decay)
+    simulator, optimizer, loader, lr_schedule = accelerator.prepare(simulator, optimizer, loader, lr_schedule)
+    ema.to(accelerator.device)
+
+    # 3. Resume: restore weights, optimiser, RNGs and EMA from the newest complete checkpoint.
+    step = 0
+    if resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            logger.warning("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
+        else:
+            accelerator.load_state(str(ckpt / "state"))
+            ema.load_state_dict(torch.load(ckpt / "ema.pt", map_location="cpu", weights_only=False))
+            ema.to(accelerator.device)
+            step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+            logger.info("resumed from %s (step %d)", ckpt, step)
+    if cfg.log_with:
+        accelerator.init_trackers("mmsim", config=cfg.to_dict())
+
+    n_params = sum(p.numel() for p in params)
+    logger.info("training %s (%.2f M trainable params) on %d clips, device %s, precision %s",
+                cfg.preset, n_params / 1e6, len(dataset), accelerator.device, accelerator.mixed_precision)
+
+    # 4. Optimisation steps. One step = grad_accum micro-batches.
+    steps_per_epoch = max(1, len(loader) // cfg.grad_accum)
+    epoch = step // steps_per_epoch
+    log_file = open(out / "log.jsonl", "a") if accelerator.is_main_process else None
+    bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not accelerator.is_local_main_process,
+               dynamic_ncols=True)
+    simulator.train()
+    window, t_window = [], time.perf_counter()
+    while step < cfg.max_steps:
+        dataset.set_epoch(epoch)  # modality-drop draws
+        loader.set_epoch(epoch)  # shuffling
+        epoch_loader = loader
+        skip = (step % steps_per_epoch) * cfg.grad_accum
+        if skip:  # resumed mid-epoch: skip the micro-batches already seen
+            epoch_loader = accelerator.skip_first_batches(loader, skip)
+        for batch in epoch_loader:
+            batch = select_modalities(batch, cfg.modalities)
+            with accelerator.accumulate(simulator):
+                losses = simulator(batch)
+                accelerator.backward(losses.total)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            if step % cfg.ema_every == 0:
+                ema.step(params)
+            window.append(losses.as_floats())
+            bar.update(1)
+
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                dt = time.perf_counter() - t_window
+                record = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                record.update(step=step, epoch=epoch, lr=lr_schedule.get_last_lr()[0], steps_per_s=len(window) / dt)
+                bar.set_postfix({k: f"{record[k]:.4f}" for k in ("total", "diffusion", "ssl", "norm")}
+                                | {"it/s": f"{record['steps_per_s']:.2f}"})
+                if log_file:
+                    log_file.write(json.dumps(record) + "\n")
+                    log_file.flush()
+                accelerator.log(record, step=step)
+                if not math.isfinite(record["total"]):
+                    raise FloatingPointError(f"loss became {record['total']} at step {step}; see {out / 'log.jsonl'}")
+                window, t_window = [], time.perf_counter()
+
+            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+                save_checkpoint(out, step, accelerator, simulator, ema, dataset.stats, cfg)
+            if step >= cfg.max_steps:
+                break
+        epoch += 1
+    bar.close()
+
+    # 5. The final EMA pipeline.
+    final = out / "final"
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        export_pipeline(final, accelerator.unwrap_model(simulator), ema, dataset.stats)
+        log_file.close()
+        logger.info("done: %s", final)
+    accelerator.end_training()
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmsim train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help=f"named config {named_configs()} or a JSON file")
+    p.add_argument("--preset", help="model preset (mmsim-tiny | mmsim-cpu | mmsim-paper)")
+    p.add_argument("--data", help="processed clip folder (from `mmsim preprocess`)")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--max-steps", dest="max_steps", type=int)
+    p.add_argument("--batch-size", dest="batch_size", type=int)
+    p.add_argument("--grad-accum", dest="grad_accum", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--mixed-precision", dest="mixed_precision", choices=["auto", "no", "fp16", "bf16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, nested with dots, e.g. model.action_encoder.fusion=mean")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --out (its config.json is reused)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    flags = {k: getattr(args, k) for k in ("preset", "data", "out", "max_steps", "batch_size", "grad_accum",
+                                           "lr", "mixed_precision", "seed")}
+    config = args.config
+    if args.resume and args.out and (Path(args.out) / "config.json").exists() and not config:
+        config = str(Path(args.out) / "config.json")  # a resumed run keeps its resolved config
+    cfg = resolve_config(config, args.overrides, **flags)
+    train(cfg, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
