@@ -71,8 +71,8 @@ class ChannelAnchoring(nn.Module):
         k = F.layer_norm(anchor, (self.dim,)) * self.k_scale + self.k_bias  # (B, d)
         q = rearrange(q, "... (g c) -> ... g c", g=self.groups)
         k = rearrange(k, "b (g c) -> b g c", g=self.groups)
-        k = k.view(k.shape[0], *([1] * (q.dim() - 3)), self.groups, self.group_size)  # broadcast over ...
-        scores = q.unsqueeze(-1) * k.unsqueeze(-2) / math.sqrt(self.group_size) + self.prior  # (B, ..., G, c, c)
+        k = k.view(k.shape[0], *([1] * (q.dim() - 3)), self.groups, self.group_size) / math.sqrt(self.group_size)
+        scores = torch.addcmul(self.prior, q.unsqueeze(-1), k.unsqueeze(-2))  # (B, ..., G, c, c) in one pass
         return scores.softmax(dim=-1)
 
     def forward(self, z: Tensor, anchor: Tensor) -> Tensor:
@@ -81,6 +81,6 @@ class ChannelAnchoring(nn.Module):
         v = F.layer_norm(anchor, (self.dim,)) * self.v_scale + self.v_bias  # (B, d)
         v = rearrange(v, "b (g c) -> b g c", g=self.groups)
         v = v.view(v.shape[0], *([1] * (z.dim() - 2)), self.groups, self.group_size)
-        out = torch.einsum("...ij,...j->...i", attn, v)  # (B, ..., G, c)
+        out = (attn @ v.unsqueeze(-1)).squeeze(-1)  # (B, ..., G, c); batched matmul beats einsum here
         out = rearrange(out, "... g c -> ... (g c)")  # (B, ..., d)
         return z + self.gate * out
