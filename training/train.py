@@ -107,6 +107,13 @@ def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel,
         simulator.train()
 
 
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log records past ``step`` (written after the checkpoint a killed run resumes from)."""
+    if path.exists():
+        keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------
@@ -153,6 +160,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             ema.to(accelerator.device)
             step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
             logger.info("resumed from %s (step %d)", ckpt, step)
+            if accelerator.is_main_process:
+                truncate_log(out / "log.jsonl", step)
     if cfg.log_with:
         accelerator.init_trackers("mmsim", config=cfg.to_dict())
 
