@@ -212,7 +212,7 @@ def _tiny() -> SimulatorConfig:
             attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2,
         ),  # fmt: skip
         context_encoder="small",
-        context_encoder_kwargs={"channels": (8, 16, 16, 32)},
+        context_encoder_kwargs={"width": 8, "depth": 3},
         scheduler=SchedulerConfig(num_inference_steps=2),
     )
 
@@ -228,7 +228,7 @@ def _cpu() -> SimulatorConfig:
             attention_head_dim=32, cond_tokens=4, ff_mult=2,
         ),  # fmt: skip
         context_encoder="small",
-        context_encoder_kwargs={"channels": (32, 64, 128, 256)},
+        context_encoder_kwargs={"width": 32, "depth": 4},
         scheduler=SchedulerConfig(num_inference_steps=8),
     )
 
@@ -243,7 +243,7 @@ def _paper() -> SimulatorConfig:
         # Pixel space (patch 1) like the paper's modified I2VGen; sized to ~252 M parameters
         # (Table 5: video model 252,380,168). Attention only at 16x16 and 8x8.
         denoiser=DenoiserConfig(
-            patch_size=1, block_channels=(160, 320, 640, 640), attention_levels=(False, False, True, True),
+            patch_size=1, block_channels=(192, 320, 576, 640), attention_levels=(False, False, True, True),
             layers_per_block=2, attention_head_dim=64, cond_tokens=4, ff_mult=4,
         ),  # fmt: skip
         context_encoder="openclip",

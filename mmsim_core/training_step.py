@@ -37,26 +37,6 @@ TEXT_SLOT = "text"  # the action encoder's mask key for the text expert
 # ----------------------------------------------------------------------------------------------
 # Building the components of a SimulatorConfig
 # ----------------------------------------------------------------------------------------------
-def _random_openclip_context_encoder(model_name: str, normalize: bool = False):
-    """The OpenCLIP image tower with RANDOM weights (only when the real ones are unavailable)."""
-    import open_clip
-
-    from mmsim_core.models.context_encoder import OpenCLIPContextEncoder
-
-    model = open_clip.create_model(model_name, pretrained=None)
-    enc = OpenCLIPContextEncoder.__new__(OpenCLIPContextEncoder)
-    nn.Module.__init__(enc)
-    enc.visual = model.visual.eval().requires_grad_(False)
-    enc.model_name, enc.pretrained, enc.normalize = model_name, "random-init", normalize
-    pp = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
-    size = pp.get("size", getattr(model.visual, "image_size", 224))
-    enc.image_size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
-    enc.register_buffer("mean", torch.tensor(pp.get("mean", (0.48145466, 0.4578275, 0.40821073))).view(1, 3, 1, 1), persistent=False)
-    enc.register_buffer("std", torch.tensor(pp.get("std", (0.26862954, 0.26130258, 0.27577711))).view(1, 3, 1, 1), persistent=False)
-    enc.feature_dim = int(model.visual.output_dim)
-    return enc
-
-
 def build_context_encoder(cfg: SimulatorConfig):
     d = cfg.action_encoder.feature_dim
     kwargs = dict(cfg.context_encoder_kwargs)
@@ -73,15 +53,16 @@ def build_context_encoder(cfg: SimulatorConfig):
     try:
         enc = OpenCLIPContextEncoder(**kwargs)
     except MMSimError as e:
-        msg = (
-            "\n" + "!" * 100 + "\n"
-            f"!! OpenCLIP weights unavailable: {e}\n"
-            f"!! Building {kwargs.get('model_name', 'ViT-H-14')} with RANDOM weights. Results of this model are NOT\n"
-            "!! the paper's (its context features are meaningless until trained); provide the weights for real runs.\n"
-            + "!" * 100
+        if kwargs.get("weights", "pretrained") != "pretrained":
+            raise
+        bar = "!" * 100
+        warnings.warn(
+            f"\n{bar}\n!! OpenCLIP weights unavailable: {e}\n"
+            f"!! Building {kwargs.get('model_name', 'ViT-H-14')} with RANDOM weights. Results of this model are NOT the\n"
+            "!! paper's: its context features are meaningless. Provide the weights for real runs.\n" + bar,
+            stacklevel=2,
         )
-        warnings.warn(msg, stacklevel=2)
-        enc = _random_openclip_context_encoder(kwargs.get("model_name", "ViT-H-14"), kwargs.get("normalize", False))
+        enc = OpenCLIPContextEncoder(**{**kwargs, "weights": "random"})
     if enc.feature_dim != d:
         raise ValueError(f"the OpenCLIP tower gives {enc.feature_dim}-d features but action_encoder.feature_dim={d}")
     return enc

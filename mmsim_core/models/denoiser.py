@@ -89,10 +89,10 @@ class DenoiserConfig:
             raise ValueError(
                 f"sample_size={self.sample_size} must be divisible by patch_size * 2**(levels-1) = {down}"
             )
-        for c in self.block_channels:
+        for c, attn in zip(self.block_channels, self.attention_levels):
             if c % self.norm_groups:
                 raise ValueError(f"block_channels must be multiples of norm_groups={self.norm_groups}, got {c}")
-            if c % self.attention_head_dim:
+            if attn and c % self.attention_head_dim:
                 raise ValueError(
                     f"block_channels must be multiples of attention_head_dim={self.attention_head_dim}, got {c}"
                 )
@@ -307,6 +307,12 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
     def from_config_dataclass(cls, cfg: DenoiserConfig) -> "VideoDenoiser":
         return cls(**cfg.to_dict())
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "VideoDenoiser":
+        model = super().from_pretrained(*args, **kwargs)
+        own_memory(model)
+        return model
+
     # ------------------------------------------------------------------------------------------
     def _conditioning_tokens(self, y: Tensor) -> Tensor:
         """y° (B, T, d) -> per-frame cross-attention tokens (B*F, S, d)."""
@@ -408,9 +414,23 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         return VideoDenoiserOutput(sample=out)
 
 
+def own_memory(module: nn.Module) -> nn.Module:
+    """Copy parameters/buffers loaded from a (memory-mapped) safetensors file into fresh, aligned
+    tensors. CPU kernels vectorise differently on misaligned memory, which changes results in the
+    last bit; after this a loaded model computes bit-identically to the one that was saved."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.data = p.data.clone()
+        for buf_owner in module.modules():
+            for name, b in list(buf_owner._buffers.items()):
+                if b is not None:
+                    buf_owner._buffers[name] = b.clone()
+    return module
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["DenoiserConfig", "VideoDenoiser", "VideoDenoiserOutput", "count_parameters"]
+__all__ = ["DenoiserConfig", "VideoDenoiser", "VideoDenoiserOutput", "count_parameters", "own_memory"]
 

@@ -27,6 +27,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from mmsim_core.errors import ActionInputError, MMSimError
+from mmsim_core.models.denoiser import own_memory
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
 
 NORMALIZATION_FILE = "normalization.json"
@@ -143,6 +144,9 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         if "normalization_stats" not in kwargs and os.path.isfile(stats_file):
             kwargs["normalization_stats"] = NormalizationStats.load(stats_file)
         pipe = super().from_pretrained(path, **kwargs)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                own_memory(component)  # bit-identical outputs to the saved pipeline
         return pipe
 
     # ------------------------------------------------------------------------------------------
@@ -201,10 +205,6 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         for name, value in actions.items():
             if name not in MODALITIES:
                 raise ActionInputError(f"unknown action modality {name!r}; must be one of {list(MODALITY_NAMES)}")
-            if name not in self.modalities:
-                raise ActionInputError(
-                    f"action modality {name!r} is not one this model was trained with: {list(self.modalities)}"
-                )
             if not isinstance(value, (np.ndarray, torch.Tensor)):
                 raise ActionInputError(f"actions[{name!r}] must be an array, got {type(value).__name__}")
             expected = (batch, h + f, *MODALITIES[name].shape)
@@ -289,8 +289,9 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
 
         Args:
             context: uint8 (B, h, H, W, 3) context frames.
-            actions: {name: float32 (B, h+F, *shape)} normalised signals; any subset of the model's
-                modalities, missing ones are dropped (no influence on the output).
+            actions: {name: float32 (B, h+F, *shape)} normalised signals; any subset of the four
+                modalities, missing ones are dropped (no influence on the output). Modalities the model
+                was not trained with (see ``pipe.modalities``) are validated, then ignored.
             text: optional list of B strings (needs a text encoder).
             num_inference_steps: sampler steps (default: the preset's, ``config.default_num_inference_steps``).
             generator: torch generator(s) for the initial noise (and stochastic samplers).
