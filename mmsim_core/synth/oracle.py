@@ -1,0 +1,127 @@
+"""The oracle of a synthetic recording: its scene and per-frame world state, re-rendered under any
+(edited) raw action trajectories.
+
+>>> oracle = load_oracle(meta["source"])                      # the recording's HDF5 path
+>>> frames = oracle.render_clip(meta["video_frame_indices"], edited_raw_actions)   # (T, 64, 64, 3)
+
+``edited_raw_actions`` are raw clip values (``schema.denormalize`` of what a ``ClipDataset`` returns):
+``hand_pose`` (T,2,24,3) carpus-relative cm, ``body_pose`` (T,28,3) minus-CoM cm, ``emg`` (T,2,8)
+envelope, ``hand_force`` (T,2,32,32) ADC, one step per frame index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mmsim_core import schema
+from mmsim_core.errors import ActionInputError, RecordingError
+from mmsim_core.synth import world
+from mmsim_core.synth.recording import ORACLE_FORMAT, oracle_path
+from mmsim_core.video import center_crop_resize
+
+
+@dataclass
+class OracleRecording:
+    """Scene + world state at every world-video frame of one synthetic recording."""
+
+    path: Path
+    """The recording's HDF5."""
+    scene: world.Scene
+    frame_times: np.ndarray
+    """``(N,)`` seconds since ``scene.t_start`` (the HDF5 frame timestamps minus the start)."""
+    states: np.ndarray
+    """``(N, len(world.STATE_FIELDS))`` state *at* each frame (after that frame's actions acted)."""
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_times)
+
+    def state_at(self, frame_index: int) -> np.ndarray:
+        i = int(frame_index)
+        if not 0 <= i < self.num_frames:
+            raise IndexError(f"frame index {i} out of range for {self.num_frames} frames ({self.path})")
+        return self.states[i].copy()
+
+    def describe_state(self, frame_index: int) -> dict:
+        """The state at a frame in words: segment/activity and each object's fields."""
+        s = self.state_at(frame_index)
+        seg = self.scene.segments[int(s[0])]
+        objs = []
+        for i, o in enumerate(seg.objects):
+            st = world.object_state(s, i)
+            objs.append({"kind": o.kind, **{f: float(v) for f, v in zip(world.OBJECT_FIELDS, st)}})
+        return {"segment": int(s[0]), "activity": seg.activity, "objects": objs}
+
+    def _indices(self, frame_indices: Sequence[int]) -> np.ndarray:
+        idx = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        if len(idx) == 0:
+            raise ActionInputError("frame_indices is empty")
+        if (idx < 0).any() or (idx >= self.num_frames).any():
+            raise ActionInputError(f"frame indices must lie in [0, {self.num_frames}), got {idx.min()}..{idx.max()}")
+        if (np.diff(idx) <= 0).any():
+            raise ActionInputError("frame indices must increase")
+        return idx
+
+    def render_clip(self, frame_indices: Sequence[int], raw_actions: Mapping[str, np.ndarray],
+                    size: int | None = schema.FRAME_SIZE) -> np.ndarray:
+        """Frames the world shows at ``frame_indices`` under ``raw_actions`` (one step per index), starting
+        from the recorded state at ``frame_indices[0]`` and stepping with the frame-time differences.
+        Rendered at native resolution, then centre-cropped and resized to ``size`` (None: native)."""
+        idx = self._indices(frame_indices)
+        acts = {n: np.asarray(raw_actions[n]) for n in schema.MODALITY_NAMES if n in raw_actions}
+        T = world.check_actions(acts) if len(acts) == len(schema.MODALITY_NAMES) else world.check_actions(raw_actions)
+        if T != len(idx):
+            raise ActionInputError(f"raw actions have {T} steps but {len(idx)} frame indices were given")
+        frames = world.render(self.scene, self.states[idx[0]], acts, self.frame_times[idx])
+        return frames if size is None else center_crop_resize(frames, size)
+
+    def recorded_actions(self, frame_indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """Raw clip actions at these frames as preprocessing computes them from the HDF5 streams
+        (nearest sample, EMG window envelope), via the ActionSense reader."""
+        from mmsim_core.data.actionsense import ActionSenseRecording, align_modalities
+
+        idx = self._indices(frame_indices)
+        with ActionSenseRecording(self.path) as rec:
+            ft = rec.frame_times()[idx]
+            values, _ = align_modalities(rec, ft)
+        return values
+
+    def recorded_frames(self, frame_indices: Sequence[int], size: int | None = schema.FRAME_SIZE) -> np.ndarray:
+        """The world video's frames at these indices (decoded from the mp4)."""
+        from mmsim_core.video import iter_video_frames
+
+        idx = self._indices(frame_indices)
+        video = next((p for p in self.path.parent.iterdir()
+                      if "eye-tracking-video-world" in p.name and p.suffix == ".mp4"), None)
+        if video is None:
+            raise RecordingError(self.path, "no world video beside the recording")
+        wanted, out = set(int(i) for i in idx), {}
+        for i, fr in enumerate(iter_video_frames(video)):
+            if i in wanted:
+                out[i] = fr if size is None else center_crop_resize(fr, size)
+            if i >= idx[-1]:
+                break
+        if len(out) != len(idx):
+            raise RecordingError(video, f"video has fewer frames than index {int(idx[-1])}")
+        return np.stack([out[int(i)] for i in idx])
+
+
+def load_oracle(hdf5_path: str | Path) -> OracleRecording:
+    """Open the oracle sidecar (``<hdf5 stem>.oracle.npz``) of a synthetic recording."""
+    path = Path(hdf5_path)
+    side = oracle_path(path)
+    if not side.is_file():
+        raise RecordingError(path, f"no oracle sidecar {side.name} beside the recording (only recordings made "
+                                   f"by `mmsim synth` have one)")
+    with np.load(side, allow_pickle=False) as z:
+        fmt = str(z["format"])
+        if fmt != ORACLE_FORMAT:
+            raise RecordingError(side, f"oracle format {fmt!r} is not {ORACLE_FORMAT!r}")
+        scene = world.Scene.from_json(str(z["scene_json"]), counter_texture=z["counter_texture"],
+                                      wall_texture=z["wall_texture"])
+        return OracleRecording(path=path, scene=scene, frame_times=z["frame_times"].astype(np.float64),
+                               states=z["states"].astype(np.float64))
