@@ -238,7 +238,8 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         """
         actions = {k: v for k, v in actions.items() if k in self.experts or k not in MODALITIES}
         B, T = self._check_inputs(actions, context_features, action_mask, text_features, target_features, num_steps)
-        cfg, d, device, dtype = self.cfg, self.cfg.feature_dim, context_features.device, context_features.dtype
+        cfg, d, device, dtype = self.cfg, self.cfg.feature_dim, context_features.device, self.dtype
+        context_features = context_features.to(dtype)  # e.g. fp32 features of a frozen tower into a bf16 encoder
         step_emb = self.step_embedding[:T]  # (T, hidden)
 
         slots, present, ssl_terms = [], [], []
@@ -282,7 +283,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
 
         none = ~present.any(dim=1)  # (B,) samples with every modality dropped
         if none.any():
-            null = self.null_embedding[:T].to(dtype)[None].expand(B, T, d)
+            null = self.null_embedding[:T][None].expand(B, T, d)
             fused = torch.where(none[:, None, None], null, fused)
             inter = torch.where(none[:, None, None], null, inter)
             if weights is not None:
