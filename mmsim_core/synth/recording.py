@@ -15,6 +15,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 import h5py
 import numpy as np
@@ -152,8 +153,10 @@ def recording_names(subject_index: int, seed: int) -> tuple[str, str, float]:
 
 
 def generate_recording(out: str | Path, subject_index: int, seconds: float = 120.0, seed: int = 0,
-                       tactile: bool = True) -> Path:
-    """Write one subject's recording (HDF5 + world mp4 + oracle sidecar) under ``out``; returns the HDF5."""
+                       tactile: bool = True, activities: Sequence[str] | None = None) -> Path:
+    """Write one subject's recording (HDF5 + world mp4 + oracle sidecar) under ``out``; returns the HDF5.
+    ``activities`` (names from ``script.ACTIVITIES``) fixes the activity order, cycled to fill ``seconds``;
+    by default each subject starts at a random activity of the full list."""
     if seconds < 4.0:
         raise ValueError(f"seconds must be at least 4, got {seconds}")
     rng = np.random.default_rng([int(seed), int(subject_index), 7919])
@@ -165,7 +168,8 @@ def generate_recording(out: str | Path, subject_index: int, seconds: float = 120
     video_path = folder / f"{stamp}_{subj_tag}_eye-tracking-video-world_frame.mp4"
 
     subject = sc.sample_subject(rng, subject_index)
-    script = sc.plan_recording(rng, subject, seconds, t0, first_activity=int(rng.integers(len(sc.ACTIVITIES))))
+    first = int(rng.integers(len(sc.ACTIVITIES)))
+    script = sc.plan_recording(rng, subject, seconds, t0, first_activity=first, activities=activities)
     sig = sc.build_signals(rng, script, seconds)
     scene = script.scene
     gloves = [glove(rng) for _ in range(2)]
@@ -238,7 +242,7 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
         fingers = interp(sig.t, sig.fingers, tx)
         carpi = body[:, [schema.XSENS_BODY_SEGMENTS.index("Left Hand"), schema.XSENS_BODY_SEGMENTS.index("Right Hand")]]
         pos = np.concatenate([body, (fingers + carpi[:, :, None]).reshape(len(tx), 40, 3)], 1) + com
-        pos += rng.normal(0, 0.03, pos.shape)
+        pos += rng.normal(0, 0.004, pos.shape)  # Xsens output is filtered: sub-millimetre jitter
         names = list(schema.XSENS_BODY_SEGMENTS) + [f"{s} {n}" for s in ("Left", "Right")
                                                      for n in schema.XSENS_FINGER_SEGMENTS]
         write_stream(f, "xsens-segments", "position_cm", pos.astype(np.float32), t0 + tx,
@@ -287,22 +291,24 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
 # Many recordings
 # ----------------------------------------------------------------------------------------------
 def _worker(args) -> str:
-    out, i, seconds, seed, tactile, in_pool = args
+    out, i, seconds, seed, tactile, activities, in_pool = args
     if in_pool:  # one process per core already; OpenCV's own threads would only contend
         import cv2
 
         cv2.setNumThreads(1)
-    return str(generate_recording(out, i, seconds, seed, tactile))
+    return str(generate_recording(out, i, seconds, seed, tactile, activities))
 
 
 def generate_dataset(out: str | Path, subjects: int = 6, seconds: float = 120.0, seed: int = 0,
-                     workers: int | None = None, tactile: bool | list[bool] = True) -> list[Path]:
+                     workers: int | None = None, tactile: bool | Sequence[bool] = True,
+                     activities: Sequence[str] | None = None) -> list[Path]:
     """Synthetic recordings in the ActionSense layout, one per subject (S00, S01, ...), in parallel.
 
     ``out/<date>_experiment_SXX/<date>_<time>_streamLog_actionNet-wearables_SXX.hdf5`` plus the world
     video ``<date>_<time>_SXX_eye-tracking-video-world_frame.mp4`` and the oracle sidecar
     ``<hdf5 stem>.oracle.npz`` beside it. Deterministic per ``seed``. ``tactile=False`` (or a per-subject
-    list) leaves the tactile gloves out, as in some real recordings.
+    list) leaves the tactile gloves out, as in some real recordings. ``activities`` fixes every subject's
+    activity order (see :func:`generate_recording`).
     """
     if not isinstance(subjects, (int, np.integer)) or subjects < 1:
         raise ValueError(f"subjects must be a positive integer, got {subjects!r}")
@@ -316,7 +322,8 @@ def generate_dataset(out: str | Path, subjects: int = 6, seconds: float = 120.0,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = min(workers or os.cpu_count() or 1, subjects)
-    jobs = [(str(out), i, float(seconds), int(seed), flags[i], n > 1) for i in range(subjects)]
+    acts = tuple(activities) if activities else None
+    jobs = [(str(out), i, float(seconds), int(seed), flags[i], acts, n > 1) for i in range(subjects)]
     if n == 1:
         paths = [_worker(j) for j in jobs]
     else:

@@ -13,6 +13,7 @@ script gives different signals and different outcomes (a weak lifter's pitcher r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -488,7 +489,7 @@ class Script:
 
 
 def plan_recording(rng: np.random.Generator, subject: Subject, seconds: float, t_start: float,
-                   first_activity: int = 0) -> Script:
+                   first_activity: int = 0, activities: Sequence[str] | None = None) -> Script:
     """Segments of activities filling ``seconds``: each starts from rest, runs its primitives and
     returns to rest; layouts change in the short idle gaps between activities."""
     if seconds < 4.0:
@@ -496,7 +497,11 @@ def plan_recording(rng: np.random.Generator, subject: Subject, seconds: float, t
     zc = subject.counter_z
     hands = (HandTrack(0.0, subject.speed, **_rest_values(0, zc)), HandTrack(0.0, subject.speed, **_rest_values(1, zc)))
     segments: list[Segment] = []
-    order = [ACTIVITIES[(first_activity + i) % len(ACTIVITIES)] for i in range(64)]
+    cycle = tuple(activities) if activities else ACTIVITIES[first_activity:] + ACTIVITIES[:first_activity]
+    for a in cycle:
+        if a not in ACTIVITIES:
+            raise ValueError(f"activity must be one of {list(ACTIVITIES)}, got {a!r}")
+    order = [cycle[i % len(cycle)] for i in range(64)]
     t, k = 0.0, 0
     while seconds - t >= 4.0 and k < len(order):
         activity = order[k]
