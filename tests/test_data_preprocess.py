@@ -163,12 +163,12 @@ def test_text_descriptions(processed):
     force = np.zeros((12, 2))
     force[:, 0] = 0.9
     force[:, 1] = 0.1
-    d = describe("Peel a potato", 3, force, activity_force=(0.4, 0.1))
+    d = describe("Peel a potato", 3, force, activity_force=(0.4, 0.1, 0.6))
     assert d == {"verb": "peel", "phrase": "peel potato",
                  "sentence": "person peel potato in a fast manner, while holding it tightly with left hand"}
-    d = describe("Peel a potato", 1, force[:, ::-1] * 0.1, activity_force=(0.4, 0.15))
+    d = describe("Peel a potato", 1, force[:, ::-1] * 0.1, activity_force=(0.4, 0.15, 0.6))
     assert d["sentence"] == "person peel potato in a slow manner, while holding it gently with right hand"
-    d = describe("Peel a potato", 2, np.full((12, 2), 0.2), activity_force=(0.4, 0.1))
+    d = describe("Peel a potato", 2, np.full((12, 2), 0.2), activity_force=(0.4, 0.1, 0.6))
     assert d["sentence"] == "person peel potato, while holding it with both hands"
     assert describe("Peel a potato", 2, None)["sentence"] == "person peel potato"
     # In the processed data: speed words follow the frame step, grip side follows the glove.

@@ -17,7 +17,8 @@ if not hasattr(synth, "generate_dataset"):
 @pytest.fixture(scope="module")
 def synth_processed(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    paths = synth.generate_dataset(root / "raw", subjects=2, seconds=8.0, seed=0, workers=1)
+    # The second subject wears no tactile gloves, as in some real recordings.
+    paths = synth.generate_dataset(root / "raw", subjects=2, seconds=8.0, seed=0, workers=1, tactile=[True, False])
     manifest = preprocess(root / "raw", root / "out", PreprocessConfig(size=32, workers=1))
     return root, [str(p) for p in paths], manifest
 
@@ -54,6 +55,8 @@ def test_synth_preprocessed_clips(synth_processed):
                                       video[item["meta"]["video_frame_indices"]])
         batch = collate_clips([ds[i] for i in range(min(3, len(ds)))])
         assert batch["context"].shape[1:] == (4, 32, 32, 3)
+        expect = set(schema.MODALITY_NAMES) - ({"hand_force"} if split == "test" else set())
+        assert set(item["actions"]) == expect
     train = ClipDataset(root / "out", "train")
     for name in train.stats.minimum:
         vals = np.stack([train[i]["actions"][name] for i in range(len(train)) if name in train[i]["actions"]])

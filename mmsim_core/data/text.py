@@ -49,7 +49,10 @@ _ARTICLES = {"a", "an", "the", "some"}
 _STOP = {"with", "from", "into", "onto", "on", "in", "to", "of", "for", "at", "using", "and"}
 
 TIGHT_FACTOR = 1.5
-"""A clip is "held tightly" when some frame's force exceeds this multiple of the activity's average."""
+"""A clip is "held tightly" when some frame's force exceeds this multiple of the activity's average
+frame force (and is among the strongest ``1 - TIGHT_QUANTILE`` of the activity's clip peaks, so that
+"tightly" stays informative when grip is bursty)."""
+TIGHT_QUANTILE = 0.75
 GENTLE_QUANTILE = 0.25
 """A clip is "held gently" when its mean force is in this lowest quantile of its activity's clips."""
 BOTH_HANDS_RATIO = 0.8
@@ -86,12 +89,13 @@ def force_summary(hand_force_raw: np.ndarray, lo: float = 530.0, hi: float = 600
 
 
 def describe(label: str, frame_step: int, force: np.ndarray | None = None,
-             activity_force: tuple[float, float] | None = None) -> dict[str, str]:
+             activity_force: tuple[float, float, float] | None = None) -> dict[str, str]:
     """Verb / phrase / sentence for one clip.
 
     ``force``: ``(T, 2)`` per-frame grip of the clip (:func:`force_summary`), None when the clip has
-    no hand force. ``activity_force``: ``(mean frame grip, gentle threshold on the clip mean)`` of the
-    clip's activity (see :func:`activity_force_reference`).
+    no hand force. ``activity_force``: the reference of the clip's activity, ``(average frame grip,
+    gentle threshold on the clip mean, tight threshold on the clip peak)`` from
+    :func:`activity_force_reference`.
     """
     verb, phrase = verb_phrase(label)
     sentence = f"person {phrase}"
@@ -103,8 +107,8 @@ def describe(label: str, frame_step: int, force: np.ndarray | None = None,
         per_hand = force.mean(axis=0)  # (2,)
         grip = ""
         if activity_force is not None:
-            avg, gentle_thr = activity_force
-            if avg > 0 and total.max() > TIGHT_FACTOR * avg:
+            avg, gentle_thr, tight_thr = activity_force
+            if avg > 0 and total.max() > tight_thr:
                 grip = " tightly"
             elif total.mean() <= gentle_thr:
                 grip = " gently"
@@ -117,11 +121,16 @@ def describe(label: str, frame_step: int, force: np.ndarray | None = None,
     return {"verb": verb, "phrase": phrase, "sentence": sentence}
 
 
-def activity_force_reference(clip_forces: list[np.ndarray]) -> tuple[float, float]:
-    """From the per-frame grips ``[(T, 2), ...]`` of an activity's clips: the average frame grip (both
-    hands summed) and the gentle threshold (``GENTLE_QUANTILE`` of clip mean grips)."""
+def activity_force_reference(clip_forces: list[np.ndarray]) -> tuple[float, float, float]:
+    """From the per-frame grips ``[(T, 2), ...]`` of an activity's clips (both hands summed): the average
+    frame grip, the gentle threshold (``GENTLE_QUANTILE`` of clip means) and the tight threshold
+    (``TIGHT_FACTOR`` x average, at least the ``TIGHT_QUANTILE`` of clip peaks)."""
     if not clip_forces:
-        return 0.0, -1.0
-    frames = np.concatenate([f.sum(axis=1) for f in clip_forces])
-    means = np.array([f.sum(axis=1).mean() for f in clip_forces])
-    return float(frames.mean()), float(np.quantile(means, GENTLE_QUANTILE))
+        return 0.0, -1.0, np.inf
+    totals = [f.sum(axis=1) for f in clip_forces]
+    avg = float(np.concatenate(totals).mean())
+    means = np.array([t.mean() for t in totals])
+    peaks = np.array([t.max() for t in totals])
+    gentle = float(np.quantile(means, GENTLE_QUANTILE))
+    tight = max(TIGHT_FACTOR * avg, float(np.quantile(peaks, TIGHT_QUANTILE)))
+    return avg, gentle, tight
