@@ -259,3 +259,15 @@ def test_wrong_stream_shape_is_error(rec_path):
                                        np.zeros((len(f["tactile-glove-left/tactile_data/time_s"]), 16, 16))))
     with ActionSenseRecording(rec_path) as rec, pytest.raises(RecordingError, match=r"\(16, 16\)"):
         rec.available_modalities()
+
+
+def test_nan_frame_timestamp_is_error_not_dropped(rec_path):
+    def poison(f):
+        t = f["eye-tracking-video-world/frame_timestamp/time_s"][()]
+        t[7] = np.nan
+        _replace(f, "eye-tracking-video-world/frame_timestamp/time_s", t)
+
+    _edit(rec_path, poison)
+    with ActionSenseRecording(rec_path) as rec, pytest.raises(RecordingError, match="non-finite timestamps") as e:
+        rec.frame_times()
+    assert "eye-tracking-video-world/frame_timestamp" in str(e.value)

@@ -17,8 +17,10 @@ Policies for imperfect input (real recordings have all of these):
 * **Timestamps going backwards.** A few small inversions (at most 1 % of steps, none jumping back
   more than ``MAX_BACKSTEP_S``) are sorted away with a warning (jitter in irregular streams such as
   the tactile gloves). Anything more is an error: a clock jump cannot be repaired by sorting. The
-  world-video ``frame_timestamp`` stream is never sorted (that would reorder frames): any step
-  backwards is an error.
+  world-video ``frame_timestamp`` stream is never sorted or thinned (its row i is video frame i): any
+  non-finite or backward timestamp there is an error.
+* **Video length.** The video must have at least as many frames as ``frame_timestamp`` rows (checked
+  on the container header, and again while decoding); extra trailing frames are ignored.
 * **Activities.** Each ``Start`` row pairs with the next ``Stop`` row of the same label. The rating of
   the pair is the worse of its two rows (ActionNet writes it on both); an empty rating counts as
   ``Good`` (the ActionNet example parser keeps unrated rows too). Unpaired rows are ignored with a
@@ -240,9 +242,10 @@ class ActionSenseRecording:
             raise RecordingError(self.path, f"cannot read 'data' (truncated file?): {e}",
                                  stream=f"{device}/{name}") from None
 
-    def stream(self, device: str, name: str, *, sortable: bool = True) -> Stream:
+    def stream(self, device: str, name: str, *, index_aligned: bool = False) -> Stream:
         """Validated stream: lengths agree, non-finite rows dropped (few) or error (many), time ascending
-        (a few inversions sorted when ``sortable``). Cached."""
+        (a few inversions sorted). Cached. ``index_aligned`` streams (row i belongs to video frame i) are
+        never reordered or thinned: any non-finite or backward timestamp is an error."""
         key = f"{device}/{name}"
         if key in self._cache:
             return self._cache[key]
@@ -252,12 +255,12 @@ class ActionSenseRecording:
             raise RecordingError(self.path, f"'data' has {len(data)} rows but 'time_s' has {len(t)}", stream=key)
         if len(t) == 0:
             raise RecordingError(self.path, "stream is empty", stream=key)
-        if data.dtype.kind in "fiu":
+        if data.dtype.kind in "fiu" and not index_aligned:
             data, t = self._drop_nonfinite(key, data, t)
         t_ok = np.isfinite(t)
         if not t_ok.all():
             raise RecordingError(self.path, f"{int((~t_ok).sum())} non-finite timestamps", stream=key)
-        data, t = self._ensure_ascending(key, data, t, sortable)
+        data, t = self._ensure_ascending(key, data, t, sortable=not index_aligned)
         s = Stream(device, name, data, t, self.headings(device, name))
         self._cache[key] = s
         return s
@@ -388,7 +391,7 @@ class ActionSenseRecording:
 
     def frame_times(self) -> np.ndarray:
         """``(N,)`` capture time of each world-video frame (system clock, seconds)."""
-        return self.stream(VIDEO_DEVICE, VIDEO_STREAM, sortable=False).time_s
+        return self.stream(VIDEO_DEVICE, VIDEO_STREAM, index_aligned=True).time_s
 
     def check_video(self) -> dict:
         """Open the world video and compare its frame count with the frame timestamps (from the container
