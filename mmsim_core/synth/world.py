@@ -310,16 +310,18 @@ def _reach(o: ObjectSpec) -> float:
     return 7.0 if o.kind in ("pan", "potato", "sponge", "glass", "cucumber") else 9.0
 
 
-def step(scene: Scene, state: np.ndarray, frame: Mapping[str, np.ndarray], t: float, dt: float) -> np.ndarray:
+def step(scene: Scene, state: np.ndarray, frame: Mapping[str, np.ndarray], t: float, dt: float,
+         hands: list[HandReading] | None = None) -> np.ndarray:
     """Advance the world to time ``t`` (seconds since start) under this frame's raw actions; ``dt`` is
-    the time since the previous rendered frame (0 for the first)."""
+    the time since the previous rendered frame (0 for the first). ``hands``: ``read_hands(frame)`` if
+    already computed."""
     s = np.array(state, dtype=np.float64, copy=True)
     seg_i = scene.segment_at(t)
     if int(s[0]) != seg_i:  # the layout changes between activities (in the idle gap)
         s = scene.initial_state(seg_i)
     seg = scene.segments[seg_i]
     objs = seg.objects
-    hands = read_hands(frame)
+    hands = read_hands(frame) if hands is None else hands
     tools = (None, seg.tool_right)
 
     # release, then grasp (hysteresis on grip force; a hand holding a tool never grasps)
@@ -632,12 +634,15 @@ def _draw_hand(p: _Painter, scene: Scene, hand: HandReading, tool: str | None) -
         return
     chains = [np.stack([seg[1], seg[2], seg[3], tips[0]])]
     chains += [np.stack([seg[fi[1]], seg[fi[2]], seg[fi[3]], tips[k + 1]]) for k, fi in enumerate(kin.FINGERS)]
-    z = p.cam.project(np.array([c]))[1][0]
-    edge = max(1, int(round(0.5 * f / z)))
-    for ch in chains:  # outline first so neighbouring fingers stay distinguishable
-        p.polyline(ch, 1.9 + 2 * edge * z / f, dark)
-    for ch in chains:
-        p.polyline(ch, 1.7, skin)
+    px, zz = p.cam.project(np.concatenate(chains))
+    if (zz < 2.0).any():
+        return
+    z = float(zz.mean())
+    lines = [_fix(q).reshape(-1, 1, 2) for q in np.split(px, 5)]
+    th = max(1, int(round(1.7 * f / z)))
+    # outline first so neighbouring fingers stay distinguishable
+    cv2.polylines(p.img, lines, False, dark, th + 2, lineType=cv2.LINE_AA, shift=_SHIFT)
+    cv2.polylines(p.img, lines, False, skin, th, lineType=cv2.LINE_AA, shift=_SHIFT)
     if tool is not None:
         d = _blade_dir(hand)
         g = hand.grip
@@ -649,14 +654,15 @@ def _draw_hand(p: _Painter, scene: Scene, hand: HandReading, tool: str | None) -
             p.line(g + 1.5 * d, g + 6.5 * d, 1.6, (190, 195, 200))
 
 
-def draw(scene: Scene, state: np.ndarray, frame: Mapping[str, np.ndarray]) -> np.ndarray:
+def draw(scene: Scene, state: np.ndarray, frame: Mapping[str, np.ndarray],
+         hands: list[HandReading] | None = None) -> np.ndarray:
     """One native-resolution RGB frame ``(H, W, 3)`` uint8 from the state and this frame's raw actions."""
     w, h = scene.image_size
     img = np.empty((h, w, 3), dtype=np.uint8)
     cam = camera_from_body(frame["body_pose"], scene)
     _draw_background(img, scene, cam)
     p = _Painter(img, cam)
-    hands = read_hands(frame)
+    hands = read_hands(frame) if hands is None else hands
     seg = scene.segments[int(state[0])]
     objs = [(o, object_state(state, i)) for i, o in enumerate(seg.objects)]
     by_kind = {o.kind: (o, st) for o, st in objs}
@@ -719,9 +725,10 @@ def iter_world(scene: Scene, initial_state: np.ndarray, actions: Mapping[str, np
         raise ActionInputError(f"initial_state must have shape ({len(STATE_FIELDS)},), got {state.shape}")
     for k in range(T):
         frame = {n: actions[n][k] for n in schema.MODALITY_NAMES}
+        hands = read_hands(frame)
         if k > 0:
-            state = step(scene, state, frame, float(times[k]), float(times[k] - times[k - 1]))
-        yield state, (draw(scene, state, frame) if render_frames else None)
+            state = step(scene, state, frame, float(times[k]), float(times[k] - times[k - 1]), hands)
+        yield state, (draw(scene, state, frame, hands) if render_frames else None)
 
 
 def simulate(scene: Scene, initial_state: np.ndarray, actions: Mapping[str, np.ndarray],
