@@ -360,9 +360,11 @@ class Planner:
 
     def jar(self, t_end):
         L, R = 0, 1
-        self.reach(L, self.mid("jar") + (-2.0, 0, 0), yaw=0.5)
+        r = self.objs["jar"].dims[0]
+        # hold the jar from the left and the lid from the right-front: the lid's mark stays visible
+        self.reach(L, self.mid("jar") + (-(r + 1.0), -1.0, 0), yaw=0.5)
         self.grasp(L, 0.5, 0.7)
-        lid = self.top("jar", 1.5)
+        lid = self.top("jar", 1.5) + (0.75 * r, -0.5 * r, 0)
         self.reach(R, lid, yaw=0.4, pitch=0.8)
         sync(*self.hands)
         angle, direction = 0.0, 1.0

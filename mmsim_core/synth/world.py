@@ -583,6 +583,7 @@ def _draw_object(p: _Painter, scene: Scene, o: ObjectSpec, st: np.ndarray, hands
         bar = np.array([np.cos(ang), np.sin(ang), 0.0]) * r
         c = np.array([lx, y, lz + lid])
         p.line(c - bar, c + bar, 0.4 * r, (245, 245, 240))
+        p.line(c + 0.6 * bar, c + 1.25 * bar, 0.45 * r, (30, 30, 30))  # a tab marks the lid's turn
     elif o.kind == "sponge":
         L, W, H = d
         sq = 1.0 - (0.45 * min(hands[held].force, 1.2) if held >= 0 else 0.0)
