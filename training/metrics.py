@@ -139,31 +139,37 @@ class LPIPSMetric:
 
     def __init__(self, net: str = "alex", backbone: str | os.PathLike | None = None, device="cpu"):
         import lpips
-        from torchvision import models as tv
 
         self.net, self.device = net, torch.device(device)
         self.backbone_path = find_lpips_backbone(net, backbone)
         # pnet_rand builds the backbone without touching the network; real weights are copied in below.
         model = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=True, verbose=False)
-        reference = {"alex": tv.alexnet, "vgg": tv.vgg16, "squeeze": tv.squeezenet1_1}[net]()
         try:
             state = torch.load(self.backbone_path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file means the metric is unavailable
             raise MetricUnavailable(f"LPIPS backbone {self.backbone_path} cannot be read: {e}") from None
         if isinstance(state, Mapping) and "state_dict" in state:
             state = state["state_dict"]
-        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        try:
-            reference.features.load_state_dict(features, strict=True)
-        except RuntimeError as e:
-            raise MetricUnavailable(
-                f"{self.backbone_path} is not a torchvision {net} checkpoint (its 'features.*' weights do not "
-                f"match): {str(e).splitlines()[0]}"
-            ) from None
-        # lpips splits torchvision's `features` Sequential into slices that keep the original indices.
+        if not isinstance(state, Mapping):
+            raise MetricUnavailable(f"{self.backbone_path} is not a state dict")
+        # lpips splits torchvision's `features` Sequential into slices that keep the original indices,
+        # so slice module "i" takes torchvision's "features.i.*" weights.
+        loaded = 0
         for slice_ in (getattr(model.net, f"slice{i}") for i in range(1, model.net.N_slices + 1)):
             for idx, module in slice_.named_children():
-                module.load_state_dict(reference.features[int(idx)].state_dict())
+                own = module.state_dict()
+                if not own:
+                    continue
+                sub = {k: state.get(f"features.{idx}.{k}") for k in own}
+                bad = [k for k, v in sub.items() if not isinstance(v, torch.Tensor) or v.shape != own[k].shape]
+                if bad:
+                    raise MetricUnavailable(
+                        f"{self.backbone_path} is not a torchvision {net} checkpoint: 'features.{idx}.{bad[0]}' "
+                        f"is missing or has the wrong shape (expected {tuple(own[bad[0]].shape)})"
+                    )
+                module.load_state_dict(sub)
+                loaded += len(sub)
+        self.num_backbone_tensors = loaded
         self.model = model.eval().to(self.device)
 
     @torch.no_grad()
@@ -296,8 +302,10 @@ class VideoMetrics:
     _fake_feats: list[torch.Tensor] = field(default_factory=list)
 
     @classmethod
-    def create(cls, lpips_net: str | None = "alex", lpips_backbone=None, i3d=None, device="cpu") -> "VideoMetrics":
-        """Load LPIPS and I3D when their real weights are present; otherwise record why not."""
+    def create(cls, lpips_net: str | None = "alex", lpips_backbone=None, i3d=None, device="cpu",
+               fvd: bool = True) -> "VideoMetrics":
+        """Load LPIPS and I3D when their real weights are present; otherwise record why not.
+        ``lpips_net=None`` / ``fvd=False`` skip those metrics."""
         unavailable, lp, det = {}, None, None
         if lpips_net is None:
             unavailable["lpips"] = "disabled (--no-lpips)"
@@ -306,10 +314,13 @@ class VideoMetrics:
                 lp = load_lpips(lpips_net, lpips_backbone, device=device)
             except MetricUnavailable as e:
                 unavailable["lpips"] = str(e)
-        try:
-            det = load_i3d(i3d, device=device)
-        except MetricUnavailable as e:
-            unavailable["fvd"] = str(e)
+        if not fvd:
+            unavailable["fvd"] = "disabled"
+        else:
+            try:
+                det = load_i3d(i3d, device=device)
+            except MetricUnavailable as e:
+                unavailable["fvd"] = str(e)
         return cls(lpips=lp, i3d=det, unavailable=unavailable)
 
     @property
