@@ -147,6 +147,9 @@ def test_dataset_without_tactile_gloves(tmp_path):
 
     with ActionSenseRecording(paths[1]) as rec:
         assert "hand_force" not in rec.available_modalities()
+    oracle = load_oracle(paths[1])  # the world still felt the (unrecorded) force: the caller must give one
+    with pytest.raises(ActionInputError, match="no \\['hand_force'\\]"):
+        oracle.render_clip(np.arange(12), {})
 
 
 def test_generate_dataset_validates_arguments(tmp_path):
@@ -252,7 +255,10 @@ def test_oracle_input_errors(recordings, tmp_path):
     idx = np.arange(12)
     acts = oracle.recorded_actions(idx)
     with pytest.raises(ActionInputError, match="missing \\['emg'\\]"):
-        oracle.render_clip(idx, {n: v for n, v in acts.items() if n != "emg"})
+        world.render(oracle.scene, oracle.state_at(0), {n: v for n, v in acts.items() if n != "emg"},
+                     oracle.frame_times[idx])
+    # the recording's oracle fills modalities left out with their recorded values
+    np.testing.assert_array_equal(oracle.render_clip(idx, {"emg": acts["emg"]}), oracle.render_clip(idx, acts))
     with pytest.raises(ActionInputError, match="hand_pose"):
         oracle.render_clip(idx, dict(acts, hand_pose=acts["hand_pose"][:, 0]))
     with pytest.raises(ActionInputError, match="12 steps but 11 frame indices"):

@@ -70,24 +70,39 @@ class OracleRecording:
                     size: int | None = schema.FRAME_SIZE) -> np.ndarray:
         """Frames the world shows at ``frame_indices`` under ``raw_actions`` (one step per index), starting
         from the recorded state at ``frame_indices[0]`` and stepping with the frame-time differences.
-        Rendered at native resolution, then centre-cropped and resized to ``size`` (None: native)."""
+        Rendered at native resolution, then centre-cropped and resized to ``size`` (None: native).
+
+        Modalities left out of ``raw_actions`` keep their recorded values (read from the HDF5 the way
+        preprocessing aligns them), so ``render_clip(idx, {"emg": edited})`` edits EMG alone."""
         idx = self._indices(frame_indices)
         acts = {n: np.asarray(raw_actions[n]) for n in schema.MODALITY_NAMES if n in raw_actions}
-        T = world.check_actions(acts) if len(acts) == len(schema.MODALITY_NAMES) else world.check_actions(raw_actions)
+        missing = [n for n in schema.MODALITY_NAMES if n not in acts]
+        if missing:
+            recorded = self.recorded_actions(idx, missing)
+            absent = [n for n in missing if n not in recorded]
+            if absent:
+                raise ActionInputError(f"{self.path}: the recording has no {absent} to fill in; pass them in "
+                                       f"raw_actions")
+            acts.update(recorded)
+        T = world.check_actions(acts)
         if T != len(idx):
             raise ActionInputError(f"raw actions have {T} steps but {len(idx)} frame indices were given")
         frames = world.render(self.scene, self.states[idx[0]], acts, self.frame_times[idx])
         return frames if size is None else center_crop_resize(frames, size)
 
-    def recorded_actions(self, frame_indices: Sequence[int]) -> dict[str, np.ndarray]:
+    def recorded_actions(self, frame_indices: Sequence[int], modalities: Sequence[str] | None = None
+                         ) -> dict[str, np.ndarray]:
         """Raw clip actions at these frames as preprocessing computes them from the HDF5 streams
-        (nearest sample, EMG window envelope), via the ActionSense reader."""
+        (nearest sample, EMG window envelope), via the ActionSense reader. Modalities the recording
+        lacks (e.g. no tactile gloves) are absent from the result."""
         from mmsim_core.data.actionsense import ActionSenseRecording, align_modalities
 
         idx = self._indices(frame_indices)
         with ActionSenseRecording(self.path) as rec:
             ft = rec.frame_times()[idx]
-            values, _ = align_modalities(rec, ft)
+            have = rec.available_modalities()
+            wanted = [m for m in (modalities or schema.MODALITY_NAMES) if m in have]
+            values, _ = align_modalities(rec, ft, wanted)
         return values
 
     def recorded_frames(self, frame_indices: Sequence[int], size: int | None = schema.FRAME_SIZE) -> np.ndarray:
