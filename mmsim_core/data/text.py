@@ -18,6 +18,8 @@ import re
 
 import numpy as np
 
+_DISHES = "3 each large/small plates, bowls, mugs, glasses, sets of utensils"
+
 # Known ActionSense activities -> (verb, phrase).
 ACTIVITY_TEXT: dict[str, tuple[str, str]] = {
     "Get/replace items from refrigerator/cabinets/drawers": ("get", "get items"),
@@ -35,11 +37,11 @@ ACTIVITY_TEXT: dict[str, tuple[str, str]] = {
     "Clean a plate with a towel": ("wipe", "wipe plate"),
     "Clean a pan with a sponge": ("clean", "clean pan"),
     "Clean a pan with a towel": ("wipe", "wipe pan"),
-    "Get items from cabinets: 3 each large/small plates, bowls, mugs, glasses, sets of utensils": ("get", "get dishes"),
-    "Set table: 3 each large/small plates, bowls, mugs, glasses, sets of utensils": ("set", "set table"),
+    "Get items from cabinets: " + _DISHES: ("get", "get dishes"),
+    "Set table: " + _DISHES: ("set", "set table"),
     "Stack on table: 3 each large/small plates, bowls": ("stack", "stack dishes"),
-    "Load dishwasher: 3 each large/small plates, bowls, mugs, glasses, sets of utensils": ("load", "load dishwasher"),
-    "Unload dishwasher: 3 each large/small plates, bowls, mugs, glasses, sets of utensils": ("unload", "unload dishwasher"),
+    "Load dishwasher: " + _DISHES: ("load", "load dishwasher"),
+    "Unload dishwasher: " + _DISHES: ("unload", "unload dishwasher"),
 }
 # Same activities, matched on their prefix before ':' (labels are sometimes abbreviated).
 _PREFIX_TEXT = {k.split(":")[0].strip().lower(): v for k, v in ACTIVITY_TEXT.items()}
