@@ -136,7 +136,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     dataset = ClipDataset(cfg.data, split=cfg.split, modality_drop=cfg.modality_drop, seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
                         collate_fn=collate_clips, num_workers=cfg.num_workers,
-                        persistent_workers=cfg.num_workers > 0)
+                        persistent_workers=False)  # workers must pick up set_epoch (modality-drop draws)
 
     # 2. Model, optimiser (paper: Adam 1e-4, betas (0.9, 0.99)), EMA of the trainable weights.
     simulator = build_simulator(cfg)
