@@ -35,6 +35,9 @@ class OracleRecording:
     """``(N,)`` seconds since ``scene.t_start`` (the HDF5 frame timestamps minus the start)."""
     states: np.ndarray
     """``(N, len(world.STATE_FIELDS))`` state *at* each frame (after that frame's actions acted)."""
+    true_force: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    """(grip force (N, 2), fingertip share (N, 2), gloves (2, 2, 32, 32)): the true tactile signal at the
+    frames, for recordings whose HDF5 has no tactile gloves."""
 
     @property
     def num_frames(self) -> int:
@@ -79,6 +82,8 @@ class OracleRecording:
         missing = [n for n in schema.MODALITY_NAMES if n not in acts]
         if missing:
             recorded = self.recorded_actions(idx, missing)
+            if "hand_force" in missing and "hand_force" not in recorded and self.true_force is not None:
+                recorded["hand_force"] = self.true_hand_force(idx)  # gloves not recorded: the world's own
             absent = [n for n in missing if n not in recorded]
             if absent:
                 raise ActionInputError(f"{self.path}: the recording has no {absent} to fill in; pass them in "
@@ -104,6 +109,16 @@ class OracleRecording:
             wanted = [m for m in (modalities or schema.MODALITY_NAMES) if m in have]
             values, _ = align_modalities(rec, ft, wanted)
         return values
+
+    def true_hand_force(self, frame_indices: Sequence[int]) -> np.ndarray:
+        """The tactile maps the world felt at these frames (noise-free), ``(T, 2, 32, 32)`` ADC."""
+        from mmsim_core.synth.recording import tactile_maps
+
+        if self.true_force is None:
+            raise RecordingError(self.path, "the oracle sidecar holds no true grip force")
+        idx = self._indices(frame_indices)
+        force, tips, gloves = self.true_force
+        return np.stack([tactile_maps(force[idx, h], tips[idx, h], gloves[h, 0], gloves[h, 1]) for h in range(2)], 1)
 
     def recorded_frames(self, frame_indices: Sequence[int], size: int | None = schema.FRAME_SIZE) -> np.ndarray:
         """The world video's frames at these indices (decoded from the mp4)."""
@@ -138,5 +153,6 @@ def load_oracle(hdf5_path: str | Path) -> OracleRecording:
             raise RecordingError(side, f"oracle format {fmt!r} is not {ORACLE_FORMAT!r}")
         scene = world.Scene.from_json(str(z["scene_json"]), counter_texture=z["counter_texture"],
                                       wall_texture=z["wall_texture"])
+        true_force = (z["grip_force"], z["grip_tips"], z["gloves"]) if "grip_force" in z.files else None
         return OracleRecording(path=path, scene=scene, frame_times=z["frame_times"].astype(np.float64),
-                               states=z["states"].astype(np.float64))
+                               states=z["states"].astype(np.float64), true_force=true_force)

@@ -201,7 +201,8 @@ def generate_recording(out: str | Path, subject_index: int, seconds: float = 120
         oracle_path(h5_path), format=np.array(ORACLE_FORMAT), scene_json=np.array(scene.to_json()),
         counter_texture=scene.counter_texture, wall_texture=scene.wall_texture, frame_times=frame_t,
         states=states, state_fields=np.array(world.STATE_FIELDS),
-        gloves=np.stack([np.stack(g) for g in gloves]))
+        gloves=np.stack([np.stack(g) for g in gloves]),  # (2 hands, [pattern, baseline], 32, 32)
+        grip_force=interp(sig.t, sig.force, frame_t), grip_tips=interp(sig.t, sig.tips, frame_t))
     return h5_path
 
 

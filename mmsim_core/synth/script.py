@@ -472,7 +472,8 @@ def make_layout(rng, activity: str) -> tuple[list[ObjectSpec], str | None]:
         if distractor:
             objs.insert(0, make_object(rng, "plate", cx - 18, cy + 12))
     else:
-        kind = ("plate", "glass", "jar")[rng.integers(3)]
+        kinds = ("plate", "glass", "jar") if activity.startswith("Get/replace") else ("plate", "glass")
+        kind = kinds[rng.integers(len(kinds))]
         side = 1.0 if rng.random() < 0.6 else -1.0
         objs = [make_object(rng, kind, side * u(12, 16), u(48, 54))]
         if distractor:
