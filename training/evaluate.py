@@ -308,7 +308,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         "metric_definitions": {
             "frames": "future frames only, RGB scaled to [0, 1]; per-frame values averaged over frames and clips",
             "psnr": f"10*log10(1/MSE) per frame, data range 1, capped at {PSNR_MAX} dB",
-            "ssim": "gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1 (torchmetrics)",
+            "ssim": "gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1, valid region",
             "lpips": metrics.lpips.describe() if metrics.lpips is not None else None,
             "fvd": ({**metrics.i3d.describe(), "frames": "context + future (h+F) of real and predicted clips"}
                     if metrics.i3d is not None else None),

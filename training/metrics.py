@@ -7,8 +7,10 @@ Definitions (the standard ones, on frames scaled to [0, 1]):
   JSON cannot hold and which would make any mean infinite, so every per-frame PSNR is capped at
   ``PSNR_MAX = 100`` dB: far above the largest finite PSNR of two different 8-bit 64x64 frames
   (one pixel off by 1/255 gives ~89 dB), so the cap only ever touches identical frames.
-* **SSIM** — Wang et al. 2004: gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1
-  (torchmetrics' functional SSIM), per frame.
+* **SSIM** — Wang et al. 2004: gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1, per
+  frame, local statistics over the valid region (Wang's reference code, skimage). torchmetrics 1.9's
+  functional SSIM averages over reflect-padded borders as well, which shifts values by ~1e-3 on
+  64x64 frames, so it is not used here.
 * **LPIPS** — Zhang et al. 2018 (the ``lpips`` package, v0.1 linear heads, AlexNet by default), per
   frame on [-1, 1] inputs. The linear heads ship inside the package but the backbone is torchvision's
   ImageNet network, which is only present if someone downloaded it. :func:`load_lpips` looks for it
@@ -97,17 +99,32 @@ def frame_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return psnr_from_mse(frame_mse(pred, target))
 
 
-def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """SSIM per frame (gaussian window 11, sigma 1.5, data range 1)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)  # (size, size), sums to 1
 
+
+def frame_ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5,
+               k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """SSIM per frame (Wang et al. 2004): gaussian window 11, sigma 1.5, data range 1, local statistics
+    over the valid region of each channel, averaged over pixels and channels (as skimage's
+    ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``)."""
     _check_pair(pred, target)
-    b, n = pred.shape[:2]
-    s = structural_similarity_index_measure(
-        pred.flatten(0, 1).float(), target.flatten(0, 1).float(),
-        gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
-    )  # fmt: skip
-    return s.view(b, n)
+    b, n, c, h, w = pred.shape
+    if min(h, w) < window:
+        raise ValueError(f"SSIM needs frames of at least {window}x{window}, got {h}x{w}")
+    x = pred.flatten(0, 1).double()  # (B*N, C, H, W)
+    y = target.flatten(0, 1).double()
+    kernel = _gaussian_window(window, sigma).to(x.device).expand(c, 1, window, window)
+    # One grouped convolution computes all five local moments per channel.
+    stacked = torch.cat([x, y, x * x, y * y, x * y])  # (5*B*N, C, H, W)
+    mu_x, mu_y, e_xx, e_yy, e_xy = F.conv2d(stacked, kernel, groups=c).chunk(5)
+    var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y
+    c1, c2 = k1**2, k2**2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim_map.mean(dim=(1, 2, 3)).view(b, n).float()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,7 +286,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"mismatched Gaussian shapes: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
-    covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         # Singular product (few samples): regularise as in the reference FID implementation.
         eps = np.eye(len(mu1)) * 1e-6

@@ -1,0 +1,300 @@
+"""Metrics on hand-made cases, the LPIPS / FVD loading paths, and `mmsim evaluate` end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training import metrics as M
+from training.evaluate import main
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny processed dataset and an untrained mmsim-tiny checkpoint saved beside it."""
+    from fixtures.recordings import write_dataset
+
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim_core.data import ClipDataset
+    from mmsim_core.data.preprocess import PreprocessConfig, preprocess
+
+    base = tmp_path_factory.mktemp("eval")
+    write_dataset(base / "raw", subjects=("S01", "S02"), seconds=4.0)
+    preprocess(base / "raw", base / "proc", PreprocessConfig(frame_steps=(1,), stride=6, workers=1))
+    ds = ClipDataset(base / "proc", split="test")
+    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=ds.stats).save_pretrained(base / "ckpt")
+    return {"data": base / "proc", "ckpt": base / "ckpt", "num_test": len(ds)}
+
+
+@pytest.fixture
+def offline_weights(tmp_path, monkeypatch):
+    """No LPIPS backbone and no I3D anywhere: an empty torch hub cache and no env overrides."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.delenv(M.I3D_ENV, raising=False)
+    monkeypatch.delenv(M.LPIPS_ENV, raising=False)
+
+
+class I3DStandIn(torch.nn.Module):
+    """Test-only module with the I3D torchscript calling convention and a 400-d output. It exercises
+    the FVD code path; it is NOT I3D and no result computed with it is an FVD."""
+
+    def __init__(self, dim: int = M.I3D_FEATURE_DIM):
+        super().__init__()
+        self.proj = torch.nn.Linear(12, dim)
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False,
+                return_features: bool = False) -> torch.Tensor:
+        if x.shape[1] != 3 or x.shape[3] != 224 or x.shape[4] != 224:
+            raise RuntimeError("expected (B, 3, T, 224, 224)")
+        if bool(x.min() < -1.0) or bool(x.max() > 1.0):
+            raise RuntimeError("expected values in [-1, 1]")
+        stats = [x.mean(dim=(2, 3, 4)), x.std(dim=(2, 3, 4)), x.amin(dim=(2, 3, 4)), x.amax(dim=(2, 3, 4))]
+        return self.proj(torch.cat(stats, dim=1))  # (B, 400)
+
+
+def _save_standin(path, dim=M.I3D_FEATURE_DIM):
+    torch.manual_seed(0)
+    torch.jit.script(I3DStandIn(dim)).save(str(path))
+    return path
+
+
+def _alexnet_features_file(path):
+    """A torchvision-format AlexNet state dict (random values) to exercise the LPIPS loading path."""
+    shapes = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3), 8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for i, s in shapes.items():
+        state[f"features.{i}.weight"] = torch.randn(s, generator=g) * 0.05
+        state[f"features.{i}.bias"] = torch.randn(s[0], generator=g) * 0.05
+    torch.save(state, path)
+    return path, state
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric values on hand-made cases
+# ----------------------------------------------------------------------------------------------
+def test_identical_frames():
+    x = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
+    p, t = M.to_unit(x), M.to_unit(x.copy())
+    assert p.shape == (2, 3, 3, 32, 32) and float(p.max()) <= 1.0
+    assert torch.equal(M.frame_mse(p, t), torch.zeros(2, 3))
+    assert torch.equal(M.frame_psnr(p, t), torch.full((2, 3), M.PSNR_MAX))  # capped, never inf
+    assert torch.allclose(M.frame_ssim(p, t), torch.ones(2, 3), atol=1e-5)
+
+
+def test_known_noise_gives_known_psnr():
+    target = torch.full((1, 2, 3, 16, 16), 0.5)
+    sign = torch.where(torch.rand(target.shape, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0)
+    pred = target + 0.1 * sign  # |error| = 0.1 everywhere: MSE 0.01, PSNR 20 dB
+    assert torch.allclose(M.frame_mse(pred, target), torch.full((1, 2), 0.01), atol=1e-6)
+    assert torch.allclose(M.frame_psnr(pred, target), torch.full((1, 2), 20.0), atol=1e-4)
+    assert float(M.psnr_from_mse(1e-3)) == pytest.approx(30.0)
+    # The cap only touches identical frames: one 8-bit step on one value of a 64x64 RGB frame is below it.
+    one_step = (1 / 255) ** 2 / (64 * 64 * 3)
+    assert float(M.psnr_from_mse(one_step)) < M.PSNR_MAX
+
+
+def test_ssim_orders_degradations():
+    rng = np.random.default_rng(0)
+    base = torch.from_numpy(rng.random((1, 1, 3, 48, 48), dtype=np.float32))
+    small = (base + 0.02 * torch.randn(base.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    large = (base + 0.3 * torch.randn(base.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    s_small, s_large = float(M.frame_ssim(small, base)), float(M.frame_ssim(large, base))
+    assert 1.0 > s_small > s_large
+    # Symmetric, as the definition is.
+    assert float(M.frame_ssim(base, large)) == pytest.approx(s_large, abs=1e-5)
+
+
+def test_ssim_matches_reference_definition():
+    """Against Wang et al.'s definition written out with scipy: gaussian 11 / 1.5, valid region."""
+    from scipy.ndimage import correlate
+
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(1, 2, 3, 40, 40, generator=g)
+    b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    x = np.arange(11) - 5.0
+    k1d = np.exp(-(x**2) / (2 * 1.5**2))
+    k = np.outer(k1d, k1d) / np.outer(k1d, k1d).sum()
+
+    def reference(p, t):
+        vals = []
+        for c in range(3):
+            P, T = p[c].double().numpy(), t[c].double().numpy()
+            f = lambda z: correlate(z, k, mode="constant")[5:-5, 5:-5]  # noqa: E731
+            mp, mt = f(P), f(T)
+            vp, vt, cov = f(P * P) - mp**2, f(T * T) - mt**2, f(P * T) - mp * mt
+            c1, c2 = 0.01**2, 0.03**2
+            vals.append((((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp**2 + mt**2 + c1) * (vp + vt + c2))).mean())
+        return np.mean(vals)
+
+    ours = M.frame_ssim(b, a)
+    for i in range(2):
+        assert float(ours[0, i]) == pytest.approx(reference(b[0, i], a[0, i]), abs=1e-6)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shapes differ"):
+        M.frame_mse(torch.zeros(1, 2, 3, 8, 8), torch.zeros(1, 3, 3, 8, 8))
+
+
+def test_frechet_distance_on_gaussians():
+    mu, sigma = np.array([1.0, -2.0, 0.5]), np.diag([1.0, 2.0, 3.0])
+    assert M.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+    # Diagonal covariances: |mu1-mu2|^2 + sum (sqrt(s1) - sqrt(s2))^2.
+    mu2, sigma2 = np.array([2.0, -2.0, 0.5]), np.diag([4.0, 2.0, 12.0])
+    expected = 1.0 + (1 - 2) ** 2 + 0 + (np.sqrt(3) - np.sqrt(12)) ** 2
+    assert M.frechet_distance(mu, sigma, mu2, sigma2) == pytest.approx(expected, rel=1e-6)
+    # From features: identical sets -> 0; a shifted set -> the shift squared.
+    feats = np.random.default_rng(0).normal(size=(64, 5))
+    assert M.fvd_from_features(feats, feats) == pytest.approx(0.0, abs=1e-6)
+    assert M.fvd_from_features(feats, feats + 2.0) == pytest.approx(5 * 4.0, rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        M.gaussian_stats(feats[:1])
+
+
+# ----------------------------------------------------------------------------------------------
+# LPIPS and FVD: only with real weights; loading paths exercised with small files made here
+# ----------------------------------------------------------------------------------------------
+def test_lpips_and_fvd_unavailable_offline(offline_weights):
+    m = M.VideoMetrics.create()
+    assert m.lpips is None and m.i3d is None
+    assert "alexnet-owt-7be5be79.pth" in m.unavailable["lpips"] and "--lpips-backbone" in m.unavailable["lpips"]
+    assert "--i3d" in m.unavailable["fvd"] and M.I3D_ENV in m.unavailable["fvd"]
+    x = np.zeros((2, 8, 16, 16, 3), np.uint8)
+    m.update(x, x)
+    out = m.compute()
+    assert set(out["metrics"]) == {"mse", "psnr", "ssim"} and set(out["unavailable"]) == {"lpips", "fvd"}
+
+
+def test_lpips_backbone_loading_path(tmp_path, offline_weights):
+    path, state = _alexnet_features_file(tmp_path / "alexnet.pth")
+    lp = M.load_lpips("alex", backbone=path)
+    assert lp.num_backbone_tensors == 10
+    assert torch.equal(getattr(lp.model.net.slice1, "0").weight, state["features.0.weight"])  # our weights, not random ones
+    assert torch.equal(getattr(lp.model.net.slice5, "10").bias, state["features.10.bias"])
+    x = torch.rand(1, 2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(lp(x, x), torch.zeros(1, 2), atol=1e-6)
+    assert float(lp(x, 1 - x).min()) > 0
+    # The cache location and the environment variable are searched too.
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    path.rename(cache / M.LPIPS_BACKBONE_FILES["alex"])
+    assert M.find_lpips_backbone("alex") == cache / M.LPIPS_BACKBONE_FILES["alex"]
+    # A file that is not an AlexNet checkpoint is refused with the reason.
+    torch.save({"features.0.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
+    with pytest.raises(M.MetricUnavailable, match="not a torchvision alex checkpoint"):
+        M.load_lpips("alex", backbone=tmp_path / "wrong.pth")
+    with pytest.raises(M.MetricUnavailable, match="not found"):
+        M.load_lpips("alex", backbone=tmp_path / "missing.pth")
+
+
+def test_fvd_code_path_with_i3d_shaped_standin(tmp_path, offline_weights, monkeypatch):
+    path = _save_standin(tmp_path / "i3d_standin.pt")
+    monkeypatch.setenv(M.I3D_ENV, str(path))
+    m = M.VideoMetrics.create(lpips_net=None)
+    assert m.i3d is not None and "fvd" not in m.unavailable
+    rng = np.random.default_rng(0)
+    ctx = rng.integers(0, 256, (3, 4, 16, 16, 3), dtype=np.uint8)
+    real = rng.integers(0, 256, (3, 8, 16, 16, 3), dtype=np.uint8)
+    m.update(real, real, context=ctx)
+    assert m.compute()["metrics"]["fvd"] == pytest.approx(0.0, abs=1e-6)
+    m2 = M.VideoMetrics.create(lpips_net=None)
+    m2.update(np.zeros_like(real), real, context=ctx)
+    assert m2.compute()["metrics"]["fvd"] > 0
+    # A network with the wrong output size is not the I3D of FVD: reported unavailable, not computed.
+    monkeypatch.setenv(M.I3D_ENV, str(_save_standin(tmp_path / "wrong.pt", dim=10)))
+    m3 = M.VideoMetrics.create(lpips_net=None)
+    m3.update(real, real, context=ctx)
+    out = m3.compute()
+    assert "fvd" not in out["metrics"] and "expected (3, 400)" in out["unavailable"]["fvd"]
+
+
+# ----------------------------------------------------------------------------------------------
+# mmsim evaluate
+# ----------------------------------------------------------------------------------------------
+def _run(args) -> int:
+    return main([str(a) for a in args])
+
+
+def test_evaluate_drop_writes_json_md_html(setup, tmp_path, offline_weights):
+    out = tmp_path / "res" / "drop.json"
+    rc = _run([setup["ckpt"], setup["data"], "--split", "test", "--out", out, "--drop", "emg", "hand_force",
+               "--limit", "3", "--batch-size", "2", "--num-inference-steps", "1", "--seed", "3"])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    s = r["settings"]
+    assert s["modalities_used"] == ["hand_pose", "body_pose"] and s["drop"] == ["emg", "hand_force"]
+    assert s["num_inference_steps"] == 1 and s["seed"] == 3 and s["split"] == "test"
+    assert r["num_clips"] == 3 and len(r["per_clip"]) == 3
+    for k in ("mse", "psnr", "ssim"):
+        assert np.isfinite(r["metrics"][k]) and len(r["per_frame"][k]) == 8
+        assert r["metrics"][k] == pytest.approx(np.mean(r["per_frame"][k]), rel=1e-6)
+    assert set(r["unavailable"]) == {"lpips", "fvd"} and "lpips" not in r["metrics"]
+    md = (tmp_path / "res" / "drop.md").read_text()
+    assert "| Method |" in md and "n/a" in md and "Unavailable metrics" in md and "w/o emg+hand_force" in md
+    html = (tmp_path / "res" / "drop_curves.html").read_text()
+    assert "Plotly.newPlot" in html and '<script src="http' not in html and len(html) > 1_000_000  # plotly.js inline
+
+
+def test_evaluate_keep_and_batch_size_independence(setup, tmp_path, offline_weights):
+    common = [setup["ckpt"], setup["data"], "--keep", "hand_pose", "--limit", "2", "--num-inference-steps", "1"]
+    assert _run(common + ["--out", tmp_path / "a.json", "--batch-size", "2"]) == 0
+    assert _run(common + ["--out", tmp_path / "b.json", "--batch-size", "1"]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert a["settings"]["modalities_used"] == ["hand_pose"] and a["settings"]["keep"] == ["hand_pose"]
+    # One noise draw per (seed, clip index): the batch size does not change the result.
+    assert [c["index"] for c in a["per_clip"]] == [c["index"] for c in b["per_clip"]]
+    assert [c["mse"] for c in a["per_clip"]] == pytest.approx([c["mse"] for c in b["per_clip"]], rel=1e-5)
+
+
+def test_copy_last_baseline_needs_no_checkpoint(setup, tmp_path, offline_weights):
+    from mmsim_core.data import ClipDataset
+
+    out = tmp_path / "copy.json"
+    assert _run([setup["data"], "--baseline", "copy-last", "--out", out]) == 0
+    r = json.loads(out.read_text())
+    assert r["label"] == "copy-last" and r["num_clips"] == setup["num_test"]
+    assert r["settings"]["checkpoint"] is None and r["settings"]["modalities_used"] == []
+    ds = ClipDataset(setup["data"], split="test")
+    per_frame = np.mean([[((it["context"][-1] / 255.0 - f / 255.0) ** 2).mean() for f in it["future"]] for it in ds],
+                        axis=0)  # fmt: skip
+    assert r["per_frame"]["mse"] == pytest.approx(per_frame.tolist(), rel=1e-5)
+    # '-' in place of the checkpoint works too; FVD and LPIPS are computed when their weights are given.
+    i3d = _save_standin(tmp_path / "i3d.pt")
+    backbone, _ = _alexnet_features_file(tmp_path / "alex.pth")
+    out2 = tmp_path / "copy2.json"
+    assert _run(["-", setup["data"], "--baseline", "copy-last", "--out", out2, "--i3d", i3d,
+                 "--lpips-backbone", backbone, "--limit", "4", "--compare", out]) == 0
+    r2 = json.loads(out2.read_text())
+    assert r2["unavailable"] == {} and r2["metrics"]["fvd"] >= 0 and len(r2["per_frame"]["lpips"]) == 8
+    assert r2["settings"]["metric_definitions"]["fvd"]["i3d"] == str(i3d)
+    md = out2.with_suffix(".md").read_text()
+    assert md.count("| copy-last |") == 2  # this run and the compared one
+
+
+def test_no_actions_baseline(setup, tmp_path, offline_weights):
+    out = tmp_path / "noact.json"
+    assert _run([setup["ckpt"], setup["data"], "--baseline", "no-actions", "--out", out, "--limit", "2",
+                 "--num-inference-steps", "1"]) == 0
+    r = json.loads(out.read_text())
+    assert r["label"] == "no-actions" and r["settings"]["modalities_used"] == []
+    assert r["settings"]["checkpoint"] == str(setup["ckpt"])
+
+
+def test_evaluate_clear_errors(setup, tmp_path, capsys):
+    assert _run([tmp_path / "nope", setup["data"], "--out", tmp_path / "r.json"]) == 1
+    assert "checkpoint folder" in capsys.readouterr().err
+    assert _run([setup["ckpt"], tmp_path / "no_data", "--out", tmp_path / "r.json"]) == 1
+    assert "dataset folder" in capsys.readouterr().err
+    assert _run([setup["ckpt"], setup["data"], "--drop", "gaze", "--out", tmp_path / "r.json"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown modality 'gaze' in --drop" in err and "hand_force" in err
+    assert _run([setup["ckpt"], setup["data"], "--split", "val", "--out", tmp_path / "r.json"]) == 1
+    assert "split must be one of" in capsys.readouterr().err
+    assert _run([setup["data"], "--out", tmp_path / "r.json"]) == 1
+    assert "copy-last" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
