@@ -1,0 +1,82 @@
+"""`mmsim generate`: one clip to an mp4 (truth | prediction | difference) and a PNG filmstrip."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from training.generate import compose_filmstrip, compose_video, difference_image, filmstrip_path, main
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from fixtures.recordings import write_dataset
+
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim_core.data import ClipDataset
+    from mmsim_core.data.preprocess import PreprocessConfig, preprocess
+
+    base = tmp_path_factory.mktemp("gen")
+    write_dataset(base / "raw", subjects=("S01", "S02"), seconds=4.0)
+    preprocess(base / "raw", base / "proc", PreprocessConfig(frame_steps=(1,), stride=6, workers=1))
+    ds = ClipDataset(base / "proc", split="test")
+    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=ds.stats).save_pretrained(base / "ckpt")
+    return {"data": base / "proc", "ckpt": base / "ckpt", "num_test": len(ds)}
+
+
+def test_panels_layout():
+    rng = np.random.default_rng(0)
+    ctx = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    fut = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    video = compose_video(ctx, fut, fut.copy(), scale=2)
+    assert video.dtype == np.uint8 and video.shape[0] == 12 and video.shape[1] > 32 and video.shape[2] > 3 * 32
+    same = difference_image(fut, fut)
+    assert same.shape == fut.shape and len(np.unique(same.reshape(-1, 3), axis=0)) == 1  # one colour: zero error
+    assert not np.array_equal(difference_image(fut, 255 - fut), same)
+    strip = compose_filmstrip(ctx, fut, 255 - fut, scale=1)
+    assert strip.ndim == 3 and strip.shape[1] > 12 * 16 and strip.shape[0] > 3 * 16
+
+
+def test_generate_writes_mp4_and_filmstrip(setup, tmp_path, capsys, monkeypatch):
+    from mmsim_core.video import read_video, video_info
+
+    out = tmp_path / "clips" / "video.mp4"
+    rc = main([str(setup["ckpt"]), str(setup["data"]), "--index", "1", "--out", str(out), "--drop", "emg",
+               "--steps", "1", "--seed", "5", "--scale", "2"])
+    assert rc == 0
+    info = video_info(out)
+    assert info["frames"] == 12 and info["width"] > 3 * 128
+    frames = read_video(out)
+    assert frames.shape[0] == 12 and frames.std() > 0
+    strip = cv2.imread(str(filmstrip_path(out)))
+    assert strip is not None and strip.shape[1] > 12 * 128
+    printed = capsys.readouterr().out
+    assert "['hand_pose', 'body_pose', 'hand_force']" in printed and "psnr=" in printed
+
+    # Same noise as `mmsim evaluate` for this clip and seed: the printed metrics match its per-clip row.
+    from training.evaluate import main as evaluate_main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    res = tmp_path / "res.json"
+    assert evaluate_main([str(setup["ckpt"]), str(setup["data"]), "--drop", "emg", "--num-inference-steps", "1",
+                          "--seed", "5", "--limit", "2", "--out", str(res), "--no-lpips"]) == 0
+    row = next(c for c in json.loads(res.read_text())["per_clip"] if c["index"] == setup["num_test"] - 1)
+    assert row["index"] == setup["num_test"] - 1
+    rc = main([str(setup["ckpt"]), str(setup["data"]), "--index", str(row["index"]), "--out", str(tmp_path / "b.mp4"),
+               "--drop", "emg", "--steps", "1", "--seed", "5"])
+    assert rc == 0
+    line = capsys.readouterr().out
+    assert f"psnr={row['psnr']:.2f}" in line and f"mse={row['mse']:.4f}" in line
+
+
+def test_generate_errors(setup, tmp_path, capsys):
+    n = setup["num_test"]
+    assert main([str(setup["ckpt"]), str(setup["data"]), "--index", str(n), "--out", str(tmp_path / "v.mp4")]) == 1
+    assert f"has {n} clips" in capsys.readouterr().err
+    assert main([str(setup["ckpt"]), str(setup["data"]), "--index", "0", "--keep", "tactile",
+                 "--out", str(tmp_path / "v.mp4")]) == 1
+    assert "unknown modality 'tactile' in --keep" in capsys.readouterr().err
+    assert main([str(tmp_path / "none"), str(setup["data"]), "--index", "0", "--out", str(tmp_path / "v.mp4")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "v.mp4").exists()
