@@ -12,7 +12,7 @@ body_pose      Head (vs Neck and the shoulder line) places and aims the head-mou
 hand_pose      finger configuration drawn (open vs closed hand), hand heading turns a held
                object, hand roll tilts a held pitcher (pouring).
 hand_force     grasp (force above ``GRASP_ON`` near a graspable object) / release, squash of a
-               held sponge, scrub rate of the pan's dirt, knife cuts (threshold with re-arm),
+               held sponge or potato, scrub rate of the pan's / plate's dirt, knife cuts (threshold with re-arm),
                peeling rate, grip on the jar lid.
 emg            lift: how high a held object follows the hand (``effort`` vs the object's weight);
                twist: jar-lid rotation rate (flexor minus extensor channels).
@@ -545,6 +545,8 @@ def _draw_object(p: _Painter, scene: Scene, o: ObjectSpec, st: np.ndarray, hands
         p.poly(_circle(x, y, z + hh, 0.68 * r), o.color2)
         if prog > 0.01:
             p.poly(_circle(x, y, z + hh, 0.6 * r * np.sqrt(prog), n=14), (140, 100, 50))
+        mark = np.array([x, y, z + hh]) + _rz(yaw) @ np.array([0.84 * r, 0.0, 0.0])
+        p.poly(_circle(mark[0], mark[1], mark[2], 0.12 * r, n=8), _shade(o.color2, 0.5))  # shows turning
     elif o.kind == "potato":
         a, b, hh = d
         sq = 1.0 - (0.12 * min(hands[held].force, 1.0) if held >= 0 else 0.0)
@@ -561,14 +563,14 @@ def _draw_object(p: _Painter, scene: Scene, o: ObjectSpec, st: np.ndarray, hands
         cuts = int(prog)
         start = np.array([x, y, z + r]) - 0.5 * length * ax
         edges = [0.0] + [b + 0.5 for b in range(8) if cuts & (1 << b)] + [8.0]
-        pieces = [(edges[k], edges[k + 1], 0.9 * k) for k in range(len(edges) - 1)]  # slices drift apart
+        pieces = [(edges[k], edges[k + 1], 1.6 * k) for k in range(len(edges) - 1)]  # slices drift apart
         for b0, b1, sh in pieces:
             a0 = start + ax * (b0 / 8 * length + sh)
             a1 = start + ax * (b1 / 8 * length + sh)
             p.line(a0, a1, 2 * r, o.color)
             p.line(a0 + np.array([0, 0, 0.5 * r]), a1 + np.array([0, 0, 0.5 * r]), 0.5 * r, _shade(o.color, 1.5))
-            if b0 > 0:
-                p.poly(_circle(*a0[:2], a0[2] + 0.3 * r, 0.9 * r, n=10), o.color2)
+            if b0 > 0:  # pale flesh where the piece was cut off
+                p.poly(_circle(*a0[:2], a0[2] + 0.3 * r, 0.85 * r, n=10), o.color2)
     elif o.kind == "board":
         p.box(x, y, z, d[0], d[1], d[2], yaw, _shade(o.color, 0.7), o.color)
         p.box(x, y, z + d[2], d[0] * 0.8, d[1] * 0.06, 0.05, yaw, _shade(o.color, 0.85), _shade(o.color, 0.85))
@@ -579,11 +581,11 @@ def _draw_object(p: _Painter, scene: Scene, o: ObjectSpec, st: np.ndarray, hands
         lz = z + hh + 5.0 * opened
         lx = x + 7.0 * opened
         p.cylinder(lx, y, lz, lz + lid, 1.05 * r, _shade(o.color2, 0.7), o.color2)
-        ang = prog
+        ang = prog + yaw  # the lid turns with the jar, and on it
         bar = np.array([np.cos(ang), np.sin(ang), 0.0]) * r
         c = np.array([lx, y, lz + lid])
-        p.line(c - bar, c + bar, 0.4 * r, (245, 245, 240))
-        p.line(c + 0.6 * bar, c + 1.25 * bar, 0.45 * r, (30, 30, 30))  # a tab marks the lid's turn
+        p.line(c - bar, c + bar, 0.5 * r, (245, 245, 240))
+        p.line(c + 0.6 * bar, c + 1.35 * bar, 0.55 * r, (30, 30, 30))  # a tab marks the lid's turn
     elif o.kind == "sponge":
         L, W, H = d
         sq = 1.0 - (0.45 * min(hands[held].force, 1.2) if held >= 0 else 0.0)
