@@ -40,7 +40,8 @@ def main(argv=None) -> None:
         print(f"synth: {args.subjects} subjects x {args.seconds:g} s, {workers} workers, {os.cpu_count()} CPUs")
         print(f"  wall time      {wall:8.1f} s")
         print(f"  video frames   {frames:8d}  ({frames / wall:.0f} frames/s, {frames / wall / workers:.0f} per worker)")
-        print(f"  recorded time  {args.subjects * args.seconds:8.0f} s  ({args.subjects * args.seconds / wall:.1f}x real time)")
+        recorded = args.subjects * args.seconds
+        print(f"  recorded time  {recorded:8.0f} s  ({recorded / wall:.1f}x real time)")
         print(f"  written        {size / 1e6:8.1f} MB")
     finally:
         if args.out is None:

@@ -171,7 +171,8 @@ def _objects(oracle, frame):
 
 def _lift_window(oracle, step=2):
     """12 frame indices starting when the held pitcher is high in the air."""
-    z = np.array([max(o["z"] if o["held"] >= 0 else 0.0 for o in _objects(oracle, i)) for i in range(oracle.num_frames)])
+    z = np.array([max(o["z"] if o["held"] >= 0 else 0.0 for o in _objects(oracle, i))
+                  for i in range(oracle.num_frames)])
     assert z.max() > 4.0, "the pitcher should be lifted in the pour recording"
     start = int(np.argmax(z > 0.7 * z.max()))
     return np.arange(start, start + 12 * step, step)

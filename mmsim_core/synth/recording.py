@@ -277,7 +277,8 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
         gaze = np.array([0.5, 0.55]) + sc.smooth_noise(rng, tg, 0.35, 0.06, 2)
         write_stream(f, "eye-tracking-gaze", "position", np.clip(gaze, 0, 1), t0 + tg, ["x", "y"])
         # world camera frame timestamps (one per mp4 frame)
-        write_stream(f, "eye-tracking-video-world", "frame_timestamp", (t0 + frame_t).reshape(-1, 1), t0 + frame_t + 0.004)
+        write_stream(f, "eye-tracking-video-world", "frame_timestamp", (t0 + frame_t).reshape(-1, 1),
+                     t0 + frame_t + 0.004)  # logged a few ms after capture
         # activity labels
         rows, times = [], []
         for seg in scene.segments:

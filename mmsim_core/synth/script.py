@@ -149,12 +149,11 @@ class HandTrack:
         for k, keys in self.keys.items():
             kt = np.array([a for a, _ in keys])
             kv = np.stack([b for _, b in keys])
-            # keep the last keyframe of equal times
-            kt = kt + np.arange(len(kt)) * 1e-9
-            j = np.clip(np.searchsorted(kt, t, side="right") - 1, 0, len(kt) - 2) if len(kt) > 1 else np.zeros(len(t), int)
             if len(kt) == 1:
                 out[k] = np.repeat(kv, len(t), axis=0)
                 continue
+            kt = kt + np.arange(len(kt)) * 1e-9  # keyframes at equal times: the later one wins
+            j = np.clip(np.searchsorted(kt, t, side="right") - 1, 0, len(kt) - 2)
             span = np.maximum(kt[j + 1] - kt[j], 1e-9)
             u = np.clip((t - kt[j]) / span, 0.0, 1.0)[:, None]
             s = u ** 3 * (10 - 15 * u + 6 * u * u)
@@ -514,7 +513,10 @@ def plan_recording(rng: np.random.Generator, subject: Subject, seconds: float, t
             dur = remaining - 0.9
         act_t0 = t + 0.5
         r = rng.random()
-        rating, notes = ("Good", "") if r < 0.8 else (("Maybe", "") if r < 0.92 else ("Bad", str(rng.choice(BAD_NOTES))))
+        if r < 0.8:
+            rating, notes = "Good", ""
+        else:
+            rating, notes = ("Maybe", "") if r < 0.92 else ("Bad", str(rng.choice(BAD_NOTES)))
         objs, tool = make_layout(rng, activity)
         seg = Segment(t0=t, t1=seconds, activity=activity, act_t0=act_t0, act_t1=act_t0, rating=rating,
                       objects=objs, tool_right=tool, notes=notes)
