@@ -298,3 +298,21 @@ def test_evaluate_clear_errors(setup, tmp_path, capsys):
     assert _run([setup["data"], "--out", tmp_path / "r.json"]) == 1
     assert "copy-last" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_checkpoint_resolution(setup, tmp_path):
+    import shutil
+
+    from mmsim_core.errors import MMSimError
+    from training.evaluate import resolve_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(setup["ckpt"], run / "final")
+    assert resolve_checkpoint(str(run)) == str(run / "final")  # a training run folder
+    step = tmp_path / "step_0000010"
+    shutil.copytree(setup["ckpt"], step / "pipeline")
+    assert resolve_checkpoint(str(step)) == str(step / "pipeline")  # a checkpoint folder
+    assert resolve_checkpoint("someone/mmsim-demo") == "someone/mmsim-demo"  # a Hub id, loaded by diffusers
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MMSimError, match="holds no pipeline"):
+        resolve_checkpoint(str(tmp_path / "empty"))

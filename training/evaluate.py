@@ -25,7 +25,7 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -351,8 +351,15 @@ def markdown_report(results: Sequence[dict]) -> str:
     lines = ["# mmsim evaluation", "",
              "| Method | Clips | " + " | ".join(METRIC_LABELS[m] for m in TABLE_METRICS) + " |",
              "|---|---:|" + "---:|" * len(TABLE_METRICS)]  # fmt: skip
+    best = {}
+    if len(results) > 1:  # bold the best value of each column
+        for m in TABLE_METRICS:
+            vals = [r["metrics"][m] for r in results if m in r["metrics"]]
+            if vals:
+                best[m] = min(vals) if LOWER_IS_BETTER[m] else max(vals)
     for r in results:
-        row = [_fmt(m, r["metrics"].get(m)) for m in TABLE_METRICS]
+        row = [(f"**{_fmt(m, r['metrics'][m])}**" if m in best and r["metrics"].get(m) == best[m]
+                else _fmt(m, r["metrics"].get(m))) for m in TABLE_METRICS]
         lines.append(f"| {r['label']} | {r['num_clips']} | " + " | ".join(row) + " |")
     curves = main["per_frame"]
     names = [m for m in FRAME_METRICS if m in curves]
