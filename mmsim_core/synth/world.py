@@ -525,7 +525,7 @@ def _draw_background(img: np.ndarray, scene: Scene, cam: Camera) -> None:
 
 
 def _draw_object(p: _Painter, scene: Scene, o: ObjectSpec, st: np.ndarray, hands: list[HandReading],
-                 all_states: dict) -> None:
+                 all_states: dict, tool: str | None) -> None:
     zc = scene.counter_z
     x, y, z, yaw, prog = st[_F["x"]], st[_F["y"]], zc + st[_F["z"]], st[_F["yaw"]], st[_F["progress"]]
     held = int(st[_F["held"]])
@@ -550,13 +550,18 @@ def _draw_object(p: _Painter, scene: Scene, o: ObjectSpec, st: np.ndarray, hands
     elif o.kind == "potato":
         a, b, hh = d
         sq = 1.0 - (0.12 * min(hands[held].force, 1.0) if held >= 0 else 0.0)
-        skin = np.array(o.color, dtype=np.float64)
-        flesh = np.array((232, 214, 150), dtype=np.float64)
-        col = tuple(int(c) for c in (1 - prog) * skin + prog * flesh)
+        peel = float(np.clip(prog, 0.0, 1.0)) if tool == "peeler" else 0.0  # with a knife: cut bitmask
+        col = tuple(int(c) for c in (1 - peel) * np.array(o.color, float) + peel * np.array(o.color2, float))
         e1 = _circle(x, y, z + 0.35 * hh, b * sq, rx=a, yaw=yaw)
         e2 = _circle(x, y, z + 0.8 * hh, 0.75 * b * sq, rx=0.8 * a, yaw=yaw)
         p.poly(np.concatenate([e1, e2]), col)
         p.poly(_circle(x, y, z + hh, 0.35 * b, rx=0.45 * a, yaw=yaw, n=10), _shade(col, 1.15))
+        if tool == "knife":
+            ax, side = _rz(yaw)[:, 0], _rz(yaw)[:, 1]
+            for k in range(8):
+                if int(prog) & (1 << k):  # a pale cut across the potato at each slice
+                    c = np.array([x, y, z + hh]) + ax * a * ((k + 0.5) / 4.0 - 1.0)
+                    p.line(c - 0.8 * b * side, c + 0.8 * b * side, 0.7, o.color2)
     elif o.kind == "cucumber":
         length, r, _ = d
         ax = _rz(yaw) @ np.array([1.0, 0.0, 0.0])
@@ -682,7 +687,7 @@ def draw(scene: Scene, state: np.ndarray, frame: Mapping[str, np.ndarray],
 
     order = sorted(objs, key=lambda it: (int(it[1][_F["held"]]) >= 0, it[0].kind != "board", depth(it)))
     for o, st in order:
-        _draw_object(p, scene, o, st, hands, by_kind)
+        _draw_object(p, scene, o, st, hands, by_kind, seg.tool_right)
     tools = (None, seg.tool_right)
     zs = [cam.project(hd.carpus[None])[1][0] for hd in hands]
     for hi in sorted(range(2), key=lambda i: -zs[i]):
