@@ -151,7 +151,7 @@ def test_preset_registry_and_validation():
         get_preset("big")
     cfg = get_preset("mmsim-cpu", scheduler={"num_inference_steps": 4}, denoiser={"patch_size": 2})
     assert cfg.scheduler.num_inference_steps == 4 and cfg.denoiser.patch_size == 2
-    assert cfg.scheduler.sampler == "dpmsolver++" and cfg.scheduler.prediction_type == "v_prediction"
+    assert cfg.scheduler.sampler == "unipc" and cfg.scheduler.prediction_type == "v_prediction"
     with pytest.raises(ValueError, match="has no field 'nope'"):
         get_preset("mmsim-cpu", nope=1)
     with pytest.raises(ValueError, match="sampler must be one of"):

@@ -300,7 +300,7 @@ def test_model_index_names_components(pipe, tmp_path):
     assert index["_class_name"] == "MultisensoryVideoPipeline"
     assert index["denoiser"][1] == "VideoDenoiser"
     assert index["action_encoder"][1] == "MultisensoryActionEncoder"
-    assert index["scheduler"] == ["diffusers", "DPMSolverMultistepScheduler"]
+    assert index["scheduler"] == ["diffusers", "UniPCMultistepScheduler"]
 
 
 def test_from_preset_validates_name():
