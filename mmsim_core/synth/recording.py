@@ -23,6 +23,7 @@ import numpy as np
 from mmsim_core import schema
 from mmsim_core.synth import script as sc
 from mmsim_core.synth import world
+from mmsim_core.synth.script import SynthConfigError
 from mmsim_core.video import VideoWriter
 
 logger = logging.getLogger(__name__)
@@ -157,8 +158,8 @@ def generate_recording(out: str | Path, subject_index: int, seconds: float = 120
     """Write one subject's recording (HDF5 + world mp4 + oracle sidecar) under ``out``; returns the HDF5.
     ``activities`` (names from ``script.ACTIVITIES``) fixes the activity order, cycled to fill ``seconds``;
     by default each subject starts at a random activity of the full list."""
-    if seconds < 4.0:
-        raise ValueError(f"seconds must be at least 4, got {seconds}")
+    if not seconds >= 4.0:
+        raise SynthConfigError(f"seconds must be at least 4, got {seconds!r}")
     rng = np.random.default_rng([int(seed), int(subject_index), 7919])
     folder_name, stamp, t0 = recording_names(subject_index, seed)
     folder = Path(out) / folder_name
@@ -313,18 +314,21 @@ def generate_dataset(out: str | Path, subjects: int = 6, seconds: float = 120.0,
     activity order (see :func:`generate_recording`).
     """
     if not isinstance(subjects, (int, np.integer)) or subjects < 1:
-        raise ValueError(f"subjects must be a positive integer, got {subjects!r}")
+        raise SynthConfigError(f"subjects must be a positive integer, got {subjects!r}")
     if not seconds >= 4.0:
-        raise ValueError(f"seconds must be at least 4, got {seconds!r}")
+        raise SynthConfigError(f"seconds must be at least 4, got {seconds!r}")
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
-        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+        raise SynthConfigError(f"workers must be a positive integer or None, got {workers!r}")
     flags = list(tactile) if isinstance(tactile, (list, tuple)) else [bool(tactile)] * subjects
     if len(flags) != subjects:
-        raise ValueError(f"tactile list must have one entry per subject ({subjects}), got {len(flags)}")
+        raise SynthConfigError(f"tactile list must have one entry per subject ({subjects}), got {len(flags)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = min(workers or os.cpu_count() or 1, subjects)
     acts = tuple(activities) if activities else None
+    for a in acts or ():
+        if a not in sc.ACTIVITIES:
+            raise SynthConfigError(f"activity must be one of {list(sc.ACTIVITIES)}, got {a!r}")
     jobs = [(str(out), i, float(seconds), int(seed), flags[i], acts, n > 1) for i in range(subjects)]
     if n == 1:
         paths = [_worker(j) for j in jobs]

@@ -19,8 +19,15 @@ import cv2
 import numpy as np
 
 from mmsim_core import schema
+from mmsim_core.errors import MMSimError
 from mmsim_core.synth import kinematics as kin
 from mmsim_core.synth.world import EYE_OFFSET, LID_OPEN, ObjectSpec, Scene, Segment
+
+
+
+class SynthConfigError(MMSimError, ValueError):
+    """Bad arguments to the generator (the CLI prints these as one line, not a traceback)."""
+
 
 GRID_HZ = 120.0
 REST_Y = 30.0  # hands rest near the counter's front edge
@@ -495,14 +502,14 @@ def plan_recording(rng: np.random.Generator, subject: Subject, seconds: float, t
     """Segments of activities filling ``seconds``: each starts from rest, runs its primitives and
     returns to rest; layouts change in the short idle gaps between activities."""
     if seconds < 4.0:
-        raise ValueError(f"seconds must be at least 4 (one short activity), got {seconds}")
+        raise SynthConfigError(f"seconds must be at least 4 (one short activity), got {seconds}")
     zc = subject.counter_z
     hands = (HandTrack(0.0, subject.speed, **_rest_values(0, zc)), HandTrack(0.0, subject.speed, **_rest_values(1, zc)))
     segments: list[Segment] = []
     cycle = tuple(activities) if activities else ACTIVITIES[first_activity:] + ACTIVITIES[:first_activity]
     for a in cycle:
         if a not in ACTIVITIES:
-            raise ValueError(f"activity must be one of {list(ACTIVITIES)}, got {a!r}")
+            raise SynthConfigError(f"activity must be one of {list(ACTIVITIES)}, got {a!r}")
     order = [cycle[i % len(cycle)] for i in range(64)]
     t, k = 0.0, 0
     while seconds - t >= 4.0 and k < len(order):
