@@ -582,6 +582,7 @@ class Signals:
 
 
 EMG_FORCE, EMG_LIFT, EMG_TWIST_ABS, EMG_TWIST = 18.0, 40.0, 12.0, 16.0
+EMG_GRIP, EMG_TONE = 6.0, 3.0
 
 
 def build_signals(rng, script: Script, seconds: float) -> Signals:
@@ -635,7 +636,11 @@ def build_signals(rng, script: Script, seconds: float) -> Signals:
         wobble = 1.0 + smooth_noise(rng, t, 0.5, 0.08, 8)
         lift, tw = np.clip(c["lift"][:, 0], 0, 1.5), np.clip(c["twist"][:, 0], -1, 1)
         drive = (EMG_FORCE * force[:, h] + EMG_LIFT * lift + EMG_TWIST_ABS * np.abs(tw))[:, None]
-        env[:, h] = 5.0 + gain * wobble * drive + EMG_TWIST * tw[:, None] * sign
+        # muscle activity force does not explain: finger flexion itself (equal on flexor/extensor
+        # pairs, so it fakes no twist) and slowly drifting tone
+        posture = EMG_GRIP * np.clip(c["grip"][:, 0], 0, 1)[:, None]
+        tone = np.abs(smooth_noise(rng, t, 1.5, EMG_TONE, 1))
+        env[:, h] = 5.0 + gain * wobble * drive + posture + tone + EMG_TWIST * tw[:, None] * sign
     return Signals(t=t, body=body, fingers=np.stack(fingers, 1), hand_rot=np.stack(rots, 1),
                    torso=np.stack([lean, torso_yaw, nod, tilt], -1), force=force, tips=tips,
                    emg_env=np.maximum(env, 0.5))
