@@ -326,23 +326,23 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
 
             # 3. Encode the actions -> y° (B, h+F, d); the null (all-dropped) embedding for CFG.
             y = self.encode_actions(actions, context_features, action_mask, text)
+            dtype = self.denoiser.dtype
+            context_in = context_frames.to(dtype)
             if do_cfg:
                 y_null = self.encode_actions({}, context_features)
                 y = torch.cat([y_null, y])  # (2B, T, d)
-                context_in = torch.cat([context_frames, context_frames])
-            else:
-                context_in = context_frames
+                context_in = torch.cat([context_in, context_in])
 
             # 4. Prepare the initial noise (B, F, 3, H, W).
             self.scheduler.set_timesteps(steps, device=device)
             timesteps = self.scheduler.timesteps
             shape = (batch, self.future_frames, self.denoiser.config.in_channels, self.sample_size, self.sample_size)
             if latents is None:
-                latents = randn_tensor(shape, generator=generator, device=device, dtype=context_frames.dtype)
+                latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
             else:
                 if tuple(latents.shape) != shape:
                     raise ActionInputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-                latents = latents.to(device=device, dtype=context_frames.dtype)
+                latents = latents.to(device=device, dtype=dtype)
             latents = latents * self.scheduler.init_noise_sigma
 
             # 5. Denoising loop.
