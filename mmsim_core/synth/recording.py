@@ -5,7 +5,17 @@ jittered clock: Myo EMG at ~200 Hz (int32, -128..127, |emg| averages the envelop
 tactile gloves at an irregular ~20 Hz (ADC: 515-530 untouched, up to ~600 pressed), Xsens at ~60 Hz,
 gaze at ~120 Hz, the world camera at ~30 fps. The world video is drawn by the oracle
 (:func:`mmsim_core.synth.world.iter_world`) from the true signals at the frame times, and the world
-state at every frame goes to a sidecar ``<hdf5 stem>.oracle.npz`` beside the HDF5.
+state at every frame goes to a sidecar ``<hdf5 stem>.oracle.npz`` beside the HDF5::
+
+    format           'mmsim-synth-oracle-v1'
+    scene_json       world.Scene as JSON (subject look, camera pitch, counter height, segments with their
+                     activity, Start/Stop times, rating, tool and object layout); times in seconds since
+                     the recording start ``t_start`` (epoch seconds)
+    counter_texture  uint8 (160, 300, 3)   counter top, 2 px/cm;  wall_texture uint8 (120, 300, 3)
+    frame_times      float64 (N,)          world-video frame times, seconds since t_start
+    states           float64 (N, 37)       world state *at* each frame (``state_fields`` names the columns)
+    gloves           float32 (2, 2, 32, 32) per hand: taxel sensitivity pattern, untouched baseline
+    grip_force, grip_tips  (N, 2)          the true tactile drive at each frame (for glove-less files)
 """
 
 from __future__ import annotations
