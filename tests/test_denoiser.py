@@ -279,3 +279,18 @@ def test_from_pipeline_and_to_pipeline_share_weights():
     pipe2 = sim.to_pipeline()
     assert pipe2.denoiser is pipe.denoiser and pipe2.scheduler is pipe.scheduler
     assert pipe2.config.default_num_inference_steps == pipe.config.default_num_inference_steps
+
+
+@pytest.mark.slow
+def test_paper_preset_builds_and_runs_one_step():
+    """mmsim-paper builds offline (random OpenCLIP weights, loud warning) and runs one step (~1 min)."""
+    from mmsim_core.pipelines import MultisensoryVideoPipeline
+
+    with pytest.warns(UserWarning, match="RANDOM"):
+        pipe = MultisensoryVideoPipeline.from_preset("mmsim-paper")
+    pipe.set_progress_bar_config(disable=True)
+    rng = np.random.default_rng(0)
+    ctx = rng.integers(0, 256, (1, 4, 64, 64, 3), dtype=np.uint8)
+    acts = {k: rng.random((1, 12, *s.shape), dtype=np.float32) for k, s in MODALITIES.items()}
+    out = pipe(context=ctx, actions=acts, num_inference_steps=1)
+    assert out.frames.shape == (1, 8, 64, 64, 3) and out.frames.dtype == np.uint8
