@@ -92,7 +92,7 @@ def main():
 
     params = {k: count_parameters(getattr(pipe, k)) for k in ("denoiser", "action_encoder", "context_encoder")}
     print(f"preset {args.preset}: sampler {type(pipe.scheduler).__name__} "
-          f"({pipe.scheduler.config.get('algorithm_type', '')}), prediction {pipe.scheduler.config.prediction_type}, "
+          f"({pipe.scheduler.config.get('algorithm_type') or pipe.scheduler.config.get('solver_type', '')}), prediction {pipe.scheduler.config.prediction_type}, "
           f"{steps} steps; params " + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in params.items())
           + f", total {sum(params.values()) / 1e6:.2f} M")  # fmt: skip
 
