@@ -212,7 +212,7 @@ def _tiny() -> SimulatorConfig:
         ),
         denoiser=DenoiserConfig(
             patch_size=4, block_channels=(32, 64), attention_levels=(False, True),
-            attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2,
+            attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2, target="residual",
         ),  # fmt: skip
         context_encoder="small",
         context_encoder_kwargs={"width": 8, "depth": 3},
@@ -228,7 +228,7 @@ def _cpu() -> SimulatorConfig:
         ),
         denoiser=DenoiserConfig(
             patch_size=4, block_channels=(64, 128, 256), attention_levels=(True, True, True),
-            attention_head_dim=32, cond_tokens=4, ff_mult=2,
+            attention_head_dim=32, cond_tokens=4, ff_mult=2, target="residual",
         ),  # fmt: skip
         context_encoder="small",
         context_encoder_kwargs={"width": 32, "depth": 4},

@@ -254,18 +254,19 @@ class MultisensorySimulator(nn.Module):
         )
         y = enc.interaction  # (B, T, d)
 
-        # Diffusion loss on the future frames.
-        noise = torch.randn(future.shape, generator=generator, device=device, dtype=future.dtype)
+        # Diffusion loss on the future frames (or their residual from the last context frame).
+        x0 = self.denoiser.frames_to_sample(future, context)  # (B, F, 3, H, W)
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         t = torch.randint(
             0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
         )
-        noisy = self.noise_scheduler.add_noise(future, noise, t)
+        noisy = self.noise_scheduler.add_noise(x0, noise, t)
         if self.prediction_type == "epsilon":
             target = noise
         elif self.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(future, noise, t)
+            target = self.noise_scheduler.get_velocity(x0, noise, t)
         else:
-            target = future
+            target = x0
         pred = self.denoiser(noisy, t, context, y).sample
         diffusion = F.mse_loss(pred.float(), target.float())
 

@@ -294,3 +294,23 @@ def test_paper_preset_builds_and_runs_one_step():
     acts = {k: rng.random((1, 12, *s.shape), dtype=np.float32) for k, s in MODALITIES.items()}
     out = pipe(context=ctx, actions=acts, num_inference_steps=1)
     assert out.frames.shape == (1, 8, 64, 64, 3) and out.frames.dtype == np.uint8
+
+
+def test_residual_target_round_trip_and_zero_is_copy_last():
+    from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
+
+    base = dict(block_channels=(32, 64), attention_levels=(False, True), attention_head_dim=16, norm_groups=8,
+                cross_attention_dim=16)
+    res = VideoDenoiser.from_config_dataclass(DenoiserConfig(**base, target="residual", residual_scale=3.0))
+    frm = VideoDenoiser.from_config_dataclass(DenoiserConfig(**base, target="frames"))
+    g = torch.Generator().manual_seed(0)
+    context = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1
+    future = torch.rand(2, 8, 3, 64, 64, generator=g) * 2 - 1
+    x0 = res.frames_to_sample(future, context)
+    torch.testing.assert_close(x0, (future - context[:, -1:]) * 3.0)
+    torch.testing.assert_close(res.sample_to_frames(x0, context), future)
+    zero = res.sample_to_frames(torch.zeros_like(future), context)
+    torch.testing.assert_close(zero, context[:, -1:].expand_as(future))  # "nothing moves"
+    assert frm.frames_to_sample(future, context) is future
+    with pytest.raises(ValueError, match="target must be one of"):
+        DenoiserConfig(**base, target="flow")

@@ -40,6 +40,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 
+TARGETS = ("frames", "residual")
+
+
 @dataclass
 class DenoiserConfig:
     """Sizes of :class:`VideoDenoiser`. Validates early."""
@@ -71,8 +74,18 @@ class DenoiserConfig:
     ff_mult: int = 2
     dropout: float = 0.0
     norm_groups: int = 32
+    target: str = "frames"
+    """What is diffused: ``"frames"`` (the future frames, as in the paper) or ``"residual"`` (their
+    difference from the last context frame, times ``residual_scale``). With a residual, "nothing
+    moves" is the easy default, so a small model spends its capacity on what the actions change."""
+    residual_scale: float = 3.0
+    """Scales the residual (std ~0.16 on the synthetic world) to about the spread of frames (~0.47)."""
 
     def __post_init__(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
+        if self.residual_scale <= 0:
+            raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
         self.block_channels = tuple(int(c) for c in self.block_channels)
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
         if len(self.block_channels) < 1:
@@ -229,6 +242,8 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         ff_mult: int = 2,
         dropout: float = 0.0,
         norm_groups: int = 32,
+        target: str = "frames",
+        residual_scale: float = 3.0,
     ):
         super().__init__()
         cfg = DenoiserConfig(
@@ -239,6 +254,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
             cond_tokens=cond_tokens, use_action_history=use_action_history,
             temporal_attention=temporal_attention, film_conditioning=film_conditioning,
             ff_mult=ff_mult, dropout=dropout, norm_groups=norm_groups,
+            target=target, residual_scale=residual_scale,
         )  # fmt: skip
         self.cfg = cfg
         p = cfg.patch_size
@@ -314,6 +330,18 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         return model
 
     # ------------------------------------------------------------------------------------------
+    def frames_to_sample(self, future: Tensor, context: Tensor) -> Tensor:
+        """Future frames (B, F, 3, H, W) in [-1, 1] -> the clean sample x0 the diffusion models."""
+        if self.cfg.target == "frames":
+            return future
+        return (future - context[:, -1:]) * self.cfg.residual_scale
+
+    def sample_to_frames(self, sample: Tensor, context: Tensor) -> Tensor:
+        """Inverse of :meth:`frames_to_sample`, clamped to [-1, 1]: (B, F, 3, H, W)."""
+        if self.cfg.target == "residual":
+            sample = context[:, -1:] + sample / self.cfg.residual_scale
+        return sample.clamp(-1, 1)
+
     def _conditioning_tokens(self, y: Tensor) -> Tensor:
         """y° (B, T, d) -> per-frame cross-attention tokens (B*F, S, d)."""
         cfg = self.cfg
@@ -432,5 +460,5 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-__all__ = ["DenoiserConfig", "VideoDenoiser", "VideoDenoiserOutput", "count_parameters", "own_memory"]
+__all__ = ["TARGETS", "DenoiserConfig", "VideoDenoiser", "VideoDenoiserOutput", "count_parameters", "own_memory"]
 

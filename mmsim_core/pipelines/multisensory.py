@@ -365,14 +365,14 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                         x0 = prediction_to_x0(pred, model_in, alphas_cumprod[int(t)], prediction_type)
                         cb_kwargs = {"latents": latents, "prediction": pred}
                         cb_kwargs = {k: cb_kwargs[k] for k in callback_on_step_end_tensor_inputs}
-                        cb_kwargs["x0_preview"] = model_to_uint8(x0)
+                        cb_kwargs["x0_preview"] = model_to_uint8(self.denoiser.sample_to_frames(x0, context_frames))
                         ret = callback_on_step_end(self, i, t, cb_kwargs)
                         if ret is not None and "latents" in ret:
                             latents = ret["latents"]
                     progress.update()
 
-            # 6. Decode: pixel space, so just clamp and quantise.
-            frames = latents.clamp(-1, 1)
+            # 6. Decode: pixel space (plus the last context frame for a residual target), clamped.
+            frames = self.denoiser.sample_to_frames(latents, context_frames.to(latents.dtype))
         finally:
             for m, mode in zip(modules, was_training):
                 m.train(mode)
