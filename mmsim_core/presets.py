@@ -17,6 +17,7 @@ import copy
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 
 from mmsim_core.models.action_encoder import ActionEncoderConfig
+from mmsim_core.models.baselines import FEATURE_EXTRACTORS
 from mmsim_core.models.denoiser import DenoiserConfig
 from mmsim_core.schema import CONTEXT_FRAMES, FRAME_SIZE, FUTURE_FRAMES, TEXT_KINDS
 
@@ -130,6 +131,10 @@ class SimulatorConfig:
     context_frames: int = CONTEXT_FRAMES
     future_frames: int = FUTURE_FRAMES
     action_encoder: ActionEncoderConfig = field(default_factory=ActionEncoderConfig)
+    feature_extractor: str = "multisensory"
+    """Which action feature extractor conditions the denoiser: ours ("multisensory") or a paper Table 2
+    baseline ("mutex", "imagebind", "languagebind", "signal_agnostic"; ``models/baselines.py``), all
+    sized by ``action_encoder``."""
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     context_encoder: str = "small"
     """"small": trainable CNN (offline default); "openclip": frozen OpenCLIP image tower."""
@@ -157,6 +162,7 @@ class SimulatorConfig:
         if isinstance(self.loss_weights, dict):
             self.loss_weights = LossWeights(**self.loss_weights)
         _check_choice("context_encoder", self.context_encoder, CONTEXT_ENCODERS)
+        _check_choice("feature_extractor", self.feature_extractor, FEATURE_EXTRACTORS)
         if self.text_encoder is not None:
             _check_choice("text_encoder", self.text_encoder, TEXT_ENCODERS)
         if self.text_kind is not None:

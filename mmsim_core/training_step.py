@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.models.action_encoder import MultisensoryActionEncoder
+from mmsim_core.models.baselines import build_action_encoder
 from mmsim_core.models.denoiser import VideoDenoiser
 from mmsim_core.presets import LossWeights, SimulatorConfig
 from mmsim_core.schema import TEXT_KINDS
@@ -84,7 +85,7 @@ def build_components(cfg: SimulatorConfig) -> dict:
     """{denoiser, action_encoder, context_encoder, text_encoder} of a config (random init)."""
     return dict(
         denoiser=VideoDenoiser.from_config_dataclass(cfg.denoiser),
-        action_encoder=MultisensoryActionEncoder.from_config_dataclass(cfg.action_encoder),
+        action_encoder=build_action_encoder(cfg.feature_extractor, cfg.action_encoder),
         context_encoder=build_context_encoder(cfg),
         text_encoder=build_text_encoder(cfg),
     )
