@@ -1,0 +1,87 @@
+"""``mmsim app`` / ``python app.py``: launch the studio.
+
+    mmsim app                                    # demo checkpoint + bundled demo clips
+    mmsim app --checkpoint runs/demo/final       # a local pipeline folder, or a Hub id (user/name)
+    mmsim app --port 7860 --host 0.0.0.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO / "examples" / "demo_data"
+DEFAULT_CHECKPOINT = REPO / "examples" / "demo_checkpoint"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmsim app", description="Launch the mmsim studio (Gradio).")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"pipeline folder or Hub id (default: {DEFAULT_CHECKPOINT.relative_to(REPO)}; when it is "
+                        f"absent an UNTRAINED mmsim-cpu model is used and the page says so)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="processed clip folder for the gallery")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    p.add_argument("--concurrency", type=int, default=4, help="events served at once (renders: one at a time)")
+    p.add_argument("--max-file-size", default=f"{int(200)}mb", help="largest accepted upload")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return p
+
+
+def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DATA), device: str = "cpu"):
+    """``(demo, engine)``: the Blocks, unlaunched."""
+    from app.engine import Engine, load_model
+    from app.session import Gallery
+    from app.ui import build_demo
+
+    gallery = Gallery.load(data)
+    ckpt = checkpoint
+    if ckpt is None:
+        ckpt = str(DEFAULT_CHECKPOINT)
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    # The default folder missing -> untrained fallback; an explicit path missing is an error.
+    pipe, info = load_model(ckpt if (checkpoint is not None or DEFAULT_CHECKPOINT.exists()) else None,
+                            fallback_stats=gallery.stats, device=device)
+    engine = Engine(pipe, info, stats=pipe.normalization_stats or gallery.stats)
+    return build_demo(engine, gallery), engine
+
+
+def launch(demo, host: str, port: int, concurrency: int = 4, share: bool = False, max_file_size="200mb",
+           prevent_thread_lock: bool = False):
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
+                       show_error=True, prevent_thread_lock=prevent_thread_lock,
+                       allowed_paths=[str(Path(__file__).parent / "static")])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from mmsim_core.errors import MMSimError
+
+    try:
+        demo, engine = create_app(args.checkpoint, args.data, args.device)
+    except MMSimError as e:
+        print(f"mmsim app: error: {e}", file=sys.stderr)
+        return 1
+    print(f"mmsim studio: model {engine.info.source}" + ("" if engine.info.trained else f" -- {engine.info.note}"))
+    launch(demo, args.host, args.port, args.concurrency, args.share, args.max_file_size)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

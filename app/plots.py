@@ -1,0 +1,252 @@
+"""Plotly views of a clip (edited over original), frame panels at the cursor, and sweep grids."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.clip import Clip
+from app.edits import channel_groups, curves, default_channels
+from mmsim_core import schema
+
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+CONTEXT_SHADE = "rgba(150,150,150,0.15)"
+LAYOUT = dict(margin=dict(l=40, r=10, t=30, b=30), height=260, template="plotly_white",
+              legend=dict(orientation="h", y=-0.25, font=dict(size=9)))
+
+
+def _raw(clip: Clip, name: str, stats, original: bool = False) -> np.ndarray | None:
+    acts = clip.original_actions if original else clip.actions
+    if name not in acts:
+        return None
+    try:
+        return schema.denormalize(name, acts[name], stats)
+    except KeyError:  # no statistics: show normalised values
+        return acts[name]
+
+
+def _decorate(fig: go.Figure, clip: Clip, cursor: int, title: str, rows: int = 1) -> go.Figure:
+    for r in range(1, rows + 1):
+        fig.add_vrect(x0=-0.5, x1=clip.h - 0.5, fillcolor=CONTEXT_SHADE, line_width=0, row=r, col=1)
+        fig.add_vline(x=cursor, line_color="#d62728", line_width=2, row=r, col=1)
+    fig.update_layout(title=dict(text=title, font=dict(size=12)), **LAYOUT)
+    fig.update_xaxes(title_text="step", dtick=1)
+    return fig
+
+
+def curve_figure(clip: Clip, modality: str, channels: Sequence[str] | None, cursor: int) -> go.Figure:
+    """Selected channel curves (normalised), edited solid over original dashed."""
+    fig = make_subplots(rows=1, cols=1)
+    if modality not in clip.actions:
+        fig.add_annotation(text=f"no {modality} in this clip", showarrow=False)
+        return _decorate(fig, clip, cursor, modality)
+    chans = channels or default_channels(modality)
+    cur = curves(clip.actions, modality, chans)
+    orig = curves(clip.original_actions, modality, chans) if modality in clip.original_actions else {}
+    x = np.arange(clip.num_steps)
+    for i, c in enumerate(chans):
+        col = PALETTE[i % len(PALETTE)]
+        if c in orig:
+            fig.add_trace(go.Scatter(x=x, y=orig[c], mode="lines", line=dict(color=col, dash="dot", width=1),
+                                     name=f"{c} (original)", showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=cur[c], mode="lines+markers", line=dict(color=col), name=c))
+    return _decorate(fig, clip, cursor, f"{modality} (normalised; dotted = original)")
+
+
+def emg_figure(clip: Clip, cursor: int, stats=None) -> go.Figure:
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("left arm", "right arm"),
+                        vertical_spacing=0.12)
+    raw, orig = _raw(clip, "emg", stats), _raw(clip, "emg", stats, original=True)
+    if raw is None:
+        fig.add_annotation(text="no EMG in this clip", showarrow=False)
+        return _decorate(fig, clip, cursor, "EMG", rows=2)
+    x = np.arange(clip.num_steps)
+    for s in range(2):
+        for c in range(raw.shape[2]):
+            col = PALETTE[c % len(PALETTE)]
+            if orig is not None:
+                fig.add_trace(go.Scatter(x=x, y=orig[:, s, c], mode="lines", line=dict(color=col, dash="dot", width=1),
+                                         showlegend=False, hoverinfo="skip"), row=s + 1, col=1)
+            fig.add_trace(go.Scatter(x=x, y=raw[:, s, c], mode="lines", line=dict(color=col, width=1.5),
+                                     name=f"ch{c + 1}", showlegend=(s == 0), legendgroup=f"c{c}"), row=s + 1, col=1)
+    fig = _decorate(fig, clip, cursor, "EMG envelope (dotted = original)", rows=2)
+    fig.update_layout(height=330)
+    return fig
+
+
+def tactile_figure(clip: Clip, cursor: int, stats=None) -> go.Figure:
+    """Both tactile maps at the cursor and the total force of each hand over the clip."""
+    fig = make_subplots(rows=1, cols=3, column_widths=[0.28, 0.28, 0.44],
+                        subplot_titles=("left hand", "right hand", "total force (normalised sum)"))
+    if "hand_force" not in clip.actions:
+        fig.add_annotation(text="no tactile force in this clip", showarrow=False)
+        fig.update_layout(**LAYOUT)
+        return fig
+    raw = _raw(clip, "hand_force", stats)
+    lo, hi = schema.TACTILE_CLIP
+    for s in range(2):
+        fig.add_trace(go.Heatmap(z=raw[cursor, s], zmin=lo, zmax=hi, colorscale="Inferno", showscale=(s == 1),
+                                 colorbar=dict(len=0.8, x=0.56, thickness=8)), row=1, col=s + 1)
+        fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=s + 1)
+        fig.update_xaxes(showticklabels=False, row=1, col=s + 1)
+    x = np.arange(clip.num_steps)
+    tot = clip.actions["hand_force"].sum(axis=(2, 3))  # (T, 2)
+    orig = clip.original_actions.get("hand_force")
+    for s, side in enumerate(schema.SIDES):
+        if orig is not None:
+            fig.add_trace(go.Scatter(x=x, y=orig.sum(axis=(2, 3))[:, s], mode="lines", showlegend=False,
+                                     line=dict(color=PALETTE[s], dash="dot", width=1), hoverinfo="skip"), row=1, col=3)
+        fig.add_trace(go.Scatter(x=x, y=tot[:, s], mode="lines+markers", name=side, line=dict(color=PALETTE[s])),
+                      row=1, col=3)
+    fig.add_vrect(x0=-0.5, x1=clip.h - 0.5, fillcolor=CONTEXT_SHADE, line_width=0, row=1, col=3)
+    fig.add_vline(x=cursor, line_color="#d62728", line_width=2, row=1, col=3)
+    fig.update_layout(title=dict(text=f"tactile maps at step {cursor} (ADC)", font=dict(size=12)), **LAYOUT)
+    return fig
+
+
+def _chain_lines(points: np.ndarray, chains: Sequence[Sequence[int]]):
+    """Line segments (with None breaks) through the given point rows, for one Scatter3d."""
+    xs, ys, zs = [], [], []
+    for chain in chains:
+        for i in chain:
+            xs.append(points[i, 0])
+            ys.append(points[i, 1])
+            zs.append(points[i, 2])
+        xs.append(None)
+        ys.append(None)
+        zs.append(None)
+    return xs, ys, zs
+
+
+def _body_chains():
+    out, k = [], 0
+    for seg in schema.BODY_CHAINS.values():
+        out.append(list(range(k, k + len(seg))))
+        k += len(seg)
+    return out
+
+
+def _hand_chains():
+    out, k = [], 0
+    for chain in schema.HAND_CHAINS.values():
+        out.append(list(range(k, k + len(chain))))
+        k += len(chain)
+    return out
+
+
+def skeleton_figure(clip: Clip, cursor: int, stats=None) -> go.Figure:
+    """Body and both hands at the cursor (raw cm), edited solid, original faint."""
+    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "scene"}]],
+                        subplot_titles=("body pose (cm, minus CoM)", "hand pose (cm, from each carpus)"))
+    for name, col, chains in (("body_pose", 1, _body_chains()), ("hand_pose", 2, _hand_chains())):
+        raw, orig = _raw(clip, name, stats), _raw(clip, name, stats, original=True)
+        if raw is None:
+            continue
+        sets = [(raw[cursor], 1.0, "edited")] + ([(orig[cursor], 0.25, "original")] if orig is not None else [])
+        for pts, alpha, tag in sets:
+            if name == "hand_pose":
+                for s, side in enumerate(schema.SIDES):
+                    p = pts[s] + np.array([0.0 if s == 0 else 25.0, 0, 0])  # side by side
+                    xs, ys, zs = _chain_lines(p, chains)
+                    fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines+markers", opacity=alpha,
+                                               marker=dict(size=2, color=PALETTE[s]), line=dict(color=PALETTE[s], width=4),
+                                               name=f"{side} hand ({tag})", showlegend=False), row=1, col=col)
+            else:
+                xs, ys, zs = _chain_lines(pts, chains)
+                fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines+markers", opacity=alpha,
+                                           marker=dict(size=2, color=PALETTE[2]), line=dict(color=PALETTE[2], width=5),
+                                           name=f"body ({tag})", showlegend=False), row=1, col=col)
+    fig.update_layout(margin=dict(l=0, r=0, t=30, b=0), height=300,
+                      title=dict(text=f"skeletons at step {cursor}", font=dict(size=12)))
+    fig.update_scenes(aspectmode="data", xaxis_title="", yaxis_title="", zaxis_title="")
+    return fig
+
+
+def metrics_figure(metrics: dict | None, h: int) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("PSNR (dB)", "SSIM"))
+    if metrics:
+        x = np.arange(h, h + len(metrics["psnr"]))
+        fig.add_trace(go.Scatter(x=x, y=metrics["psnr"], mode="lines+markers", name="PSNR"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=metrics["ssim"], mode="lines+markers", name="SSIM"), row=1, col=2)
+    else:
+        fig.add_annotation(text="no ground truth for this clip", showarrow=False, x=0.5, y=0.5, xref="paper",
+                           yref="paper")
+    fig.update_layout(**{**LAYOUT, "height": 220, "showlegend": False})
+    fig.update_xaxes(title_text="step")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Images
+# ----------------------------------------------------------------------------------------------
+def upscale(img: np.ndarray, k: int) -> np.ndarray:
+    return np.repeat(np.repeat(img, k, axis=-3), k, axis=-2) if k > 1 else img
+
+
+def frame_panel(clip: Clip, prediction: np.ndarray | None, cursor: int, scale: int = 4) -> np.ndarray:
+    """[ground truth | prediction | |difference|] at the cursor (context steps show the context)."""
+    from training.generate import difference_image
+
+    S = clip.context.shape[1]
+    blank = np.full((S, S, 3), 40, np.uint8)
+    truth = clip.truth_frames()
+    if cursor < clip.h:
+        gt = clip.context[cursor]
+        pr = clip.context[cursor]
+    else:
+        gt = truth[cursor] if truth is not None else blank
+        pr = prediction[cursor - clip.h] if prediction is not None else blank
+    diff = difference_image(pr, gt) if (truth is not None and (prediction is not None or cursor < clip.h)) else blank
+    gap = np.full((S, 2, 3), 255, np.uint8)
+    return upscale(np.concatenate([gt, gap, pr, gap, diff], axis=1), scale)
+
+
+def thumbnail(frames: np.ndarray, scale: int = 2) -> np.ndarray:
+    """First and last context frames side by side."""
+    return upscale(np.concatenate([frames[0], frames[-1]], axis=1), scale)
+
+
+def sweep_grid(frames: np.ndarray, values: Sequence[float], context_last: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Rows = sweep values, columns = last context frame + F futures: (H', W', 3) uint8 with value labels."""
+    import cv2
+
+    n, F, S = frames.shape[0], frames.shape[1], frames.shape[2]
+    label_w, gap = 70, 2
+    tile = S * scale
+    canvas = np.full((n * (tile + gap) + gap, label_w + (F + 1) * (tile + gap), 3), 24, np.uint8)
+    for r in range(n):
+        y = gap + r * (tile + gap)
+        cv2.putText(canvas, f"{values[r]:g}", (6, y + tile // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (235, 235, 235), 1, cv2.LINE_AA)
+        row = [context_last] + list(frames[r])
+        for c, img in enumerate(row):
+            x = label_w + c * (tile + gap)
+            canvas[y:y + tile, x:x + tile] = upscale(img, scale)
+    return canvas
+
+
+def editor_payload(clip: Clip, modality: str, channels: Sequence[str] | None, cursor: int,
+                   selection: tuple[int, int] | None = None) -> dict:
+    """The curve editor's value (``app/static/curve_editor.js`` draws it, sends drags back)."""
+    chans = list(channels or default_channels(modality))
+    has = modality in clip.actions
+    cur = curves(clip.actions, modality, chans) if has else {}
+    orig = curves(clip.original_actions, modality, chans) if modality in clip.original_actions else {}
+    series = [{"name": c, "values": [round(float(v), 5) for v in cur[c]],
+               "original": [round(float(v), 5) for v in orig[c]] if c in orig else None,
+               "color": PALETTE[i % len(PALETTE)]} for i, c in enumerate(chans) if c in cur]
+    vals = [v for s in series for v in s["values"] + (s["original"] or [])]
+    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+    pad = max(0.05, 0.15 * (hi - lo))
+    return {"modality": modality, "steps": int(clip.num_steps), "context": int(clip.h), "cursor": int(cursor),
+            "series": series, "ymin": round(lo - pad, 4), "ymax": round(hi + pad, 4),
+            "selection": list(selection) if selection else None, "present": has,
+            "version": int(len(clip.edits.recipe))}
+
+
+__all__ = ["curve_figure", "emg_figure", "tactile_figure", "skeleton_figure", "metrics_figure", "frame_panel",
+           "thumbnail", "sweep_grid", "editor_payload", "channel_groups"]
