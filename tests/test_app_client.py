@@ -73,6 +73,11 @@ def test_load_edit_generate_export(server, tmp_path):
     assert Path(video["video"] if isinstance(video, dict) else video).suffix == ".mp4"
     assert Path(filmstrip).is_file()
     assert "PSNR" in text
+    # Sweep: one future per value, as a grid; annotate a span and use it as the prompt.
+    grid, msg = c.predict("emg", ["L1"], 4, 11, "scale", "0, 2", ["emg"], "", False, 0, 2, api_name="/sweep")
+    assert Path(grid).is_file() and "2 futures" in msg
+    rows, sentence = c.predict("step", 4, 11, "Peel a potato", "", "", "", api_name="/annotate")
+    assert sentence == "person peel potato" and rows["data"][0][4] == "Peel a potato"
     # Export the edited clip: the HDF5 round-trips the edits.
     files = c.predict(api_name="/export_clip")
     paths = [Path(f) for f in files]
@@ -84,6 +89,7 @@ def test_load_edit_generate_export(server, tmp_path):
     item = ClipDataset(DEMO, split="test")[3]
     np.testing.assert_allclose(traj["actions"]["emg"][4:, 0, :2], item["actions"]["emg"][4:, 0, :2] * 3.0, rtol=1e-5)
     assert [r["op"] for r in traj["meta"]["edit_recipe"]] == ["scale", "set_point"]
+    assert traj["meta"]["annotations"][0]["activity"] == "Peel a potato"
     # Batch export: the current edits applied to three clips -> a dataset ClipDataset reads.
     recipe_text = c.predict(api_name="/recipe")
     zpath, msg = c.predict("0-2", recipe_text, True, ["emg", "hand_force"], 0, 2, api_name="/batch_export")
