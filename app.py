@@ -1,8 +1,9 @@
-"""Hugging Face Spaces entry point: ``python app.py`` launches the mmsim studio."""
+"""Hugging Face Spaces entry point: ``python app.py [--checkpoint FOLDER_OR_HUB_ID]`` launches the mmsim
+studio (the same as ``mmsim app``)."""
 
 import sys
 
-from mmsim_cli import main
+from app.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["app", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))
