@@ -69,6 +69,15 @@ def _run_preprocess(args) -> int:
     return 0
 
 
+DELEGATED = {
+    "train": ("train a simulator (accelerate)", "training.train"),
+    "evaluate": ("evaluate a checkpoint on a split", "training.evaluate"),
+    "generate": ("generate a future video for one clip", "training.generate"),
+    "bench": ("experiment suites, e.g. 'paper-tables'", "training.bench"),
+    "app": ("launch the Gradio studio", "app.cli"),
+}
+
+
 def _add_later(sub, name: str, help_text: str, module: str):
     """Subcommands implemented in training/ or app/: parsed there, so their flags live with them."""
     p = sub.add_parser(name, help=help_text, add_help=False)
@@ -95,15 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_preprocess(sub)
-    _add_later(sub, "train", "train a simulator (accelerate)", "training.train")
-    _add_later(sub, "evaluate", "evaluate a checkpoint on a split", "training.evaluate")
-    _add_later(sub, "generate", "generate a future video for one clip", "training.generate")
-    _add_later(sub, "bench", "experiment suites, e.g. 'paper-tables'", "training.bench")
-    _add_later(sub, "app", "launch the Gradio studio", "app.cli")
+    for name, (help_text, module) in DELEGATED.items():
+        _add_later(sub, name, help_text, module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        # Hand the whole rest of the line to the subcommand's own parser (argparse's REMAINDER
+        # would refuse a rest that starts with an option, e.g. `mmsim app --checkpoint X`).
+        name = argv[0]
+        return _delegate(name, DELEGATED[name][1], argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -26,3 +26,10 @@ def test_preprocess_rejects_missing_folder_with_a_message(tmp_path, capsys):
 def test_bad_flag_value_is_reported():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["synth", "out", "--subjects", "many"])
+
+
+def test_delegated_subcommand_gets_leading_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--help"])
+    assert e.value.code == 0
+    assert "--index" in capsys.readouterr().out
