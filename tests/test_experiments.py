@@ -1,0 +1,185 @@
+"""The variant registry, the derived datasets and a tiny resumable `mmsim bench paper-tables` run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mmsim_core.errors import MMSimError
+from training import bench
+from training import experiments as ex
+from training.config import resolve_config
+
+PAPER_ROWS = {
+    "table1": ["UniSim verb", "UniSim phrase", "UniSim sentence", "Body-pose only", "Hand-pose only",
+               "Muscle-EMG only", "Hand-force only", "Ours multisensory", "Ours w/ phrase", "Ours w/ sentence"],
+    "table2": ["Mutex", "Imagebind", "Languagebind", "Signal Agnostic", "Ours"],
+    "table3a": ["No hand pose", "No hand force", "No body pose", "No muscle EMG", "All sensory used"],
+    "table3b": ["Max", "Mean", "Concatenation", "Without y°", "Projection y°", "Ours full"],
+    "table8": ["No hand pose", "No hand force", "No body pose", "No muscle EMG", "All sensory used"],
+    "table9": ["Hand pose", "Hand force", "Body pose", "Muscle EMG", "All sensory used"],
+    "table10": ["Hand Pose and Hand Force", "Body Pose and Muscle EMG", "Hand Force and Muscle EMG",
+                "Hand Pose and Body Pose", "All sensory used"],
+    "table11": ["Unisim h(x) = 1", "Unisim h(x) =4", "Ours h(x) =1", "Ours h(x,a)=1", "Ours h(x) =4",
+                "Ours h(x,an) =4"],
+    "table12": ["subject2", "subject4", "subject5"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from mmsim_core.data.preprocess import PreprocessConfig, preprocess
+    from mmsim_core.synth import generate_dataset
+
+    base = tmp_path_factory.mktemp("bench")
+    generate_dataset(base / "raw", subjects=3, seconds=8, seed=1, workers=1)
+    preprocess(base / "raw", base / "proc", PreprocessConfig(frame_steps=(1,), stride=8, workers=1))
+    return base / "proc"
+
+
+def test_every_paper_row_is_registered():
+    assert ex.TABLE_KEYS == tuple(PAPER_ROWS)
+    for table, names in PAPER_ROWS.items():
+        got = [r.name for r in ex.TABLES[table]]
+        assert [n for n in got if n in names] == names, table  # all present, in the paper's order
+        for r in ex.TABLES[table]:
+            assert (r.paper is None) == (r.name not in names), (table, r.name)  # extras carry no paper numbers
+    assert "Without anchoring" in [r.name for r in ex.TABLES["table3b"]]  # our extra ablation
+    # Test-time protocols reuse the one trained "Ours" model; Table 8 trains its own models.
+    assert {r.variant for t in ("table3a", "table9", "table10") for r in ex.TABLES[t]} == {"ours"}
+    assert all(r.keep is None and not r.drop for r in ex.TABLES["table8"])
+    assert len({r.variant for r in ex.TABLES["table8"]}) == 5
+    assert ex.TABLES["table3a"][0].drop == ("hand_pose",) and ex.TABLES["table9"][1].keep == ("hand_force",)
+    assert len(ex.variants_for()) == len(ex.VARIANTS) == 30
+    assert [v.key for v in ex.variants_for(("table3a", "table9"))] == ["ours"]
+
+
+def test_every_variant_builds_with_the_same_budget():
+    from training.train import build_simulator
+
+    torch.manual_seed(0)
+    base = resolve_config("tiny", modality_drop=0.2)
+    kinds = set()
+    for v in ex.VARIANTS.values():
+        cfg = ex.train_config(v, base, "data", "out")
+        assert (cfg.max_steps, cfg.batch_size, cfg.lr, cfg.preset, cfg.seed) == (
+            base.max_steps, base.batch_size, base.lr, base.preset, base.seed)
+        assert cfg.modality_drop == (0.2 if len(v.modalities) >= 2 else 0.0)
+        sim = build_simulator(cfg)
+        enc = sim.action_encoder
+        assert tuple(enc.config.modalities) == v.modalities
+        assert (sim.text_kind is not None) == (v.text_kind is not None)
+        h = 1 if v.data == ex.CONTEXT1 else 4
+        assert sim.denoiser.config.context_frames == h
+        kinds.add((type(enc).__name__, getattr(enc.config, "fusion", None), getattr(enc.config, "interaction", None),
+                   getattr(enc.config, "anchoring", None), sim.denoiser.config.use_action_history))
+    names = {k[0] for k in kinds}
+    assert names == {"MultisensoryActionEncoder", "MutexActionEncoder", "ImageBindActionEncoder",
+                     "LanguageBindActionEncoder", "SignalAgnosticActionEncoder"}
+    assert {k[1] for k in kinds} >= {"softmax", "mean", "max", "concat"}
+    assert {k[2] for k in kinds} >= {"hyperplane", "projection", "none"}
+    assert {k[3] for k in kinds} >= {"channel_attention", "none"} and {k[4] for k in kinds} == {True, False}
+    with pytest.raises(ValueError, match="unknown table"):
+        ex.parse_tables("table1,table7")
+    assert ex.parse_tables("table3a, table1") == ("table1", "table3a")
+
+
+def test_derived_data_context1_and_holdout(synth, tmp_path):
+    from mmsim_core.data import ClipDataset
+
+    suite = bench.PaperTables(bench.SuiteConfig(work=str(tmp_path / "w"), out=str(tmp_path / "o"), data=str(synth)))
+    c1 = suite.data_for(ex.CONTEXT1)
+    full, cut = ClipDataset(synth, "test"), ClipDataset(c1, "test")
+    assert len(full) == len(cut) and cut.context_frames == 1
+    a, b = full[3], cut[3]
+    assert np.array_equal(a["future"], b["future"]) and np.array_equal(a["context"][-1:], b["context"])
+    assert np.array_equal(a["actions"]["hand_pose"][3:], b["actions"]["hand_pose"])
+    assert b["meta"]["video_frame_indices"] == a["meta"]["video_frame_indices"][3:]
+
+    assert suite.data_for("holdout:S02") == synth  # already the held-out subject of the main data
+    other = suite.data_for("holdout:S00")
+    assert json.loads((other / "manifest.json").read_text())["splits"]["test"]["subjects"] == ["S00"]
+    with pytest.raises(bench.RowSkipped, match="S04 is not in the data"):
+        suite.data_for("holdout:S04")
+
+
+def _run(synth, work, out, *extra):
+    argv = ["paper-tables", "--only", "table1,table3a", "--variants", "ours", "--config", "tiny", "--batch-size", "2",
+            "--data", str(synth), "--work", str(work), "--out", str(out), "--eval-clips", "2", "--eval-steps", "1",
+            "--control-clips", "1", *extra]  # fmt: skip
+    return bench.main(argv)
+
+
+def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
+    import training.control
+    import training.evaluate
+    import training.train
+
+    work, out = tmp_path / "work", tmp_path / "results"
+    assert _run(synth, work, out, "--budget-steps", "2") == 0
+    result = json.loads((out / "paper_tables.json").read_text())
+    assert result["format"] == bench.RESULTS_FORMAT
+    assert set(result) >= {"table1", "table3a", "control_fidelity", "goals", "meta"} and "table2" not in result
+    ours = result["table1"]["Ours multisensory"]
+    assert ours["status"] == "done" and ours["trained_steps"] == 2 and ours["num_clips"] == 2
+    assert set(ours["metrics"]) == {"mse", "psnr", "ssim", "lpips", "fvd"} and ours["metrics"]["psnr"] > 5
+    if ours["metrics"]["lpips"] is None:
+        assert "lpips" in ours["unavailable"]
+    assert ours["paper"] == {"mse": 0.110, "psnr": 16.0, "lpips": 0.276, "fvd": 203.5}
+    assert result["table1"]["UniSim verb"]["status"].startswith("pending")
+    assert result["table3a"]["No hand force"]["test_protocol"]["drop"] == ["hand_force"]
+    assert result["table3a"]["No hand force"]["status"] == "done"
+    assert "test_time_drop" in result["goals"] and "vs_best_text" not in result["goals"]
+    assert set(result["control_fidelity"]["edits"]) == set(training.control.EDITS)
+    meta = result["meta"]
+    assert meta["command"].startswith("mmsim bench paper-tables --only table1,table3a")
+    assert meta["budget"]["steps"] == 2 and meta["machine"]["cores"] and meta["machine"]["torch"] == torch.__version__
+    md = (out / "paper_tables.md").read_text()
+    assert "| Ours multisensory |" in md and "| No muscle EMG |" in md and "Control fidelity" in md
+    assert (out / "paper_tables_drift.html").is_file()
+
+    # Resume: a finished variant is neither retrained nor re-evaluated.
+    def fail(*a, **k):
+        raise AssertionError("should have been reused")
+
+    with monkeypatch.context() as m:
+        m.setattr(training.train, "train", fail)
+        m.setattr(training.evaluate, "evaluate", fail)
+        m.setattr(training.control, "control_fidelity", fail)
+        assert _run(synth, work, out, "--budget-steps", "2") == 0
+    assert json.loads((out / "paper_tables.json").read_text())["table1"]["Ours multisensory"]["metrics"] == ours["metrics"]
+
+    # A larger budget continues the run from its last checkpoint (train(..., resume=True)), as after an
+    # interruption, and re-evaluates.
+    calls = []
+    real_train = training.train.train
+    monkeypatch.setattr(training.train, "train", lambda cfg, resume=False: calls.append(resume) or real_train(cfg, resume))
+    assert _run(synth, work, out, "--budget-steps", "3", "--no-control") == 0
+    assert calls == [True]
+    steps = [json.loads(line)["step"] for line in (work / "runs" / "ours" / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 3]  # logged every min(5, budget) steps: 2 in the first session, then 3 after resuming
+    assert json.loads((out / "paper_tables.json").read_text())["table1"]["Ours multisensory"]["trained_steps"] == 3
+
+    # A run folder is never reused with another training config.
+    assert _run(synth, work, out, "--budget-steps", "3", "--lr", "0.5") == 1
+
+
+def test_suite_config_validates():
+    with pytest.raises(MMSimError, match="unknown variant"):
+        bench.SuiteConfig(variants=("ours", "nope"))
+    with pytest.raises(MMSimError, match="budget-steps must be >= 1"):
+        bench.SuiteConfig(budget_steps=0)
+    cfg = bench.SuiteConfig(budget_steps=7, config="demo-cpu").base_train_config()
+    assert cfg.max_steps == 7 and cfg.checkpoint_every == 7 and cfg.preset == "mmsim-cpu"
+
+
+@pytest.mark.slow
+def test_paper_tables_table1_all_variants(synth, tmp_path):
+    argv = ["paper-tables", "--only", "table1", "--budget-steps", "2", "--config", "tiny", "--batch-size", "2",
+            "--data", str(synth), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o"), "--eval-clips", "2",
+            "--control-clips", "1"]  # fmt: skip
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "o" / "paper_tables.json").read_text())
+    assert all(e["status"] == "done" for e in result["table1"].values())
+    assert {"vs_best_text", "vs_best_single_modality"} <= set(result["goals"])
