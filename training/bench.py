@@ -177,6 +177,9 @@ class PaperTables:
         self.errors: dict[tuple[str, str], str] = {}
         self.control_report: dict | None = None
         self.control_error: str | None = None
+        self.alias: dict[str, str] = {}
+        """variant -> the variant whose run it shares (same data and training config)."""
+        self._fingerprints: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ data
     def main_data(self) -> Path:
@@ -255,16 +258,23 @@ class PaperTables:
     def run_dir(self, key: str) -> Path:
         return self.work / "runs" / key
 
-    def train_variant(self, v: ex.Variant) -> dict:
-        """Train (or reuse, or resume) one variant; returns its bench_done.json record."""
+    def train_variant(self, v: ex.Variant, allow_train: bool = True) -> dict | None:
+        """Train (or reuse, or resume) one variant; returns its bench_done.json record. With
+        ``allow_train=False`` only a finished run is returned (None otherwise)."""
         from training.train import latest_checkpoint, train
 
-        run = self.run_dir(v.key)
         data = self.data_for(v.data)
+        want = _fingerprint(ex.train_config(v, self.base, data, "."))
+        for key, fp in self._fingerprints.items():  # the same model under another row name: train it once
+            if fp == want:
+                logger.info("variant %s: same data and config as %s, reusing that run", v.key, key)
+                self.alias[v.key] = self.alias.get(key, key)
+                return self.train_log.get(key)
+        self._fingerprints[v.key] = want
+        run = self.run_dir(v.key)
         cfg = ex.train_config(v, self.base, data, run)
         done_file = run / "bench_done.json"
         done = json.loads(done_file.read_text()) if done_file.is_file() else None
-        want = _fingerprint(cfg)
         if (run / "config.json").is_file():
             saved = _fingerprint(json.loads((run / "config.json").read_text()))
             if saved != want:
@@ -273,6 +283,8 @@ class PaperTables:
         if done and done["max_steps"] == cfg.max_steps and (run / "final" / "model_index.json").is_file():
             logger.info("variant %s: reusing the finished run (%d steps)", v.key, cfg.max_steps)
             return done
+        if not allow_train:
+            return None
         if done and done["max_steps"] > cfg.max_steps:
             raise MMSimError(f"{run} is already trained for {done['max_steps']} steps, more than --budget-steps "
                              f"{cfg.max_steps}; use the same budget or another --work")
@@ -291,20 +303,24 @@ class PaperTables:
         return record
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate_row(self, row: ex.Row, trained: dict) -> dict:
+    def evaluate_row(self, row: ex.Row, trained: dict, allow_eval: bool = True) -> dict | None:
+        """Evaluate one row (cached in WORK/evals); with ``allow_eval=False`` only the cache is read."""
         from training.evaluate import EvalConfig, evaluate
 
         v = ex.VARIANTS[row.variant]
+        run_key = self.alias.get(v.key, v.key)
         data = self.data_for(v.data)
-        key = {"variant": v.key, "trained_steps": trained["max_steps"], "protocol": row.protocol, "data": str(data),
+        key = {"variant": run_key, "trained_steps": trained["max_steps"], "protocol": row.protocol, "data": str(data),
                "split": "test", "limit": self.cfg.eval_clips, "num_inference_steps": self.cfg.eval_steps,
                "seed": self.cfg.seed}  # fmt: skip
-        path = self.work / "evals" / f"{v.key}__{row.protocol}.json"
+        path = self.work / "evals" / f"{run_key}__{row.protocol}.json"
         if path.is_file():
             cached = json.loads(path.read_text())
             if cached.get("bench_key") == key:
                 return cached
-        ecfg = EvalConfig(checkpoint=str(self.run_dir(v.key) / "final"), data=str(data), split="test",
+        if not allow_eval:
+            return None
+        ecfg = EvalConfig(checkpoint=str(self.run_dir(run_key) / "final"), data=str(data), split="test",
                           drop=row.drop, keep=row.keep, limit=self.cfg.eval_clips, seed=self.cfg.seed,
                           num_inference_steps=self.cfg.eval_steps, batch_size=self.cfg.eval_batch_size,
                           label=row.name)
@@ -315,7 +331,7 @@ class PaperTables:
         _write_json(path, results)
         return results
 
-    def run_control(self, trained: dict) -> None:
+    def run_control(self, trained: dict, allow_eval: bool = True) -> None:
         from training.control import control_fidelity
 
         data = self.data_for(ex.MAIN)
@@ -324,6 +340,8 @@ class PaperTables:
         path = self.work / "evals" / "control__ours.json"
         if path.is_file() and json.loads(path.read_text()).get("bench_key") == key:
             self.control_report = json.loads(path.read_text())
+            return
+        if not allow_eval:
             return
         logger.info("control fidelity of 'ours' on %d clips", self.cfg.control_clips)
         report = control_fidelity(str(self.run_dir("ours") / "final"), str(data), clips=self.cfg.control_clips,
@@ -334,28 +352,36 @@ class PaperTables:
 
     # ------------------------------------------------------------------ the whole suite
     def run(self) -> dict:
+        """Train and evaluate the selected variants; finished runs of the others (earlier sessions, other
+        machines sharing WORK) are reported from their caches, never retrained here."""
         t0 = time.perf_counter()
         self.main_data()
-        for v in self.variants:
+        selected = {v.key for v in self.variants}
+        for v in ex.variants_for(self.cfg.tables):
+            active = v.key in selected
             try:
-                trained = self.train_variant(v)
+                trained = self.train_variant(v, allow_train=active)
             except RowSkipped as e:
                 for r in self.rows:
                     if r.variant == v.key:
                         self.errors[(r.table, r.name)] = f"skipped: {e}"
                 continue
+            if trained is None:
+                continue
             self.train_log[v.key] = trained
             for r in self.rows:
-                if r.variant != v.key:
-                    continue
-                self.evals[(r.table, r.name)] = self.evaluate_row(r, trained)
+                if r.variant == v.key:
+                    res = self.evaluate_row(r, trained, allow_eval=active)
+                    if res is not None:
+                        self.evals[(r.table, r.name)] = res
             if v.key == "ours" and self.cfg.control:
                 try:
-                    self.run_control(trained)
+                    self.run_control(trained, allow_eval=active)
                 except MMSimError as e:  # e.g. real recordings: no oracle
                     self.control_error = str(e)
                     logger.warning("control fidelity unavailable: %s", e)
-            self.write(time.perf_counter() - t0)  # partial results after every variant
+            if active:
+                self.write(time.perf_counter() - t0)  # partial results after every variant
         return self.write(time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ reports
@@ -368,12 +394,13 @@ class PaperTables:
             entry["note"] = row.note
         r = self.evals.get((row.table, row.name))
         if r is None:
-            entry["status"] = self.errors.get((row.table, row.name), "pending (not run in this session)")
+            entry["status"] = self.errors.get((row.table, row.name), "pending (not trained/evaluated yet)")
             return entry
         metrics = {m: r["metrics"].get(m) for m in METRICS}
         entry.update(status="done", metrics=metrics, metrics_std=r.get("metrics_std", {}),
                      unavailable=r.get("unavailable", {}), per_frame=r.get("per_frame", {}), num_clips=r["num_clips"],
                      trained_steps=self.train_log.get(v.key, {}).get("max_steps"),
+                     run=self.alias.get(v.key, v.key),
                      data=r["settings"]["data"], seconds_per_clip=r.get("timing", {}).get("seconds_per_clip"))
         return entry
 
