@@ -104,8 +104,8 @@ def test_derived_data_context1_and_holdout(synth, tmp_path):
         suite.data_for("holdout:S04")
 
 
-def _run(synth, work, out, *extra):
-    argv = ["paper-tables", "--only", "table1,table3a", "--variants", "ours", "--config", "tiny", "--batch-size", "2",
+def _run(synth, work, out, *extra, only="table1,table3a"):
+    argv = ["paper-tables", "--only", only, "--variants", "ours", "--config", "tiny", "--batch-size", "2",
             "--data", str(synth), "--work", str(work), "--out", str(out), "--eval-clips", "2", "--eval-steps", "1",
             "--control-clips", "1", *extra]  # fmt: skip
     return bench.main(argv)
@@ -155,14 +155,25 @@ def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
     calls = []
     real_train = training.train.train
     monkeypatch.setattr(training.train, "train", lambda cfg, resume=False: calls.append(resume) or real_train(cfg, resume))
-    assert _run(synth, work, out, "--budget-steps", "3", "--no-control") == 0
+    assert _run(synth, work, out, "--budget-steps", "3", "--no-control", only="table1") == 0
     assert calls == [True]
     steps = [json.loads(line)["step"] for line in (work / "runs" / "ours" / "log.jsonl").read_text().splitlines()]
     assert steps == [2, 3]  # logged every min(5, budget) steps: 2 in the first session, then 3 after resuming
     assert json.loads((out / "paper_tables.json").read_text())["table1"]["Ours multisensory"]["trained_steps"] == 3
 
+    # Another session (or machine sharing WORK) trains another variant; finished ones are reported from cache.
+    real_evaluate = training.evaluate.evaluate
+    with monkeypatch.context() as m:
+        m.setattr(training.evaluate, "evaluate", lambda cfg, progress=True: fail() if "ours" in cfg.checkpoint
+                  else real_evaluate(cfg, progress))
+        assert _run(synth, work, out, "--budget-steps", "3", "--no-control", "--variants", "unisim-verb",
+                    only="table1") == 0
+    table1 = json.loads((out / "paper_tables.json").read_text())["table1"]
+    assert table1["UniSim verb"]["status"] == "done" and table1["Ours multisensory"]["trained_steps"] == 3
+    assert table1["Hand-force only"]["status"].startswith("pending")
+
     # A run folder is never reused with another training config.
-    assert _run(synth, work, out, "--budget-steps", "3", "--lr", "0.5") == 1
+    assert _run(synth, work, out, "--budget-steps", "3", "--lr", "0.5", only="table1") == 1
 
 
 def test_suite_config_validates():
