@@ -78,7 +78,7 @@ class SuiteConfig:
     out: str = "results"
     tables: tuple[str, ...] = ex.TABLE_KEYS
     variants: tuple[str, ...] | None = None
-    """Only train/evaluate these variants (the other rows are reported as pending)."""
+    """Only train/evaluate these variants; other rows come from finished runs in ``work``, else pending."""
     budget_steps: int = DEFAULT_BUDGET
     config: str = "demo-cpu"
     preset: str | None = None
@@ -596,7 +596,8 @@ def _add_paper_tables(sub) -> None:
     p.add_argument("--work", default="runs/paper_tables", help="runs, evaluations and data (default runs/paper_tables)")
     p.add_argument("--out", default="results", help="where paper_tables.json/.md and the figure go (default results/)")
     p.add_argument("--only", default=None, help=f"comma-separated tables {list(ex.TABLE_KEYS)} (default: all)")
-    p.add_argument("--variants", default=None, help="comma-separated variant keys to run now (others stay pending)")
+    p.add_argument("--variants", default=None, help="comma-separated variant keys to train/evaluate now; the other rows are filled from runs "
+                   "finished earlier in the same --work (e.g. by another session), else reported pending")
     p.add_argument("--eval-clips", type=int, default=128, help="test clips per evaluation, spread over the split "
                    "(default 128; 0 = all)")
     p.add_argument("--eval-steps", type=int, default=None, help="sampler steps (default: the preset's)")
