@@ -5,7 +5,17 @@ import pytest
 import torch
 
 from mmsim_core import schema
-from training.control import EDITS, _CHAIN_POS, control_fidelity, delay_body, markdown, scale_force, shift_hand, zero_emg
+from training.control import (
+    EDITS,
+    _CHAIN_POS,
+    control_fidelity,
+    delay_body,
+    firm_grip,
+    markdown,
+    scale_force,
+    shift_hand,
+    zero_emg,
+)
 
 H, T = 4, 12
 
@@ -60,6 +70,7 @@ def test_force_emg_and_delay_edits():
     doubled = scale_force(raw, H, 2.0)["hand_force"]
     above = np.clip(raw["hand_force"][H:] - lo, 0, None)
     assert np.allclose(doubled[H:] - lo, 2 * above)
+    assert np.all(firm_grip(raw, H)["hand_force"][H:] == schema.TACTILE_CLIP[1])
     assert np.all(zero_emg(raw, H)["emg"][H:] == 0)
     delayed = delay_body(raw, H, steps=3)["body_pose"]
     assert np.array_equal(delayed[H], raw["body_pose"][H - 3])

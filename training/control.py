@@ -11,7 +11,8 @@ For held-out clips of synthetic recordings, each edit below changes the FUTURE s
 * ``shift hand``   — the right forearm and hand points of ``body_pose`` move 10 cm to the body's right
   (along the shoulder line), ramped in over the first three future steps;
 * ``release grip`` — tactile pressure above the ADC floor scaled by 0 (both hands let go);
-* ``double force`` — tactile pressure above the floor scaled by 2;
+* ``firm grip``    — every taxel of both gloves pressed to the top of the ADC range (the strongest grip
+  the sensor can report; in the synthetic world this grasps an object within reach, squashes soft ones);
 * ``zero EMG``     — the EMG envelope set to 0 (no muscle effort: nothing is lifted or twisted);
 * ``delay body``   — body motion delayed by 3 steps (future step t takes the pose of step t-3).
 
@@ -84,6 +85,12 @@ def scale_force(raw: dict, h: int, factor: float) -> dict:
     return {**raw, "hand_force": hf}
 
 
+def firm_grip(raw: dict, h: int) -> dict:
+    hf = raw["hand_force"].copy()
+    hf[h:] = np.maximum(hf[h:], schema.TACTILE_CLIP[1])
+    return {**raw, "hand_force": hf}
+
+
 def zero_emg(raw: dict, h: int) -> dict:
     emg = raw["emg"].copy()
     emg[h:] = 0.0
@@ -101,7 +108,7 @@ def delay_body(raw: dict, h: int, steps: int = 3) -> dict:
 EDITS: dict[str, tuple[str, Callable[[dict, int], dict]]] = {
     "shift hand": ("right forearm + hand 10 cm to the right (body_pose)", shift_hand),
     "release grip": ("tactile pressure x0 (hand_force)", lambda r, h: scale_force(r, h, 0.0)),
-    "double force": ("tactile pressure x2 (hand_force)", lambda r, h: scale_force(r, h, 2.0)),
+    "firm grip": ("both gloves at full pressure (hand_force)", firm_grip),
     "zero EMG": ("EMG envelope set to 0 (emg)", zero_emg),
     "delay body": ("body motion delayed by 3 steps (body_pose)", delay_body),
 }
