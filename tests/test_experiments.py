@@ -123,6 +123,7 @@ def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
     assert set(result) >= {"table1", "table3a", "control_fidelity", "goals", "meta"} and "table2" not in result
     ours = result["table1"]["Ours multisensory"]
     assert ours["status"] == "done" and ours["trained_steps"] == 2 and ours["num_clips"] == 2
+    assert ours["test_subjects"] == ["S02"]
     assert set(ours["metrics"]) == {"mse", "psnr", "ssim", "lpips", "fvd"} and ours["metrics"]["psnr"] > 5
     if ours["metrics"]["lpips"] is None:
         assert "lpips" in ours["unavailable"]

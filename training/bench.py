@@ -152,6 +152,13 @@ def _diff(a: dict, b: dict) -> list[str]:
     return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def _test_subjects(data: str) -> list[str] | None:
+    try:
+        return json.loads((Path(data) / "manifest.json").read_text())["splits"]["test"].get("subjects")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -401,7 +408,8 @@ class PaperTables:
                      unavailable=r.get("unavailable", {}), per_frame=r.get("per_frame", {}), num_clips=r["num_clips"],
                      trained_steps=self.train_log.get(v.key, {}).get("max_steps"),
                      run=self.alias.get(v.key, v.key),
-                     data=r["settings"]["data"], seconds_per_clip=r.get("timing", {}).get("seconds_per_clip"))
+                     data=r["settings"]["data"], test_subjects=_test_subjects(r["settings"]["data"]),
+                     seconds_per_clip=r.get("timing", {}).get("seconds_per_clip"))
         return entry
 
     def goals(self, tables: dict) -> dict:
