@@ -9,20 +9,9 @@ import pytest
 from training.generate import compose_filmstrip, compose_video, difference_image, filmstrip_path, main
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from fixtures.recordings import write_dataset
-
-    from mmsim_core import MultisensoryVideoPipeline
-    from mmsim_core.data import ClipDataset
-    from mmsim_core.data.preprocess import PreprocessConfig, preprocess
-
-    base = tmp_path_factory.mktemp("gen")
-    write_dataset(base / "raw", subjects=("S01", "S02"), seconds=4.0)
-    preprocess(base / "raw", base / "proc", PreprocessConfig(frame_steps=(1,), stride=6, workers=1))
-    ds = ClipDataset(base / "proc", split="test")
-    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=ds.stats).save_pretrained(base / "ckpt")
-    return {"data": base / "proc", "ckpt": base / "ckpt", "num_test": len(ds)}
+@pytest.fixture
+def setup(tiny_setup):
+    return tiny_setup
 
 
 def test_panels_layout():

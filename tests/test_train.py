@@ -10,21 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from mmsim_core.data.preprocess import PreprocessConfig, preprocess
 from training.config import TrainConfig, resolve_config
 from training.train import latest_checkpoint, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory):
-    from fixtures.recordings import write_dataset
-
-    base = tmp_path_factory.mktemp("train_data")
-    write_dataset(base / "raw", subjects=("S01", "S02"), seconds=4.0)
-    preprocess(base / "raw", base / "proc", PreprocessConfig(frame_steps=(1,), stride=6, workers=1))
-    return base / "proc"
+@pytest.fixture
+def processed(tiny_setup):
+    return tiny_setup["data"]
 
 
 def _steps(log: Path) -> list[int]:
