@@ -233,7 +233,7 @@ def _cpu() -> SimulatorConfig:
             feature_dim=256, expert_hidden=128, expert_layers=4, projection_dims=(256, 256)
         ),
         denoiser=DenoiserConfig(
-            patch_size=4, block_channels=(64, 128, 256), attention_levels=(True, True, True),
+            patch_size=4, block_channels=(64, 128, 192), attention_levels=(True, True, True),
             attention_head_dim=32, cond_tokens=4, ff_mult=2, target="residual",
         ),  # fmt: skip
         context_encoder="small",

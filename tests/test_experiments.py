@@ -132,12 +132,16 @@ def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
     assert result["table3a"]["No hand force"]["test_protocol"]["drop"] == ["hand_force"]
     assert result["table3a"]["No hand force"]["status"] == "done"
     assert "test_time_drop" in result["goals"] and "vs_best_text" not in result["goals"]
+    refs = result["references"]
+    assert set(refs) == {"Copy last context frame", "Ours, all actions dropped"}
+    assert refs["Copy last context frame"]["num_clips"] == 2 and refs["Copy last context frame"]["metrics"]["psnr"] > 5
     assert set(result["control_fidelity"]["edits"]) == set(training.control.EDITS)
     meta = result["meta"]
     assert meta["command"].startswith("mmsim bench paper-tables --only table1,table3a")
     assert meta["budget"]["steps"] == 2 and meta["machine"]["cores"] and meta["machine"]["torch"] == torch.__version__
     md = (out / "paper_tables.md").read_text()
     assert "| Ours multisensory |" in md and "| No muscle EMG |" in md and "Control fidelity" in md
+    assert "| Copy last context frame |" in md
     assert (out / "paper_tables_drift.html").is_file()
 
     # Resume: a finished variant is neither retrained nor re-evaluated.

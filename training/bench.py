@@ -183,6 +183,7 @@ class PaperTables:
         self.evals: dict[tuple[str, str], dict] = {}
         self.errors: dict[tuple[str, str], str] = {}
         self.control_report: dict | None = None
+        self.references: dict[str, dict] = {}
         self.control_error: str | None = None
         self.alias: dict[str, str] = {}
         """variant -> the variant whose run it shares (same data and training config)."""
@@ -357,6 +358,35 @@ class PaperTables:
         _write_json(path, report)
         self.control_report = report
 
+    def evaluate_references(self, trained: dict | None, allow_eval: bool = True) -> None:
+        """Reference rows beside the tables: copying the last context frame, and "Ours" with every action
+        dropped. A variant below them has not learned to use its conditioning at this budget."""
+        from training.evaluate import EvalConfig, evaluate
+
+        data = self.data_for(ex.MAIN)
+        todo = {"Copy last context frame": ("copy-last", None)}
+        if trained is not None:
+            todo["Ours, all actions dropped"] = ("no-actions", str(self.run_dir("ours") / "final"))
+        for name, (baseline, ckpt) in todo.items():
+            key = {"baseline": baseline, "trained_steps": (trained or {}).get("max_steps") if ckpt else None,
+                   "data": str(data), "split": "test", "limit": self.cfg.eval_clips,
+                   "num_inference_steps": self.cfg.eval_steps, "seed": self.cfg.seed}
+            path = self.work / "evals" / f"reference__{baseline}.json"
+            if path.is_file() and json.loads(path.read_text()).get("bench_key") == key:
+                self.references[name] = json.loads(path.read_text())
+                continue
+            if not allow_eval:
+                continue
+            logger.info("evaluating reference %s", name)
+            results = evaluate(EvalConfig(checkpoint=ckpt, baseline=baseline, data=str(data), split="test",
+                                          limit=self.cfg.eval_clips, seed=self.cfg.seed, label=name,
+                                          num_inference_steps=self.cfg.eval_steps,
+                                          batch_size=self.cfg.eval_batch_size), progress=False)
+            results["bench_key"] = key
+            results.pop("per_clip", None)
+            _write_json(path, results)
+            self.references[name] = results
+
     # ------------------------------------------------------------------ the whole suite
     def run(self) -> dict:
         """Train and evaluate the selected variants; finished runs of the others (earlier sessions, other
@@ -387,8 +417,12 @@ class PaperTables:
                 except MMSimError as e:  # e.g. real recordings: no oracle
                     self.control_error = str(e)
                     logger.warning("control fidelity unavailable: %s", e)
+            if v.key == "ours":
+                self.evaluate_references(trained, allow_eval=active)
             if active:
                 self.write(time.perf_counter() - t0)  # partial results after every variant
+        if not self.references:
+            self.evaluate_references(None, allow_eval=bool(selected))
         return self.write(time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ reports
@@ -447,6 +481,9 @@ class PaperTables:
             **tables,
             "control_fidelity": self.control_report if self.control_report is not None
             else {"status": self.control_error or "pending"},
+            "references": {name: {"metrics": {m: r["metrics"].get(m) for m in METRICS},
+                                  "per_frame": r.get("per_frame", {}), "num_clips": r["num_clips"]}
+                           for name, r in self.references.items()},
             "goals": self.goals(tables),
             "meta": {
                 "command": self.command,
@@ -540,6 +577,16 @@ def markdown(result: dict) -> str:
     if len(lines) and lines[-1] == "":
         lines.append("- (not enough finished rows yet)")
     lines.append("")
+    steps = meta["suite"].get("eval_steps")
+    lines += [f"Evaluation: {meta['suite'].get('eval_clips') or 'all'} test clips per row, "
+              f"{steps if steps else 'the preset default'} sampler step(s), one fixed noise draw per clip.", ""]
+    refs = result.get("references") or {}
+    if refs:
+        lines += ["## Reference rows", "", "| Reference | " + " | ".join(LABELS[m] for m in METRICS) + " |",
+                  "|---|" + "---:|" * len(METRICS)]
+        for name, r in refs.items():
+            lines.append(f"| {name} | " + " | ".join(_fmt(m, r["metrics"].get(m)) for m in METRICS) + " |")
+        lines.append("")
 
     unavailable: dict[str, str] = {}
     for t, title in meta["titles"].items():
