@@ -160,7 +160,10 @@ def load_pipeline(checkpoint: str, device: str = "auto"):
     except Exception as e:  # noqa: BLE001 - Hub/network/format errors become one clear line
         where = "Hub id" if not Path(path).exists() else "pipeline folder"
         raise MMSimError(f"cannot load {where} {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    pipe.to(resolve_device(device))
+    dev = resolve_device(device)
+    pipe.to(dev)
+    if dev.type == "cpu" and pipe.denoiser.dtype != torch.float32:
+        pipe.to(dtype=torch.float32)  # fp16 checkpoints (the demo's) are stored small; CPU half math is slow
     pipe.set_progress_bar_config(disable=True)
     return pipe, path
 
