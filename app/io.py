@@ -109,26 +109,7 @@ def load_frames(files, size: int = schema.FRAME_SIZE, context: int = schema.CONT
 def _check_actions(actions: Mapping[str, np.ndarray], where: str, steps: int | None = None) -> dict:
     if not actions:
         raise UploadError(f"{where}: no action modality found (expected some of {list(schema.MODALITY_NAMES)})")
-    out = {}
-    T = steps
-    for name, arr in actions.items():
-        arr = np.asarray(arr, dtype=np.float32)
-        shape = schema.MODALITIES[name].shape
-        if arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
-            pass
-        elif arr.ndim == 2 and arr.shape[1] == int(np.prod(shape)):
-            arr = arr.reshape((arr.shape[0],) + shape)
-        else:
-            raise UploadError(f"{where}: {name} must have shape (T, {', '.join(map(str, shape))}) "
-                              f"(or (T, {int(np.prod(shape))}) flattened), got {arr.shape}")
-        if T is None:
-            T = arr.shape[0]
-        if arr.shape[0] != T:
-            raise UploadError(f"{where}: {name} has {arr.shape[0]} steps but the clip has {T}")
-        if not np.isfinite(arr).all():
-            raise UploadError(f"{where}: {name} contains NaN or inf values")
-        out[name] = arr
-    return out
+    return schema.check_action_arrays(actions, where, steps=steps, allow_flat=True, error=UploadError)
 
 
 def _to_normalized(actions: dict, units: str, stats, where: str) -> dict:

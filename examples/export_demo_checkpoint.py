@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def card(run: Path, out: Path, quality: dict | None, steps: int, n_params: int) -> str:
+def card(run: Path, quality: dict | None, steps: int, n_params: int) -> str:
     cfg = json.loads((run / "config.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     last = next((r for r in reversed(log) if "step" in r and "diffusion" in r), {})
@@ -46,8 +46,8 @@ def card(run: Path, out: Path, quality: dict | None, steps: int, n_params: int) 
         f"- Data: synthetic world (`mmsim synth`), {len(manifest.get('subjects', [])) or '?'} subjects, "
         f"train split {manifest.get('splits', {}).get('train', '?')} clips; test subjects "
         f"{manifest.get('test_subjects', '?')} never seen in training.",
-        f"- Command: `mmsim train --config {cfg.get('config_name') or 'demo-cpu'} --data DATA --out RUN "
-        f"--max-steps {cfg['max_steps']}` (resolved config: `training_config.json`).",
+        "- Command: `mmsim train --config training_config.json --data DATA --out RUN` (`training_config.json`, "
+        "beside this card, is the run's resolved config).",
         f"- Steps: {last.get('step', '?')} at batch {cfg['batch_size']}, lr {cfg['lr']}, modality drop "
         f"{cfg['modality_drop']}; final losses: diffusion {last.get('diffusion', float('nan')):.4f}, "
         f"ssl {last.get('ssl', float('nan')):.4f}, norm {last.get('norm', float('nan')):.4f}.",
@@ -103,7 +103,7 @@ def main() -> int:
     pipe.save_pretrained(tmp, safe_serialization=True)
     shutil.copy(run / "config.json", tmp / "training_config.json")
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
-    (tmp / "README.md").write_text(card(run, out, quality, steps, n_params))
+    (tmp / "README.md").write_text(card(run, quality, steps, n_params))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -169,6 +169,32 @@ def check_modality_names(names) -> tuple[str, ...]:
     return names
 
 
+def check_action_arrays(actions: Mapping[str, np.ndarray], where: str = "actions", steps: int | None = None,
+                        allow_flat: bool = False, error: type[Exception] = ValueError) -> dict[str, np.ndarray]:
+    """Validate one clip's per-step actions ``{name: (T, *shape)}``: known names, shapes, one shared T (``steps``
+    when given) and finite values. Returns float32 copies; with ``allow_flat`` a ``(T, size)`` array is reshaped.
+    Raises ``error`` naming ``where``, the modality and what is wrong."""
+    out = {}
+    for name, arr in actions.items():
+        if name not in MODALITIES:
+            raise error(f"{where}: unknown modality {name!r}; must be one of {list(MODALITY_NAMES)}")
+        arr = np.asarray(arr, dtype=np.float32)
+        shape = MODALITIES[name].shape
+        if allow_flat and arr.ndim == 2 and arr.shape[1] == int(np.prod(shape)) and arr.shape[1:] != shape:
+            arr = arr.reshape((arr.shape[0],) + shape)
+        if arr.ndim != len(shape) + 1 or tuple(arr.shape[1:]) != shape:
+            flat = f" (or (T, {int(np.prod(shape))}) flattened)" if allow_flat else ""
+            raise error(f"{where}: {name} must have shape (T, {', '.join(map(str, shape))}){flat}, got {arr.shape}")
+        if steps is None:
+            steps = arr.shape[0]
+        if arr.shape[0] != steps:
+            raise error(f"{where}: {name} has {arr.shape[0]} steps but the clip has {steps}")
+        if not np.isfinite(arr).all():
+            raise error(f"{where}: {name} contains NaN or inf values")
+        out[name] = arr
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Normalisation
 # ----------------------------------------------------------------------------------------------

@@ -142,6 +142,10 @@ def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
     md = (out / "paper_tables.md").read_text()
     assert "| Ours multisensory |" in md and "| No muscle EMG |" in md and "Control fidelity" in md
     assert "| Copy last context frame |" in md
+    used = result["goals"]["actions_used"]
+    assert used["ours_minus_copy_last_db"] == pytest.approx(
+        ours["metrics"]["psnr"] - refs["Copy last context frame"]["metrics"]["psnr"])
+    assert "Actions used at all" in md
     assert (out / "paper_tables_drift.html").is_file()
 
     # Resume: a finished variant is neither retrained nor re-evaluated.

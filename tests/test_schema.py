@@ -46,3 +46,24 @@ def test_minmax_round_trip_and_json(tmp_path):
 def test_missing_stats_is_a_clear_error():
     with pytest.raises(KeyError, match="no normalization statistics for modality 'emg'"):
         normalize("emg", np.zeros((1, 2, 8)), NormalizationStats())
+
+
+def test_check_action_arrays_names_what_is_wrong():
+    T = 5
+    good = {n: np.zeros((T, *schema.MODALITIES[n].shape), np.float64) for n in ("emg", "hand_force")}
+    out = schema.check_action_arrays(good, "clip.npz")
+    assert {k: (v.dtype, v.shape) for k, v in out.items()} == {
+        "emg": (np.float32, (T, 2, 8)), "hand_force": (np.float32, (T, 2, 32, 32))}
+    flat = {"emg": np.zeros((T, 16))}
+    assert schema.check_action_arrays(flat, allow_flat=True)["emg"].shape == (T, 2, 8)
+    with pytest.raises(ValueError, match=r"clip.npz: emg must have shape \(T, 2, 8\), got \(5, 16\)"):
+        schema.check_action_arrays(flat, "clip.npz")
+    with pytest.raises(ValueError, match="unknown modality 'gaze'"):
+        schema.check_action_arrays({"gaze": np.zeros((T, 2))})
+    with pytest.raises(ValueError, match="hand_force has 4 steps but the clip has 5"):
+        schema.check_action_arrays({**good, "hand_force": good["hand_force"][:4]})
+    with pytest.raises(ValueError, match="emg has 5 steps but the clip has 6"):
+        schema.check_action_arrays(good, steps=6)
+    bad = {"emg": np.full((T, 2, 8), np.nan)}
+    with pytest.raises(KeyError, match="emg contains NaN or inf"):
+        schema.check_action_arrays(bad, error=KeyError)

@@ -62,6 +62,8 @@ LABELS = {"mse": "MSE ↓", "psnr": "PSNR ↑", "ssim": "SSIM ↑", "lpips": "LP
 BOOKKEEPING = ("max_steps", "checkpoint_every", "log_every", "keep_checkpoints", "out", "num_workers", "log_with")
 GOAL_MARGIN_DB = 1.5
 GOAL_MAX_DROP_DB = 0.8
+ACTIONS_UNUSED_DB = 0.3
+"""Ours within this much of itself with every action dropped: the conditioning is not used yet."""
 DEFAULT_BUDGET = 2000
 
 
@@ -589,7 +591,7 @@ def markdown(result: dict) -> str:
         line = f"- Actions used at all: Ours multisensory minus itself with every action dropped = {used:+.2f} dB"
         if x.get("ours_minus_copy_last_db") is not None:
             line += f"; minus copying the last context frame = {x['ours_minus_copy_last_db']:+.2f} dB"
-        if used < 0.3:
+        if used < ACTIONS_UNUSED_DB:
             line += (". **The models do not use their conditioning yet at this budget**: the rows differ by noise, "
                      "so the margins above are not a ranking. Raise `--budget-steps` (same work folder: runs "
                      "continue).")

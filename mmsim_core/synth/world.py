@@ -703,20 +703,8 @@ def check_actions(actions: Mapping[str, np.ndarray]) -> int:
     missing = [n for n in schema.MODALITY_NAMES if n not in actions]
     if missing:
         raise ActionInputError(f"the oracle needs all four modalities in raw units; missing {missing}")
-    T = None
-    for n in schema.MODALITY_NAMES:
-        a = np.asarray(actions[n])
-        shape = schema.MODALITIES[n].shape
-        if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != shape:
-            raise ActionInputError(f"actions[{n!r}] must have shape (T, {', '.join(map(str, shape))}), "
-                                   f"got {a.shape}")
-        if T is None:
-            T = a.shape[0]
-        elif a.shape[0] != T:
-            raise ActionInputError(f"actions[{n!r}] has {a.shape[0]} steps, others have {T}")
-        if not np.isfinite(a).all():
-            raise ActionInputError(f"actions[{n!r}] holds NaN or inf")
-    return int(T)
+    checked = schema.check_action_arrays({n: actions[n] for n in schema.MODALITY_NAMES}, error=ActionInputError)
+    return int(next(iter(checked.values())).shape[0])
 
 
 def iter_world(scene: Scene, initial_state: np.ndarray, actions: Mapping[str, np.ndarray],
