@@ -110,11 +110,13 @@ class SchedulerConfig:
 
 @dataclass
 class LossWeights:
-    """L = diffusion·L_diff + ssl·L_ssl + norm·L_norm (paper §2.3: 10, 1, 0.1)."""
+    """L = diffusion·L_diff + ssl·L_ssl + norm·L_norm (paper §2.3: 10, 1, 0.1), plus motion·L_motion for
+    a denoiser with a warped-residual target (ours; the term is zero otherwise)."""
 
     diffusion: float = 10.0
     ssl: float = 1.0
     norm: float = 0.1
+    motion: float = 10.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -178,7 +180,9 @@ class SimulatorConfig:
         text_dim = self.action_encoder.text_dim
         if self.text_encoder is not None and text_dim is None:
             raise ValueError("text_encoder is set but action_encoder.text_dim is None (the text expert's input size)")
-        self.action_encoder = replace(self.action_encoder, num_steps=self.context_frames + self.future_frames)
+        self.action_encoder = replace(
+            self.action_encoder, num_steps=self.context_frames + self.future_frames, context_steps=self.context_frames
+        )
         self.denoiser = replace(
             self.denoiser,
             context_frames=self.context_frames,
@@ -214,11 +218,12 @@ def _tiny() -> SimulatorConfig:
     return SimulatorConfig(
         name="mmsim-tiny",
         action_encoder=ActionEncoderConfig(
-            feature_dim=32, expert_hidden=16, expert_layers=4, projection_dims=(32, 32), expert_dropout=0.0
+            feature_dim=32, expert_hidden=16, expert_layers=4, projection_dims=(32, 32), expert_dropout=0.0,
+            ego_motion_from=("body_pose",), ego_motion_hidden=32,
         ),
         denoiser=DenoiserConfig(
             patch_size=4, block_channels=(32, 64), attention_levels=(False, True),
-            attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2, target="residual",
+            attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2, target="warped_residual",
         ),  # fmt: skip
         context_encoder="small",
         context_encoder_kwargs={"width": 8, "depth": 3},
@@ -230,11 +235,12 @@ def _cpu() -> SimulatorConfig:
     return SimulatorConfig(
         name="mmsim-cpu",
         action_encoder=ActionEncoderConfig(
-            feature_dim=256, expert_hidden=128, expert_layers=4, projection_dims=(256, 256)
+            feature_dim=256, expert_hidden=128, expert_layers=4, projection_dims=(256, 256),
+            ego_motion_from=("body_pose",),
         ),
         denoiser=DenoiserConfig(
             patch_size=4, block_channels=(64, 128, 192), attention_levels=(True, True, True),
-            attention_head_dim=32, cond_tokens=4, ff_mult=2, target="residual",
+            attention_head_dim=32, cond_tokens=4, ff_mult=2, target="warped_residual",
         ),  # fmt: skip
         context_encoder="small",
         context_encoder_kwargs={"width": 32, "depth": 4},

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.models.action_encoder import MultisensoryActionEncoder
 from mmsim_core.models.baselines import build_action_encoder
+from mmsim_core.models.ego_motion import photometric_loss
 from mmsim_core.models.denoiser import VideoDenoiser
 from mmsim_core.presets import LossWeights, SimulatorConfig
 from mmsim_core.schema import TEXT_KINDS
@@ -97,13 +98,16 @@ def build_components(cfg: SimulatorConfig) -> dict:
 @dataclass
 class TrainingLosses:
     total: Tensor
-    """weights.diffusion·diffusion + weights.ssl·ssl + weights.norm·norm (what to backpropagate)."""
+    """weights.diffusion·diffusion + weights.ssl·ssl + weights.norm·norm + weights.motion·motion
+    (what to backpropagate)."""
     diffusion: Tensor
     ssl: Tensor
     norm: Tensor
+    motion: Tensor
+    """Photometric loss of the ego-motion warp (zero unless the denoiser's target is a warped residual)."""
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "diffusion", "ssl", "norm")}
+        return {k: float(getattr(self, k).detach()) for k in ("total", "diffusion", "ssl", "norm", "motion")}
 
 
 def _to_tensor(x, device) -> Tensor:
@@ -255,8 +259,16 @@ class MultisensorySimulator(nn.Module):
         )
         y = enc.interaction  # (B, T, d)
 
-        # Diffusion loss on the future frames (or their residual from the last context frame).
-        x0 = self.denoiser.frames_to_sample(future, context)  # (B, F, 3, H, W)
+        # Diffusion loss on the future frames (or their residual from the last context frame, possibly
+        # warped by the actions' ego-motion; the warp learns from its own photometric loss).
+        ego_motion = getattr(enc, "ego_motion", None)  # (B, F, 2, 3) | None
+        anchor = self.denoiser.anchor(context, ego_motion)  # None | (B, F, 3, H, W)
+        if ego_motion is not None and self.denoiser.config.target == "warped_residual":
+            motion = photometric_loss(anchor, future)
+            anchor = anchor.detach()
+        else:
+            motion = future.new_zeros(())
+        x0 = self.denoiser.frames_to_sample(future, context, anchor)  # (B, F, 3, H, W)
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         t = torch.randint(
             0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
@@ -268,15 +280,15 @@ class MultisensorySimulator(nn.Module):
             target = self.noise_scheduler.get_velocity(x0, noise, t)
         else:
             target = x0
-        pred = self.denoiser(noisy, t, context, y).sample
+        pred = self.denoiser(noisy, t, context, y, anchor=anchor).sample
         diffusion = F.mse_loss(pred.float(), target.float())
 
         zero = diffusion.new_zeros(())
         ssl = enc.ssl_loss if enc.ssl_loss is not None else zero
         norm = enc.norm_loss if enc.norm_loss is not None else zero
         w = self.loss_weights
-        total = w.diffusion * diffusion + w.ssl * ssl + w.norm * norm
-        return TrainingLosses(total=total, diffusion=diffusion, ssl=ssl, norm=norm)
+        total = w.diffusion * diffusion + w.ssl * ssl + w.norm * norm + w.motion * motion
+        return TrainingLosses(total=total, diffusion=diffusion, ssl=ssl, norm=norm, motion=motion)
 
 
 __all__ = [

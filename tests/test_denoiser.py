@@ -212,12 +212,14 @@ def test_training_step_losses():
     assert isinstance(losses, TrainingLosses)
     parts = losses.as_floats()
     assert all(np.isfinite(v) for v in parts.values())
-    assert parts["ssl"] > 0 and parts["norm"] > 0 and parts["diffusion"] > 0
-    expected = 10 * parts["diffusion"] + parts["ssl"] + 0.1 * parts["norm"]
+    assert parts["ssl"] > 0 and parts["norm"] > 0 and parts["diffusion"] > 0 and parts["motion"] > 0
+    expected = 10 * parts["diffusion"] + parts["ssl"] + 0.1 * parts["norm"] + 10 * parts["motion"]
     assert parts["total"] == pytest.approx(expected, rel=1e-5)
     losses.total.backward()
     assert sim.denoiser.conv_out.weight.grad is not None
     assert any(p.grad is not None for p in sim.context_encoder.parameters())
+    # the ego-motion head learns from its photometric loss (its last layer starts at zero)
+    assert sim.action_encoder.ego_motion.net[-1].weight.grad.abs().sum() > 0
 
 
 def test_training_step_condition_drop_trains_null_embedding():

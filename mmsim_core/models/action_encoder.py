@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from mmsim_core.errors import ActionInputError
 from mmsim_core.models.anchoring import ChannelAnchoring
+from mmsim_core.models.ego_motion import EgoMotionHead
 from mmsim_core.models.experts import ModalityDecoder, ModalityExpert, ProjectionHead
 from mmsim_core.models.fusion import FUSIONS, Fusion
 from mmsim_core.models.interaction import INTERACTIONS, LatentInteraction, context_vectors
@@ -60,9 +61,24 @@ class ActionEncoderConfig:
     """h + F: steps covered by the step embedding and the null embedding."""
     anchor_group_size: int = 64
     """Channels per attention group in the anchoring (see ``anchoring.py``); capped at d."""
+    ego_motion_from: tuple[str, ...] = ()
+    """Modalities whose raw signals drive the :class:`EgoMotionHead` (ours, see ``ego_motion.py``);
+    those the encoder is not configured with are skipped; empty = no head (the paper's encoder)."""
+    ego_motion_hidden: int = 256
+    context_steps: int = 4
+    """h: context steps among the ``num_steps`` (the ego-motion is measured from the last one)."""
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
+        self.ego_motion_from = tuple(self.ego_motion_from)
+        try:
+            check_modality_names(self.ego_motion_from)
+        except ValueError as e:
+            raise ValueError(f"ego_motion_from: {e}") from None
+        if self.ego_motion_from and not 1 <= self.context_steps < self.num_steps:
+            raise ValueError(
+                f"context_steps must be in [1, num_steps={self.num_steps}) for the ego-motion head, got {self.context_steps}"
+            )
         self.projection_dims = tuple(int(x) for x in self.projection_dims)
         try:
             check_modality_names(self.modalities)
@@ -78,7 +94,7 @@ class ActionEncoderConfig:
             raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
         if self.interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {list(INTERACTIONS)}, got {self.interaction!r}")
-        for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size"):
+        for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size", "ego_motion_hidden"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.expert_layers < 2:
@@ -94,6 +110,11 @@ class ActionEncoderConfig:
             raise ValueError(
                 f"feature_dim ({self.feature_dim}) must be divisible by anchor_group_size ({group}) for channel anchoring"
             )
+
+    @property
+    def ego_motion_modalities(self) -> tuple[str, ...]:
+        """The ``ego_motion_from`` modalities this encoder actually receives."""
+        return tuple(m for m in self.ego_motion_from if m in self.modalities)
 
     @property
     def fused_names(self) -> tuple[str, ...]:
@@ -115,6 +136,8 @@ class ActionEncoderOutput(BaseOutput):
     """Scalar L_ssl: Σ_m of the per-element squared reconstruction error over present rows."""
     norm_loss: Tensor | None = None
     """Scalar L_norm when ``target_features`` is given, else None."""
+    ego_motion: Tensor | None = None
+    """(B, F, 2, 3) affine warps of the last context frame (None without an ego-motion head)."""
 
 
 class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
@@ -137,13 +160,17 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         text_dim: int | None = None,
         num_steps: int = 12,
         anchor_group_size: int = 64,
+        ego_motion_from: tuple[str, ...] = (),
+        ego_motion_hidden: int = 256,
+        context_steps: int = 4,
     ):
         super().__init__()
         cfg = ActionEncoderConfig(
             modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
             expert_layers=expert_layers, expert_dropout=expert_dropout, projection_dims=tuple(projection_dims),
             anchoring=anchoring, fusion=fusion, interaction=interaction, text_dim=text_dim, num_steps=num_steps,
-            anchor_group_size=anchor_group_size,
+            anchor_group_size=anchor_group_size, ego_motion_from=tuple(ego_motion_from),
+            ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
         )  # fmt: skip
         self.cfg = cfg
         d, hid = cfg.feature_dim, cfg.expert_hidden
@@ -162,6 +189,8 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         self.channel_anchoring = ChannelAnchoring(d, cfg.anchor_group_size) if cfg.anchoring == "channel_attention" else None
         self.fuse = Fusion(cfg.fusion, len(cfg.fused_names), d)
         self.latent_interaction = LatentInteraction(cfg.interaction)
+        ego = cfg.ego_motion_modalities
+        self.ego_motion = EgoMotionHead(ego, cfg.context_steps, cfg.ego_motion_hidden) if ego else None
 
     @classmethod
     def from_config_dataclass(cls, cfg: ActionEncoderConfig) -> "MultisensoryActionEncoder":
@@ -242,9 +271,10 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         context_features = context_features.to(dtype)  # e.g. fp32 features of a frozen tower into a bf16 encoder
         step_emb = self.step_embedding[:T]  # (T, hidden)
 
-        slots, present, ssl_terms = [], [], []
+        slots, present, ssl_terms, present_by_name = [], [], [], {}
         for name in cfg.modalities:
             mask = self._present(name, name in actions, action_mask, B, device)  # (B,)
+            present_by_name[name] = mask
             full = torch.zeros(B, T, d, device=device, dtype=dtype)
             if mask.any():
                 idx = mask.nonzero().squeeze(1)  # (n,)
@@ -291,6 +321,9 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
 
         ssl = torch.stack(ssl_terms).sum() if ssl_terms else torch.zeros((), device=device, dtype=dtype)
         nl = norm_loss(inter, target_features, sample_mask=~none) if target_features is not None else None
+        ego = None
+        if self.ego_motion is not None and T > cfg.context_steps:
+            ego = self.ego_motion(actions, present_by_name, B, T)  # (B, F, 2, 3)
         return ActionEncoderOutput(
             interaction=inter,
             fused=fused,
@@ -298,4 +331,5 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             fusion_weights=weights,
             ssl_loss=ssl,
             norm_loss=nl,
+            ego_motion=ego,
         )

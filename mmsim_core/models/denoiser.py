@@ -39,8 +39,10 @@ from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import Tensor, nn
 
+from mmsim_core.models.ego_motion import warp
 
-TARGETS = ("frames", "residual")
+
+TARGETS = ("frames", "residual", "warped_residual")
 
 
 @dataclass
@@ -77,7 +79,11 @@ class DenoiserConfig:
     target: str = "frames"
     """What is diffused: ``"frames"`` (the future frames, as in the paper) or ``"residual"`` (their
     difference from the last context frame, times ``residual_scale``). With a residual, "nothing
-    moves" is the easy default, so a small model spends its capacity on what the actions change."""
+    moves" is the easy default, so a small model spends its capacity on what the actions change.
+    ``"warped_residual"``: the difference from the last context frame *warped by the ego-motion the
+    actions imply* (``ego_motion.EgoMotionHead`` in the action encoder), so head motion — most of
+    the pixel change in egocentric video — is explained by a 6-number affine per frame instead of
+    being re-synthesised texel by texel."""
     residual_scale: float = 3.0
     """Scales the residual (std ~0.16 on the synthetic world) to about the spread of frames (~0.47)."""
 
@@ -86,6 +92,8 @@ class DenoiserConfig:
             raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
         if self.residual_scale <= 0:
             raise ValueError(f"residual_scale must be > 0, got {self.residual_scale}")
+        if self.target == "warped_residual" and self.context_frames < 1:
+            raise ValueError("target='warped_residual' needs context_frames >= 1 (it warps the last one)")
         self.block_channels = tuple(int(c) for c in self.block_channels)
         self.attention_levels = tuple(bool(a) for a in self.attention_levels)
         if len(self.block_channels) < 1:
@@ -275,8 +283,10 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         self.cond_norm = nn.LayerNorm(d)
         self.step_embedding = nn.Parameter(torch.randn(num_steps, 1, d) * 0.02)
 
-        # Each frame's input: its noisy frame + all h context frames on the channel axis (paper §2.3).
-        cin = cfg.in_channels * (1 + cfg.context_frames) * p * p
+        # Each frame's input: its noisy frame + all h context frames on the channel axis (paper §2.3),
+        # plus, with a warped residual, the warped last frame the residual is measured from.
+        warped = cfg.target == "warped_residual"
+        cin = cfg.in_channels * (1 + cfg.context_frames + int(warped)) * p * p
         self.conv_in = nn.Conv2d(cin, c0, 3, padding=1)
 
         self.down = nn.ModuleList()
@@ -330,16 +340,33 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         return model
 
     # ------------------------------------------------------------------------------------------
-    def frames_to_sample(self, future: Tensor, context: Tensor) -> Tensor:
-        """Future frames (B, F, 3, H, W) in [-1, 1] -> the clean sample x0 the diffusion models."""
+    def anchor(self, context: Tensor, ego_motion: Tensor | None = None) -> Tensor | None:
+        """What the sample is measured from, (B, F, C, H, W): None for ``"frames"``, the last context
+        frame for ``"residual"``, that frame warped by ``ego_motion`` (affines (B, F, 2, 3) from the
+        action encoder; None = no motion known, the identity) for ``"warped_residual"``."""
+        cfg = self.cfg
+        if cfg.target == "frames":
+            return None
+        last = context[:, -1]  # (B, C, H, W)
+        if cfg.target == "residual" or ego_motion is None:
+            return last[:, None].expand(-1, cfg.num_frames, -1, -1, -1)
+        return warp(last, ego_motion)
+
+    def frames_to_sample(self, future: Tensor, context: Tensor, anchor: Tensor | None = None) -> Tensor:
+        """Future frames (B, F, 3, H, W) in [-1, 1] -> the clean sample x0 the diffusion models.
+        ``anchor``: :meth:`anchor`'s output (default: the one without ego-motion)."""
         if self.cfg.target == "frames":
             return future
-        return (future - context[:, -1:]) * self.cfg.residual_scale
+        if anchor is None:
+            anchor = self.anchor(context)
+        return (future - anchor) * self.cfg.residual_scale
 
-    def sample_to_frames(self, sample: Tensor, context: Tensor) -> Tensor:
+    def sample_to_frames(self, sample: Tensor, context: Tensor, anchor: Tensor | None = None) -> Tensor:
         """Inverse of :meth:`frames_to_sample`, clamped to [-1, 1]: (B, F, 3, H, W)."""
-        if self.cfg.target == "residual":
-            sample = context[:, -1:] + sample / self.cfg.residual_scale
+        if self.cfg.target != "frames":
+            if anchor is None:
+                anchor = self.anchor(context)
+            sample = anchor + sample / self.cfg.residual_scale
         return sample.clamp(-1, 1)
 
     def _conditioning_tokens(self, y: Tensor) -> Tensor:
@@ -362,6 +389,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         timestep: Tensor | float | int,
         context: Tensor,
         encoder_hidden_states: Tensor,
+        anchor: Tensor | None = None,
         return_dict: bool = True,
     ) -> VideoDenoiserOutput | tuple[Tensor]:
         """
@@ -370,6 +398,9 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
             timestep: diffusion timestep, (B,) or scalar.
             context: the h context frames (B, h, C, H, W) in [-1, 1].
             encoder_hidden_states: y° (B, h+F, d) from the action encoder.
+            anchor: with ``target="warped_residual"``, the warped last frame (B, F, C, H, W) the sample is
+                measured from (default: the unwarped last frame); it is also an input, so the network
+                sees where the warp put things.
         """
         cfg = self.cfg
         b, f = sample.shape[:2]
@@ -399,7 +430,12 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
 
         # Every noisy frame gets all h context frames on its channel axis.
         ctx = rearrange(context.to(sample.dtype), "b h c y x -> b 1 (h c) y x").expand(-1, f, -1, -1, -1)
-        x = torch.cat([sample, ctx], dim=2)  # (B, F, C(1+h), H, W)
+        parts = [sample, ctx]
+        if cfg.target == "warped_residual":
+            if anchor is None:
+                anchor = self.anchor(context)
+            parts.append(anchor.detach().to(sample.dtype))  # the warp learns from its own loss only
+        x = torch.cat(parts, dim=2)  # (B, F, C(1+h[+1]), H, W)
         x = rearrange(x, "b f c y x -> (b f) c y x")
         x = F.pixel_unshuffle(x, cfg.patch_size) if cfg.patch_size > 1 else x  # (B*F, C(1+h)p², H/p, W/p)
         x = self.conv_in(x)

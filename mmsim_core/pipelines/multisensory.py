@@ -258,6 +258,10 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
 
     def encode_actions(self, actions, context_features, action_mask=None, text=None) -> torch.Tensor:
         """Normalised action arrays -> y° (B, h+F, d). Missing modalities are dropped."""
+        return self.encode_conditions(actions, context_features, action_mask, text)[0]
+
+    def encode_conditions(self, actions, context_features, action_mask=None, text=None):
+        """Normalised action arrays -> (y° (B, h+F, d), ego-motion affines (B, F, 2, 3) or None)."""
         device = self._execution_device
         acts = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float().to(device)
                 for k, v in (actions or {}).items()}  # fmt: skip
@@ -266,7 +270,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             mask = {k: torch.as_tensor(np.asarray(v)).bool().to(device) for k, v in action_mask.items()}
         text_features = encode_text(self.text_encoder, text, device) if text is not None else None
         out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features)
-        return out.interaction  # (B, T, d)
+        return out.interaction, getattr(out, "ego_motion", None)  # (B, T, d), (B, F, 2, 3) | None
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -325,13 +329,18 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             context_frames, context_features = self.encode_context(context)
 
             # 3. Encode the actions -> y° (B, h+F, d); the null (all-dropped) embedding for CFG.
-            y = self.encode_actions(actions, context_features, action_mask, text)
+            y, ego_motion = self.encode_conditions(actions, context_features, action_mask, text)
             dtype = self.denoiser.dtype
             context_in = context_frames.to(dtype)
+            # What the sample is measured from (None | (B, F, 3, H, W)); with a warped residual, the
+            # last frame moved by the actions' ego-motion, shared by both guidance halves.
+            anchor = self.denoiser.anchor(context_in, ego_motion)
+            anchor_in = anchor
             if do_cfg:
                 y_null = self.encode_actions({}, context_features)
                 y = torch.cat([y_null, y])  # (2B, T, d)
                 context_in = torch.cat([context_in, context_in])
+                anchor_in = torch.cat([anchor, anchor]) if anchor is not None else None
 
             # 4. Prepare the initial noise (B, F, 3, H, W).
             self.scheduler.set_timesteps(steps, device=device)
@@ -355,7 +364,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 for i, t in enumerate(timesteps):
                     model_in = self.scheduler.scale_model_input(latents, t)  # the VP state x_t
                     model_in2 = torch.cat([model_in, model_in]) if do_cfg else model_in
-                    pred = self.denoiser(model_in2, t, context_in, y).sample
+                    pred = self.denoiser(model_in2, t, context_in, y, anchor=anchor_in).sample
                     if do_cfg:
                         pred_null, pred_cond = pred.chunk(2)
                         pred = pred_null + guidance_scale * (pred_cond - pred_null)
@@ -365,14 +374,15 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                         x0 = prediction_to_x0(pred, model_in, alphas_cumprod[int(t)], prediction_type)
                         cb_kwargs = {"latents": latents, "prediction": pred}
                         cb_kwargs = {k: cb_kwargs[k] for k in callback_on_step_end_tensor_inputs}
-                        cb_kwargs["x0_preview"] = model_to_uint8(self.denoiser.sample_to_frames(x0, context_frames))
+                        cb_kwargs["x0_preview"] = model_to_uint8(self.denoiser.sample_to_frames(x0, context_frames, anchor))
                         ret = callback_on_step_end(self, i, t, cb_kwargs)
                         if ret is not None and "latents" in ret:
                             latents = ret["latents"]
                     progress.update()
 
-            # 6. Decode: pixel space (plus the last context frame for a residual target), clamped.
-            frames = self.denoiser.sample_to_frames(latents, context_frames.to(latents.dtype))
+            # 6. Decode: pixel space (plus the anchor frame for a residual target), clamped.
+            anchor = anchor.to(latents.dtype) if anchor is not None else None
+            frames = self.denoiser.sample_to_frames(latents, context_frames.to(latents.dtype), anchor)
         finally:
             for m, mode in zip(modules, was_training):
                 m.train(mode)
