@@ -41,7 +41,11 @@ def card(run: Path, quality: dict | None, steps: int, n_params: int) -> str:
         f"- Sampler: {steps} step(s) by default (`num_inference_steps`), v-prediction on a cosine schedule; "
         "the studio's step control changes it.",
         "- EMA weights of the run (decay "
-        f"{cfg['ema_decay']}, every {cfg['ema_every']} steps).", "",
+        f"{cfg['ema_decay']}, every {cfg['ema_every']} steps).",
+        "- Beyond the paper, for CPU scale: an ego-motion head (`mmsim_core/models/ego_motion.py`) maps the body "
+        "pose to an affine warp of the last context frame per future frame, and the diffusion models the "
+        "difference from that warped frame (`target=\"warped_residual\"`). Dropping body pose removes the warp.",
+        "",
         "## Training", "",
         f"- Data: synthetic world (`mmsim synth`), {len(manifest.get('subjects', [])) or '?'} subjects, "
         f"train split {manifest.get('splits', {}).get('train', '?')} clips; test subjects "
@@ -50,7 +54,8 @@ def card(run: Path, quality: dict | None, steps: int, n_params: int) -> str:
         "beside this card, is the run's resolved config).",
         f"- Steps: {last.get('step', '?')} at batch {cfg['batch_size']}, lr {cfg['lr']}, modality drop "
         f"{cfg['modality_drop']}; final losses: diffusion {last.get('diffusion', float('nan')):.4f}, "
-        f"ssl {last.get('ssl', float('nan')):.4f}, norm {last.get('norm', float('nan')):.4f}.",
+        f"ssl {last.get('ssl', float('nan')):.4f}, norm {last.get('norm', float('nan')):.4f}, "
+        f"motion {last.get('motion', float('nan')):.4f}.",
         "- Hardware: 2-core CPU (no GPU).", "",
     ]
     if quality:
