@@ -13,6 +13,7 @@ results JSON/MD/HTML under ``--work``, exits 1 when a margin is under the target
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -24,16 +25,20 @@ sys.path.insert(0, str(REPO))
 TARGET_DB = 1.0
 
 
-def held_out_data(work: Path, subjects: int, seconds: float, seed: int, workers: int) -> Path:
+def held_out_data(work: Path, subjects: int, seconds: float, seed: int, workers: int, stats: Path) -> Path:
+    """Recordings of a never-used world seed, all in the test split, normalised with the checkpoint's own
+    statistics (``stats``): the model must see its inputs scaled as in training."""
     from mmsim_core.data import PreprocessConfig, preprocess
     from mmsim_core.synth import generate_dataset
 
-    raw, proc = work / f"raw-seed{seed}", work / f"processed-seed{seed}"
+    key = hashlib.sha256(stats.read_bytes()).hexdigest()[:10]
+    raw, proc = work / f"raw-seed{seed}", work / f"processed-seed{seed}-stats{key}"
     if not (proc / "manifest.json").exists():
         t = time.perf_counter()
-        generate_dataset(raw, subjects=subjects, seconds=seconds, seed=seed, workers=workers)
+        if not raw.is_dir():
+            generate_dataset(raw, subjects=subjects, seconds=seconds, seed=seed, workers=workers)
         names = tuple(f"S{i:02d}" for i in range(subjects))  # generate_dataset names them S00, S01, ...
-        preprocess(raw, proc, PreprocessConfig(test_subjects=names, workers=workers))
+        preprocess(raw, proc, PreprocessConfig(test_subjects=names, workers=workers, stats=str(stats)))
         print(f"held-out data: {subjects} subjects x {seconds:.0f} s, seed {seed} -> {proc} "
               f"({time.perf_counter() - t:.0f} s)")
     return proc
@@ -55,7 +60,15 @@ def main() -> int:
     from training.evaluate import EvalConfig, evaluate, write_results
 
     work = Path(args.work)
-    data = Path(args.data) if args.data else held_out_data(work, args.subjects, args.seconds, args.seed, args.workers)
+    if args.data:
+        data = Path(args.data)
+    else:
+        from training.evaluate import resolve_checkpoint
+
+        stats = Path(resolve_checkpoint(args.checkpoint)) / "normalization.json"
+        if not stats.is_file():
+            p.error(f"{stats} not found: the checkpoint must be a local pipeline folder (or pass --data)")
+        data = held_out_data(work, args.subjects, args.seconds, args.seed, args.workers, stats)
     common = dict(data=str(data), split="test", limit=args.limit or None, num_inference_steps=args.steps,
                   lpips_net=None)
     runs = {

@@ -53,6 +53,9 @@ def _add_preprocess(sub):
     p.add_argument("--include-maybe", action="store_true", help="keep activities rated Maybe as well as Good")
     p.add_argument("--shard-size", type=int, default=512, help="clips per HDF5 shard")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
+    p.add_argument("--stats", type=Path, default=None,
+                   help="normalise with this normalization.json (e.g. CKPT/normalization.json) instead of "
+                        "fitting on the train split: for evaluating a trained model on new recordings")
     p.set_defaults(func=_run_preprocess)
 
 
@@ -62,7 +65,7 @@ def _run_preprocess(args) -> int:
     cfg = PreprocessConfig(size=args.size, context=args.context, future=args.future, stride=args.stride,
                            frame_steps=tuple(args.frame_steps), test_subjects=args.test_subjects,
                            include_maybe=args.include_maybe, shard_size=args.shard_size,
-                           workers=args.workers)
+                           workers=args.workers, stats=str(args.stats) if args.stats else None)
     manifest = preprocess(args.raw, args.out, cfg)
     counts = ", ".join(f"{k}: {v['num_clips']} clips" for k, v in manifest["splits"].items())
     print(f"wrote {args.out / 'manifest.json'} ({counts})")

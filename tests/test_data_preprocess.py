@@ -246,6 +246,25 @@ def test_cli_preprocess(processed, tmp_path, capsys):
     assert f"test: {m2['splits']['test']['num_clips']} clips" in printed
 
 
+def test_preprocess_with_given_stats_keeps_every_modality_without_a_train_split(processed, tmp_path):
+    """New recordings for a trained model: all in the test split, normalised with the model's statistics."""
+    raw, out, m = processed
+    subjects = tuple(s for split in m["splits"].values() for s in split["subjects"])
+    no_stats = preprocess(raw, tmp_path / "a", PreprocessConfig(size=32, test_subjects=subjects, workers=1))
+    assert no_stats["splits"]["train"]["num_clips"] == 0
+    assert set(no_stats["modalities"]) < set(m["modalities"])  # min-max modalities had nothing to fit on
+    given = preprocess(raw, tmp_path / "b", PreprocessConfig(size=32, test_subjects=subjects, workers=1,
+                                                             stats=str(out / "normalization.json")))
+    assert given["modalities"] == m["modalities"]
+    assert json.loads((tmp_path / "b" / "normalization.json").read_text()) == json.loads(
+        (out / "normalization.json").read_text())
+    with pytest.raises(ValueError, match="stats must be an existing normalization.json"):
+        PreprocessConfig(stats=str(tmp_path / "missing.json"))
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a usable normalization.json"):
+        PreprocessConfig(stats=str(tmp_path / "bad.json"))
+
+
 def test_sensor_dropout_masks_modality_per_clip(tmp_path):
     """A glove that stops streaming mid-recording: clips after that lack hand_force, the rest keep it."""
     from fixtures.recordings import T0

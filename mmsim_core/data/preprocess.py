@@ -72,6 +72,10 @@ class PreprocessConfig:
     compression: str | None = "lzf"
     """HDF5 filter for frames and actions, one chunk per clip. ``"lzf"`` (default) costs little to read
     and shrinks the mostly-saturated tactile maps and flat image regions; None stores raw."""
+    stats: str | None = None
+    """A ``normalization.json`` (e.g. a trained pipeline's) to normalise with instead of fitting min/max
+    on the train split. Needed to evaluate a model on new recordings: its inputs must be scaled as in
+    its training data, and a folder with only test recordings has no train split to fit on."""
 
     def __post_init__(self):
         for name in ("size", "context", "future", "stride", "shard_size"):
@@ -92,6 +96,14 @@ class PreprocessConfig:
             self.test_subjects = tuple(normalize_subject(s) for s in self.test_subjects)
         if self.workers is not None and (not isinstance(self.workers, (int, np.integer)) or self.workers < 1):
             raise ValueError(f"workers must be a positive integer or None, got {self.workers!r}")
+        if self.stats is not None:
+            self.stats = str(self.stats)
+            if not Path(self.stats).is_file():
+                raise ValueError(f"stats must be an existing normalization.json, got {self.stats!r}")
+            try:
+                schema.NormalizationStats.load(self.stats)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"stats: {self.stats} is not a usable normalization.json ({e})") from None
         if self.compression not in (None, "lzf", "gzip"):
             raise ValueError(f"compression must be one of [None, 'lzf', 'gzip'], got {self.compression!r}")
 
@@ -428,12 +440,16 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
 
     # Min-max statistics from the train split only (elementwise min/max per recording, then pooled over
     # the axes the schema pools: NormalizationStats.fit does that reduction).
-    train = [r for r in ok if split_of[r["path"]] == "train"]
-    samples: dict[str, list] = {}
-    for r in train:
-        for m, (lo, hi) in r["minmax"].items():
-            samples.setdefault(m, []).extend([lo, hi])
-    stats = schema.NormalizationStats.fit({m: np.stack(v) for m, v in samples.items()})
+    # (or the given statistics file, e.g. the normalisation of the model these clips will be fed to).
+    if cfg.stats is not None:
+        stats = schema.NormalizationStats.load(cfg.stats)
+    else:
+        train = [r for r in ok if split_of[r["path"]] == "train"]
+        samples: dict[str, list] = {}
+        for r in train:
+            for m, (lo, hi) in r["minmax"].items():
+                samples.setdefault(m, []).extend([lo, hi])
+        stats = schema.NormalizationStats.fit({m: np.stack(v) for m, v in samples.items()})
     stats.save(out_dir / STATS_NAME)
 
     # Modalities a split can carry: minmax ones need train statistics.
@@ -442,8 +458,9 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
 
     dropped_no_stats = sorted({m for r in ok for m in r["modalities"] if not usable(m)})
     if dropped_no_stats:
-        logger.warning("modalities %s occur only in test recordings: no train statistics to normalise them, "
-                       "left out", dropped_no_stats)
+        logger.warning("modalities %s have no normalisation statistics (they occur only in test recordings; "
+                       "pass stats=... / --stats with a model's normalization.json to keep them): left out",
+                       dropped_no_stats)
     modalities = tuple(m for m in schema.MODALITY_NAMES
                        if usable(m) and any(c["present"].get(m) for r in ok for c in r["clips"]))
 
