@@ -105,6 +105,12 @@ def main() -> int:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.to(dtype=torch.float16)
+    # Normalisation statistics stay fp32: body-pose deltas have variances near 1e-9, below fp16's range.
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            for m in module.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.float()
     pipe.save_pretrained(tmp, safe_serialization=True)
     shutil.copy(run / "config.json", tmp / "training_config.json")
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
