@@ -23,12 +23,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def card(run: Path, quality: dict | None, steps: int, n_params: int) -> str:
+def card(run: Path, quality: dict | None, steps: int, n_params: int, trained_steps: int | None = None) -> str:
     cfg = json.loads((run / "config.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
-    last = next((r for r in reversed(log) if "step" in r and "diffusion" in r), {})
+    logged = [r for r in log if "step" in r and "diffusion" in r and (trained_steps is None or r["step"] <= trained_steps)]
+    last = logged[-1] if logged else {}
     manifest_path = Path(cfg["data"]) / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    train = manifest.get("splits", {}).get("train", {})
+    test = manifest.get("splits", {}).get("test", {})
     lines = [
         "---", "library_name: diffusers", "tags: [mmsim, video-generation, action-conditioned, multisensory]",
         "license: mit", "---", "",
@@ -47,12 +50,12 @@ def card(run: Path, quality: dict | None, steps: int, n_params: int) -> str:
         "difference from that warped frame (`target=\"warped_residual\"`). Dropping body pose removes the warp.",
         "",
         "## Training", "",
-        f"- Data: synthetic world (`mmsim synth`), {len(manifest.get('subjects', [])) or '?'} subjects, "
-        f"train split {manifest.get('splits', {}).get('train', '?')} clips; test subjects "
-        f"{manifest.get('test_subjects', '?')} never seen in training.",
+        f"- Data: synthetic world (`mmsim synth`), train subjects {train.get('subjects', '?')} "
+        f"({train.get('num_clips', '?')} clips); test subjects {test.get('subjects', '?')} "
+        f"({test.get('num_clips', '?')} clips) never seen in training.",
         "- Command: `mmsim train --config training_config.json --data DATA --out RUN` (`training_config.json`, "
         "beside this card, is the run's resolved config).",
-        f"- Steps: {last.get('step', '?')} at batch {cfg['batch_size']}, lr {cfg['lr']}, modality drop "
+        f"- Steps: {trained_steps or last.get('step', '?')} at batch {cfg['batch_size']}, lr {cfg['lr']}, modality drop "
         f"{cfg['modality_drop']}; final losses: diffusion {last.get('diffusion', float('nan')):.4f}, "
         f"ssl {last.get('ssl', float('nan')):.4f}, norm {last.get('norm', float('nan')):.4f}, "
         f"motion {last.get('motion', float('nan')):.4f}.",
@@ -68,6 +71,8 @@ def card(run: Path, quality: dict | None, steps: int, n_params: int) -> str:
             f"| this checkpoint | {r['checkpoint']['psnr']:.2f} | {r['checkpoint']['ssim']:.3f} |",
             f"| copy the last context frame | {r['copy-last']['psnr']:.2f} | {r['copy-last']['ssim']:.3f} |",
             f"| this checkpoint, all actions dropped | {r['no-actions']['psnr']:.2f} | {r['no-actions']['ssim']:.3f} |",
+            "",
+            f"Target (at least 1 dB PSNR over both baselines): {'met' if quality.get('target_met') else 'not met yet'}.",
             "",
         ]
     lines += [
@@ -114,7 +119,9 @@ def main() -> int:
     pipe.save_pretrained(tmp, safe_serialization=True)
     shutil.copy(run / "config.json", tmp / "training_config.json")
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
-    (tmp / "README.md").write_text(card(run, quality, steps, n_params))
+    state = src.parent / "trainer_state.json"
+    trained = json.loads(state.read_text()).get("step") if state.is_file() else None
+    (tmp / "README.md").write_text(card(run, quality, steps, n_params, trained))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
