@@ -45,7 +45,7 @@ def test_photometric_loss_recovers_a_translation():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.2 * start
+    assert float(loss.detach()) < 0.2 * start
     assert float(delta[0, 0, 0, 2]) == pytest.approx(truth[0, 2].item(), abs=0.02)
     assert float(photometric_loss(target, target)) == 0.0
 
@@ -70,6 +70,28 @@ def test_head_starts_at_identity_and_knows_nothing_without_its_modality():
     head.eval()  # running statistics, batch of one
     one = head({k: v[:1] for k, v in acts.items()}, {"body_pose": torch.tensor([True])}, 1, 12)
     assert torch.isfinite(one).all()
+
+
+def test_head_statistics_come_from_samples_that_carry_the_modality():
+    head = EgoMotionHead(("body_pose",), context_steps=4, hidden=16).train()
+    head.norm.momentum = 1.0  # running stats = this batch's stats
+    acts = _actions(b=4)
+    present = {"body_pose": torch.tensor([True, False, True, False])}
+    head(acts, present, 4, 12)
+    a = acts["body_pose"].reshape(4, 12, -1)[[0, 2]]
+    rows = torch.cat([a[:, 4:] - a[:, 3:4], a[:, 3:4].expand(-1, 8, -1)], dim=-1).reshape(16, -1)
+    torch.testing.assert_close(head.norm.running_mean, rows.mean(0))
+    torch.testing.assert_close(head.norm.running_var, rows.var(0))
+
+
+def test_preset_rejects_a_head_whose_warp_no_target_uses():
+    from mmsim_core.presets import get_preset
+
+    assert get_preset("mmsim-tiny").denoiser.target == "warped_residual"
+    with pytest.raises(ValueError, match="ego_motion_from needs denoiser.target='warped_residual'"):
+        get_preset("mmsim-tiny", denoiser={"target": "residual"})
+    plain = get_preset("mmsim-tiny", denoiser={"target": "residual"}, action_encoder={"ego_motion_from": ()})
+    assert plain.action_encoder.ego_motion_modalities == ()
 
 
 def test_action_encoder_outputs_ego_motion_only_when_configured():

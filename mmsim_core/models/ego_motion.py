@@ -8,7 +8,8 @@ synthetic world a 14 M-parameter residual denoiser was still below copy-last aft
 :class:`EgoMotionHead` reads the raw (normalised) signals of the modalities it is given — body pose
 by default — as ``[a_{h+k} - a_{h-1}, a_{h-1}]`` for each future step ``k`` (the motion since the
 last context frame and the pose it starts from), standardises them with batch statistics (pose
-deltas are ~1e-3 of the pose values, and differ by axis), and an MLP outputs the ``2x3`` affine
+deltas are ~1e-3 of the pose values, and differ by axis; statistics come only from samples that
+carry those modalities), and an MLP outputs the ``2x3`` affine
 ``A_k``, identity at init. A sample without any of those modalities gets the identity: nothing is
 known about its motion. :func:`warp` applies ``A_k`` to the last context frame with bilinear
 sampling; :func:`photometric_loss` trains the head; the denoiser (``target="warped_residual"``) then
@@ -58,7 +59,12 @@ class EgoMotionHead(nn.Module):
             parts.append(x * mask[:, None, None].float())
             known = known | mask
         x = rearrange(torch.cat(parts, dim=-1), "b f c -> (b f) c")  # (B*F, C)
-        x = self.norm(x) if x.shape[0] > 1 or not self.training else x
+        rows = known.repeat_interleave(f)  # (B*F,) rows whose motion is known
+        if self.training and int(rows.sum()) > 1:
+            # Batch statistics from known rows only: zero rows of absent samples would skew them.
+            x = x.masked_scatter(rows[:, None], self.norm(x[rows]))
+        else:
+            x = F.batch_norm(x, self.norm.running_mean, self.norm.running_var, training=False, eps=self.norm.eps)
         delta = rearrange(self.net(x), "(b f) (r c) -> b f r c", b=batch, r=2)  # (B, F, 2, 3)
         return self.identity + delta * known[:, None, None, None].float()
 
