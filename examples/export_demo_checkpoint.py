@@ -23,7 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def card(run: Path, quality: dict | None, steps: int, n_params: int, trained_steps: int | None = None) -> str:
+def card(
+    run: Path, quality: dict | None, steps: int, n_params: int, trained_steps: int | None = None,
+    history: list[str] | None = None,
+) -> str:
     cfg = json.loads((run / "config.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     logged = [r for r in log if "step" in r and "diffusion" in r and (trained_steps is None or r["step"] <= trained_steps)]
@@ -59,8 +62,16 @@ def card(run: Path, quality: dict | None, steps: int, n_params: int, trained_ste
         f"{cfg['modality_drop']}; final losses: diffusion {last.get('diffusion', float('nan')):.4f}, "
         f"ssl {last.get('ssl', float('nan')):.4f}, norm {last.get('norm', float('nan')):.4f}, "
         f"motion {last.get('motion', float('nan')):.4f}.",
+        *[f"- {h}" for h in history or []],
         "- Hardware: 2-core CPU (no GPU).", "",
     ]
+    sched = cfg.get("model", {}).get("scheduler", {})
+    if sched.get("sampler_timestep_prob", 0) > 0:
+        lines[-2:-2] = [
+            f"- {sched['sampler_timestep_prob']:.0%} of each batch is noised at the timesteps the "
+            f"{sched.get('num_inference_steps', '?')}-step sampler visits (`scheduler.sampler_timestep_prob`), the "
+            "rest at uniform timesteps: the default sampler's predictions are trained directly."
+        ]
     if quality:
         r = quality["results"]
         lines += [
@@ -94,6 +105,8 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "examples" / "demo_checkpoint"))
     p.add_argument("--quality", default=None)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--history", action="append", default=[],
+                   help="a line for the card's Training section (e.g. how the run was resumed); repeatable")
     args = p.parse_args()
 
     from mmsim_core import MultisensoryVideoPipeline
@@ -121,7 +134,7 @@ def main() -> int:
     quality = json.loads(Path(args.quality).read_text()) if args.quality else None
     state = src.parent / "trainer_state.json"
     trained = json.loads(state.read_text()).get("step") if state.is_file() else None
-    (tmp / "README.md").write_text(card(run, quality, steps, n_params, trained))
+    (tmp / "README.md").write_text(card(run, quality, steps, n_params, trained, args.history))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

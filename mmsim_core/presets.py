@@ -52,6 +52,12 @@ class SchedulerConfig:
     num_inference_steps: int = 8
     timestep_spacing: str = "trailing"
     rescale_betas_zero_snr: bool = False
+    sampler_timestep_prob: float = 0.0
+    """Fraction of training samples noised at exactly the timesteps the default sampler visits
+    (``num_inference_steps``), the rest uniform. A few-step sampler queries the denoiser only there,
+    and uniform sampling gives each of them 1/``num_train_timesteps`` of the training signal: at one
+    step the output is the t=T-1 prediction alone, and an under-trained one leaks the input noise
+    into the frames."""
 
     def __post_init__(self):
         _check_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
@@ -60,6 +66,8 @@ class SchedulerConfig:
         _check_choice("timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS)
         if self.num_train_timesteps < 2:
             raise ValueError(f"num_train_timesteps must be >= 2, got {self.num_train_timesteps}")
+        if not 0.0 <= self.sampler_timestep_prob <= 1.0:
+            raise ValueError(f"sampler_timestep_prob must be in [0, 1], got {self.sampler_timestep_prob}")
         if not 1 <= self.num_inference_steps <= self.num_train_timesteps:
             raise ValueError(
                 f"num_inference_steps must be in [1, {self.num_train_timesteps}], got {self.num_inference_steps}"

@@ -16,6 +16,8 @@ Guidance and samplers stay out of this forward: training only needs the noise sc
 
 from __future__ import annotations
 
+import copy
+
 import warnings
 from dataclasses import dataclass
 from typing import Mapping
@@ -137,8 +139,13 @@ class MultisensorySimulator(nn.Module):
         condition_drop_prob: float = 0.1,
         sampler=None,
         default_num_inference_steps: int = 8,
+        sampler_timestep_prob: float = 0.0,
     ):
         super().__init__()
+        if not 0.0 <= sampler_timestep_prob <= 1.0:
+            raise ValueError(f"sampler_timestep_prob must be in [0, 1], got {sampler_timestep_prob}")
+        if sampler_timestep_prob > 0 and sampler is None:
+            raise ValueError("sampler_timestep_prob > 0 needs the sampler whose timesteps it trains")
         if text_kind is not None:
             if text_kind not in TEXT_KINDS:
                 raise ValueError(f"text_kind must be one of {list(TEXT_KINDS)}, got {text_kind!r}")
@@ -156,6 +163,13 @@ class MultisensorySimulator(nn.Module):
         self.condition_drop_prob = condition_drop_prob
         self.sampler = sampler
         self.default_num_inference_steps = default_num_inference_steps
+        self.sampler_timestep_prob = sampler_timestep_prob
+        sampler_timesteps = torch.zeros(0, dtype=torch.long)
+        if sampler_timestep_prob > 0:
+            probe = copy.deepcopy(sampler)
+            probe.set_timesteps(default_num_inference_steps)
+            sampler_timesteps = torch.as_tensor(probe.timesteps, dtype=torch.long)
+        self.register_buffer("sampler_timesteps", sampler_timesteps, persistent=False)
         self.register_buffer(
             "alphas_cumprod", noise_scheduler.alphas_cumprod.detach().clone().float(), persistent=False
         )
@@ -172,6 +186,7 @@ class MultisensorySimulator(nn.Module):
             condition_drop_prob=cfg.condition_drop_prob,
             sampler=cfg.scheduler.build_sampler(),
             default_num_inference_steps=cfg.scheduler.num_inference_steps,
+            sampler_timestep_prob=cfg.scheduler.sampler_timestep_prob,
         )
 
     @classmethod
@@ -273,6 +288,10 @@ class MultisensorySimulator(nn.Module):
         t = torch.randint(
             0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
         )
+        if self.sampler_timestep_prob > 0:
+            on_grid = torch.rand(b, generator=generator, device=device) < self.sampler_timestep_prob
+            pick = torch.randint(0, len(self.sampler_timesteps), (b,), generator=generator, device=device)
+            t = torch.where(on_grid, self.sampler_timesteps[pick], t)
         noisy = self.noise_scheduler.add_noise(x0, noise, t)
         if self.prediction_type == "epsilon":
             target = noise

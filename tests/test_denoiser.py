@@ -222,6 +222,33 @@ def test_training_step_losses():
     assert sim.action_encoder.ego_motion.net[-1].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("steps, prob", [(1, 1.0), (2, 1.0), (1, 0.0)])
+def test_training_step_sampler_timesteps(steps, prob):
+    """sampler_timestep_prob=1 noises every sample at a timestep the default sampler visits."""
+    cfg = get_preset("mmsim-tiny", scheduler={"num_inference_steps": steps, "sampler_timestep_prob": prob})
+    sim = MultisensorySimulator.from_config(cfg)
+    probe = sim.sampler.__class__.from_config(sim.sampler.config)
+    probe.set_timesteps(steps)
+    grid = set(probe.timesteps.tolist())
+    seen = []
+    add_noise = sim.noise_scheduler.add_noise
+    sim.noise_scheduler.add_noise = lambda x0, noise, t: seen.extend(t.tolist()) or add_noise(x0, noise, t)
+    for seed in range(3):
+        sim(make_batch(b=4), generator=torch.Generator().manual_seed(seed))
+    assert len(seen) == 12
+    if prob == 1.0:
+        assert set(seen) <= grid
+        if steps == 1:
+            assert grid == {cfg.scheduler.num_train_timesteps - 1}  # trailing spacing: t = T-1, pure noise
+    else:
+        assert not set(seen) <= grid
+
+
+def test_sampler_timestep_prob_is_validated():
+    with pytest.raises(ValueError, match="sampler_timestep_prob must be in"):
+        get_preset("mmsim-tiny", scheduler={"sampler_timestep_prob": 1.5})
+
+
 def test_training_step_condition_drop_trains_null_embedding():
     cfg = get_preset("mmsim-tiny", condition_drop_prob=0.9)
     sim = MultisensorySimulator.from_config(cfg)
