@@ -35,6 +35,13 @@ def card(
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     train = manifest.get("splits", {}).get("train", {})
     test = manifest.get("splits", {}).get("test", {})
+    sched = cfg.get("model", {}).get("scheduler", {})
+    timestep_line = (
+        [f"- {sched['sampler_timestep_prob']:.0%} of each batch is noised at the timesteps the "
+         f"{sched.get('num_inference_steps', '?')}-step sampler visits (`scheduler.sampler_timestep_prob`), the "
+         "rest at uniform timesteps: the default sampler's predictions are trained directly."]
+        if sched.get("sampler_timestep_prob", 0) > 0 else []
+    )
     lines = [
         "---", "library_name: diffusers", "tags: [mmsim, video-generation, action-conditioned, multisensory]",
         "license: mit", "---", "",
@@ -63,15 +70,9 @@ def card(
         f"ssl {last.get('ssl', float('nan')):.4f}, norm {last.get('norm', float('nan')):.4f}, "
         f"motion {last.get('motion', float('nan')):.4f}.",
         *[f"- {h}" for h in history or []],
+        *timestep_line,
         "- Hardware: 2-core CPU (no GPU).", "",
     ]
-    sched = cfg.get("model", {}).get("scheduler", {})
-    if sched.get("sampler_timestep_prob", 0) > 0:
-        lines[-2:-2] = [
-            f"- {sched['sampler_timestep_prob']:.0%} of each batch is noised at the timesteps the "
-            f"{sched.get('num_inference_steps', '?')}-step sampler visits (`scheduler.sampler_timestep_prob`), the "
-            "rest at uniform timesteps: the default sampler's predictions are trained directly."
-        ]
     if quality:
         r = quality["results"]
         lines += [

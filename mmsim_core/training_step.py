@@ -16,8 +16,6 @@ Guidance and samplers stay out of this forward: training only needs the noise sc
 
 from __future__ import annotations
 
-import copy
-
 import warnings
 from dataclasses import dataclass
 from typing import Mapping
@@ -166,7 +164,7 @@ class MultisensorySimulator(nn.Module):
         self.sampler_timestep_prob = sampler_timestep_prob
         sampler_timesteps = torch.zeros(0, dtype=torch.long)
         if sampler_timestep_prob > 0:
-            probe = copy.deepcopy(sampler)
+            probe = sampler.__class__.from_config(sampler.config)  # leaves the pipeline's sampler untouched
             probe.set_timesteps(default_num_inference_steps)
             sampler_timesteps = torch.as_tensor(probe.timesteps, dtype=torch.long)
         self.register_buffer("sampler_timesteps", sampler_timesteps, persistent=False)
