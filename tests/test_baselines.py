@@ -149,6 +149,8 @@ def test_training_step_and_pipeline_round_trip(name, tmp_path):
     opt = torch.optim.Adam([p for p in sim.parameters() if p.requires_grad], lr=1e-3)
     losses = sim(_batch(), generator=torch.Generator().manual_seed(0))
     assert float(losses.ssl) > 0 and float(losses.norm) == 0.0 and torch.isfinite(losses.total)
+    # The tiny preset's ego-motion head (body pose -> warp) is offered to every feature extractor alike.
+    assert sim.action_encoder.ego_motion is not None and float(losses.motion) > 0
     losses.total.backward()
     opt.step()
 

@@ -58,6 +58,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mmsim_core.models.action_encoder import TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder
+from mmsim_core.models.ego_motion import EgoMotionHead
 from mmsim_core.models.experts import ModalityExpert, ProjectionHead
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES
 
@@ -93,13 +94,18 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     def _init_common(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                     text_dim, num_steps) -> None:
+                     text_dim, num_steps, ego_motion_from=(), ego_motion_hidden=256, context_steps=4) -> None:
         # The same validation (and messages) as our encoder's config.
         self.cfg = ActionEncoderConfig(
             modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
             expert_layers=expert_layers, expert_dropout=expert_dropout, projection_dims=tuple(projection_dims),
-            text_dim=text_dim, num_steps=num_steps,
+            text_dim=text_dim, num_steps=num_steps, ego_motion_from=tuple(ego_motion_from),
+            ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
         )  # fmt: skip
+        # The ego-motion head is ours, not part of any baseline's method; it is offered to every feature
+        # extractor alike (same raw signals, same warp) so that Table 2 compares feature extraction alone.
+        ego = self.cfg.ego_motion_modalities
+        self.ego_motion = EgoMotionHead(ego, self.cfg.context_steps, self.cfg.ego_motion_hidden) if ego else None
         self.step_embedding = nn.Parameter(torch.zeros(num_steps, expert_hidden))
         self.null_embedding = nn.Parameter(torch.randn(num_steps, feature_dim) * 0.02)
 
@@ -143,13 +149,19 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
             slots.append(full)
         return torch.stack(slots, dim=2)  # (B, T, M, d)
 
-    def _output(self, y: Tensor, present: Tensor, aux: Tensor, features: Tensor | None) -> ActionEncoderOutput:
+    def _output(self, y: Tensor, present: Tensor, aux: Tensor, features: Tensor | None,
+                actions: dict[str, Tensor]) -> ActionEncoderOutput:
         y = self._with_null(y, present)
+        B, T = y.shape[:2]
+        ego = None
+        if self.ego_motion is not None and T > self.cfg.context_steps:
+            present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
+            ego = self.ego_motion(actions, present_by_name, B, T)  # (B, F, 2, 3)
         feats = None
         if features is not None:
             feats = {name: features[:, :, i] for i, name in enumerate(self.cfg.modalities)}
         return ActionEncoderOutput(interaction=y, fused=y, modality_features=feats, fusion_weights=None,
-                                   ssl_loss=aux, norm_loss=None)
+                                   ssl_loss=aux, norm_loss=None, ego_motion=ego)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,13 +181,16 @@ class MutexActionEncoder(_BaselineEncoder):
         projection_dims: tuple[int, ...] = (512, 768),
         text_dim: int | None = None,
         num_steps: int = 12,
+        ego_motion_from: tuple[str, ...] = (),
+        ego_motion_hidden: int = 256,
+        context_steps: int = 4,
         mask_prob: float = 0.25,
         transformer_layers: int = 2,
         transformer_heads: int = 4,
     ):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps)
+                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps)
         if not 0.0 <= mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
         if feature_dim % transformer_heads:
@@ -230,7 +245,7 @@ class MutexActionEncoder(_BaselineEncoder):
         if target_features is not None and present.any():  # cross-modal matching to the frame features
             rows = present.any(1)
             aux = aux + F.mse_loss(y[rows], target_features.detach().to(y.dtype)[rows])
-        return self._output(y, present, aux, z)
+        return self._output(y, present, aux, z, actions)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,9 +255,9 @@ class _BindEncoder(_BaselineEncoder):
     """Per-modality encoders into a shared normalised space; composition = sum of the embeddings."""
 
     def _build_bind(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                    text_dim, num_steps, temperature):
+                    text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps, temperature):
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps)
+                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps)
         if not self.cfg.modalities:
             raise ValueError(f"{type(self).__name__} needs at least one sensory modality")
         if temperature <= 0:
@@ -279,11 +294,14 @@ class ImageBindActionEncoder(_BindEncoder):
         projection_dims: tuple[int, ...] = (512, 768),
         text_dim: int | None = None,
         num_steps: int = 12,
+        ego_motion_from: tuple[str, ...] = (),
+        ego_motion_hidden: int = 256,
+        context_steps: int = 4,
         temperature: float = 0.07,
     ):
         super().__init__()
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                         text_dim, num_steps, temperature)
+                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps, temperature)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
                 num_steps=None) -> ActionEncoderOutput:
@@ -302,7 +320,7 @@ class ImageBindActionEncoder(_BindEncoder):
                     terms.append(info_nce(e[rows, t, i], img[rows, t], self._scale()))
             if terms:
                 aux = torch.stack(terms).mean()
-        return self._output(y, present, aux, e)
+        return self._output(y, present, aux, e, actions)
 
 
 class LanguageBindActionEncoder(_BindEncoder):
@@ -319,13 +337,16 @@ class LanguageBindActionEncoder(_BindEncoder):
         projection_dims: tuple[int, ...] = (512, 768),
         text_dim: int | None = None,
         num_steps: int = 12,
+        ego_motion_from: tuple[str, ...] = (),
+        ego_motion_hidden: int = 256,
+        context_steps: int = 4,
         temperature: float = 0.07,
     ):
         super().__init__()
         if text_dim is None:
             raise ValueError("LanguageBind binds to text: text_dim must be set (train with text_kind, e.g. 'sentence')")
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                         text_dim, num_steps, temperature)
+                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps, temperature)
         self.text_head = nn.Linear(text_dim, feature_dim)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
@@ -347,7 +368,7 @@ class LanguageBindActionEncoder(_BindEncoder):
                 terms.append(info_nce(clip, text[rows], self._scale(), positives=same[rows][:, rows]))
             if terms:
                 aux = torch.stack(terms).mean()
-        return self._output(y, present, aux, e)
+        return self._output(y, present, aux, e, actions)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,6 +396,9 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         projection_dims: tuple[int, ...] = (512, 768),
         text_dim: int | None = None,
         num_steps: int = 12,
+        ego_motion_from: tuple[str, ...] = (),
+        ego_motion_hidden: int = 256,
+        context_steps: int = 4,
         point_hidden: int = 64,
         fourier_bands: int = 6,
         num_queries: int = 2,
@@ -383,7 +407,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
     ):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps)
+                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps)
         if not self.cfg.modalities:
             raise ValueError("the signal-agnostic encoder needs at least one sensory modality")
         if expert_hidden % num_queries:
@@ -478,7 +502,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
             w = point_present[:, sample][:, None, :].to(pred.dtype)  # (n, 1, R)
             # Each modality's sampled points weigh equally, whatever its channel count.
             aux = ((pred - target).pow(2) * w).sum() / (w.sum() * T).clamp_min(1.0)
-        return self._output(y, present, aux, None)
+        return self._output(y, present, aux, None, actions)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,7 +529,8 @@ def build_action_encoder(feature_extractor: str, cfg: ActionEncoderConfig) -> nn
     return BASELINE_CLASSES[feature_extractor](
         modalities=cfg.modalities, feature_dim=cfg.feature_dim, expert_hidden=cfg.expert_hidden,
         expert_layers=cfg.expert_layers, expert_dropout=cfg.expert_dropout, projection_dims=cfg.projection_dims,
-        text_dim=cfg.text_dim, num_steps=cfg.num_steps,
+        text_dim=cfg.text_dim, num_steps=cfg.num_steps, ego_motion_from=cfg.ego_motion_from,
+        ego_motion_hidden=cfg.ego_motion_hidden, context_steps=cfg.context_steps,
     )  # fmt: skip
 
 
