@@ -11,7 +11,9 @@ from training.control import (
     control_fidelity,
     delay_body,
     firm_grip,
+    hold_future,
     markdown,
+    modality_information,
     scale_force,
     shift_hand,
     zero_emg,
@@ -100,3 +102,23 @@ def test_control_fidelity_against_the_oracle(synth, tmp_path):
         assert 5 < r["follow"]["psnr"] < 60 and 0 < r["follow"]["ssim"] <= 1
     md = markdown(report)
     assert "| shift hand" in md and "Gain" in md
+
+
+def test_hold_future_freezes_one_modality_after_the_history():
+    raw = _raw(3)
+    held = hold_future(raw, H, "emg")
+    assert np.array_equal(held["emg"][:H], raw["emg"][:H])
+    assert np.array_equal(held["emg"][H:], np.broadcast_to(raw["emg"][H - 1], held["emg"][H:].shape))
+    assert all(held[m] is raw[m] for m in schema.MODALITY_NAMES if m != "emg")
+    assert not np.array_equal(raw["emg"][H:], held["emg"][H:])  # the input is left alone
+
+
+def test_modality_information_from_the_oracle(synth):
+    r = modality_information(str(synth), "test", clips=3)
+    assert r["num_clips"] == 3 and set(r["held"]) == set(schema.MODALITY_NAMES)
+    # The camera rides on the body: holding body pose changes every clip's future.
+    assert r["held"]["body_pose"]["visible_clips"] == 3 and r["held"]["body_pose"]["psnr_pooled"] < 40
+    for x in [*r["held"].values(), r["every_modality_held"], r["copy_last_frame"]]:
+        assert x["mse"] >= 0 and np.isfinite(x["psnr_pooled"]) and 0 <= x["visible_clips"] <= 3
+    # Holding everything costs at least as much as holding the body alone (up to rendering noise).
+    assert r["every_modality_held"]["mse"] >= 0.5 * r["held"]["body_pose"]["mse"] > 0

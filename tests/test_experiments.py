@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmsim_core import schema
 from mmsim_core.errors import MMSimError
 from training import bench
 from training import experiments as ex
@@ -121,6 +122,9 @@ def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
     result = json.loads((out / "paper_tables.json").read_text())
     assert result["format"] == bench.RESULTS_FORMAT
     assert set(result) >= {"table1", "table3a", "control_fidelity", "goals", "meta"} and "table2" not in result
+    mi = result["modality_information"]  # the oracle's measure of each modality's share of the video
+    assert set(mi["held"]) == set(schema.MODALITY_NAMES) and mi["num_clips"] == 2
+    assert "Is each modality's information in the video?" in (out / "paper_tables.md").read_text()
     ours = result["table1"]["Ours multisensory"]
     assert ours["status"] == "done" and ours["trained_steps"] == 2 and ours["num_clips"] == 2
     assert ours["test_subjects"] == ["S02"]

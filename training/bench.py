@@ -187,6 +187,7 @@ class PaperTables:
         self.control_report: dict | None = None
         self.references: dict[str, dict] = {}
         self.control_error: str | None = None
+        self.modality_info: dict | None = None
         self.alias: dict[str, str] = {}
         """variant -> the variant whose run it shares (same data and training config)."""
         self._fingerprints: dict[str, dict] = {}
@@ -360,6 +361,28 @@ class PaperTables:
         _write_json(path, report)
         self.control_report = report
 
+    def run_modality_information(self, allow_eval: bool = True) -> None:
+        """The oracle's answer to "is each modality's information in the video?" on the same test clips
+        (no model; see ``training.control.modality_information``). Synthetic data only."""
+        from training.control import modality_information
+
+        data = self.data_for(ex.MAIN)
+        key = {"data": str(data), "clips": self.cfg.eval_clips}
+        path = self.work / "evals" / "modality_information.json"
+        if path.is_file() and json.loads(path.read_text()).get("bench_key") == key:
+            self.modality_info = json.loads(path.read_text())
+            return
+        if not allow_eval:
+            return
+        try:
+            report = modality_information(str(data), "test", clips=self.cfg.eval_clips or 10**9)
+        except MMSimError as e:  # e.g. real recordings: no oracle
+            self.modality_info = {"status": f"unavailable: {e}"}
+            return
+        report["bench_key"] = key
+        _write_json(path, report)
+        self.modality_info = report
+
     def evaluate_references(self, trained: dict | None, allow_eval: bool = True) -> None:
         """Reference rows beside the tables: copying the last context frame, and "Ours" with every action
         dropped. A variant below them has not learned to use its conditioning at this budget."""
@@ -396,6 +419,7 @@ class PaperTables:
         t0 = time.perf_counter()
         self.main_data()
         selected = {v.key for v in self.variants}
+        self.run_modality_information(allow_eval=bool(selected))
         for v in ex.variants_for(self.cfg.tables):
             active = v.key in selected
             try:
@@ -489,6 +513,7 @@ class PaperTables:
             **tables,
             "control_fidelity": self.control_report if self.control_report is not None
             else {"status": self.control_error or "pending"},
+            "modality_information": self.modality_info or {"status": "pending"},
             "references": {name: {"metrics": {m: r["metrics"].get(m) for m in METRICS},
                                   "per_frame": r.get("per_frame", {}), "num_clips": r["num_clips"]}
                            for name, r in self.references.items()},
@@ -556,6 +581,26 @@ def _paper_fmt(m: str, x) -> str:
     return f"{x:.1f}" if m in ("psnr", "fvd") else f"{x:.3f}"
 
 
+def _modality_information_md(mi: dict) -> list[str]:
+    if "held" not in mi:
+        return [f"Is each modality in the video? {mi.get('status', 'pending')}", ""]
+    n = mi["num_clips"]
+    lines = ["## Is each modality's information in the video? (the oracle, no model)", "",
+             f"The world's oracle re-renders the future of the same {n} test clips with one modality's future "
+             "held at its last history value, and compares it with the future under the recorded actions "
+             "(`python benchmarks/bench_modality_information.py`). The error is what not knowing that modality "
+             "costs; a model's margin from a modality is bounded by it.", "",
+             "| Future held | MSE | PSNR of mean MSE | share of all-held MSE | clips visibly changed |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    total = mi["every_modality_held"]["mse"]
+    rows = [(f"{ex.MODALITY_LABELS.get(m, m)}", x) for m, x in mi["held"].items()]
+    rows += [("every modality", mi["every_modality_held"]), ("(copy last frame)", mi["copy_last_frame"])]
+    for name, x in rows:
+        share = f"{100 * x['mse'] / total:.0f}%" if total > 0 else "n/a"
+        lines.append(f"| {name} | {x['mse']:.5f} | {x['psnr_pooled']:.2f} | {share} | {x['visible_clips']}/{n} |")
+    return lines + [""]
+
+
 def markdown(result: dict) -> str:
     meta = result["meta"]
     mach = meta["machine"]
@@ -599,6 +644,7 @@ def markdown(result: dict) -> str:
     if len(lines) and lines[-1] == "":
         lines.append("- (not enough finished rows yet)")
     lines.append("")
+    lines += _modality_information_md(result.get("modality_information") or {})
     steps = meta["suite"].get("eval_steps")
     lines += [f"Evaluation: {meta['suite'].get('eval_clips') or 'all'} test clips per row, "
               f"{steps if steps else 'the preset default'} sampler step(s), one fixed noise draw per clip.", ""]

@@ -245,6 +245,76 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
     }
 
 
+def hold_future(raw: dict, h: int, modality: str) -> dict:
+    """``modality``'s future steps held at its last history value: what a predictor that is not told
+    how that signal continues would have to assume (the other modalities keep their recorded future)."""
+    x = raw[modality].copy()
+    x[h:] = x[h - 1]
+    return {**raw, modality: x}
+
+
+def modality_information(data: str, split: str = "test", clips: int = 64) -> dict:
+    """How much of the future video each modality decides, measured with the oracle alone (no model).
+
+    For each clip, the oracle renders the future twice: with every recorded trajectory, and with one
+    modality's future held at its last history value (:func:`hold_future`). The PSNR between the two is
+    the cost, in the video, of not knowing how that modality continues — the most a model could gain
+    from it over one that holds it still. "every modality held" bounds what all actions together decide,
+    and "copy last frame" is the trivial predictor on the same oracle frames."""
+    from mmsim_core.synth import load_oracle
+    from training.evaluate import open_dataset, pick_indices
+
+    t0 = time.perf_counter()
+    ds = open_dataset(data, split, schema.MODALITY_NAMES)
+    if len(ds) == 0:
+        raise MMSimError(f"split {split!r} of {data} has no clips")
+    h, stats = ds.context_frames, ds.stats
+    items = [it for it in (ds[i] for i in pick_indices(len(ds), clips))
+             if all(m in it["actions"] for m in schema.MODALITY_NAMES)]  # fmt: skip
+    if not items:
+        raise MMSimError(f"no clip of {data} ({split}) has all four modalities for the oracle")
+    oracles: dict[str, object] = {}
+
+    def render(meta, raw) -> np.ndarray:
+        src = meta["source"]
+        if src not in oracles:
+            try:
+                oracles[src] = load_oracle(src)
+            except MMSimError as e:
+                raise MMSimError(f"modality information needs synthetic recordings with an oracle: {e}") from None
+        return oracles[src].render_clip(meta["video_frame_indices"], raw)[h:]  # (F, H, W, 3)
+
+    raws = [{m: schema.denormalize(m, it["actions"][m], stats) for m in schema.MODALITY_NAMES} for it in items]
+    full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3)
+    last = np.stack([np.repeat(it["context"][-1:], full.shape[1], 0) for it in items])
+
+    def entry(pred: np.ndarray) -> dict:
+        sc = _scores(pred, full, ssim=False)
+        visible = sc["psnr"] < VISIBLE_PSNR
+        # Mean per-clip PSNR is dominated by clips the change misses (their PSNR is huge); the PSNR of
+        # the mean MSE weighs every pixel of the test set alike.
+        pooled = float(10 * np.log10(1.0 / max(float(np.mean(sc["mse"])), 1e-10)))
+        return {**_mean(sc), "psnr_pooled": pooled, "visible_clips": int(visible.sum()),
+                "psnr_visible": float(np.mean(sc["psnr"][visible])) if visible.any() else None}
+
+    held = {}
+    for m in schema.MODALITY_NAMES:
+        held[m] = entry(np.stack([render(it["meta"], hold_future(raw, h, m)) for it, raw in zip(items, raws)]))
+        logger.info("modality information: %s held -> %.2f dB", m, held[m]["psnr"])
+    every = []
+    for it, raw in zip(items, raws):
+        for m in schema.MODALITY_NAMES:
+            raw = hold_future(raw, h, m)
+        every.append(render(it["meta"], raw))
+    ds.close()
+    return {
+        "format": "mmsim-modality-information-v1",
+        "data": str(data), "split": split, "num_clips": len(items), "visible_psnr": VISIBLE_PSNR,
+        "held": held, "every_modality_held": entry(np.stack(every)), "copy_last_frame": entry(last),
+        "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+
+
 def markdown(report: dict, title: str = "Control fidelity") -> str:
     ref = report["reference"]
     lines = [f"### {title}", "",
