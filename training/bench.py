@@ -168,6 +168,20 @@ def _write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
+def _cached(path: Path, key: dict) -> dict | None:
+    """The cached result at ``path`` if it was computed for ``key`` (its "bench_key"), else None."""
+    if not path.is_file():
+        return None
+    cached = json.loads(path.read_text())
+    return cached if cached.get("bench_key") == key else None
+
+
+def _cache(path: Path, key: dict, result: dict) -> dict:
+    result["bench_key"] = key
+    _write_json(path, result)
+    return result
+
+
 # ----------------------------------------------------------------------------------------------
 # The suite
 # ----------------------------------------------------------------------------------------------
@@ -325,22 +339,16 @@ class PaperTables:
                "split": "test", "limit": self.cfg.eval_clips, "num_inference_steps": self.cfg.eval_steps,
                "seed": self.cfg.seed}  # fmt: skip
         path = self.work / "evals" / f"{run_key}__{row.protocol}.json"
-        if path.is_file():
-            cached = json.loads(path.read_text())
-            if cached.get("bench_key") == key:
-                return cached
-        if not allow_eval:
-            return None
+        if (cached := _cached(path, key)) is not None or not allow_eval:
+            return cached
         ecfg = EvalConfig(checkpoint=str(self.run_dir(run_key) / "final"), data=str(data), split="test",
                           drop=row.drop, keep=row.keep, limit=self.cfg.eval_clips, seed=self.cfg.seed,
                           num_inference_steps=self.cfg.eval_steps, batch_size=self.cfg.eval_batch_size,
                           label=row.name)
         logger.info("evaluating %s / %s (%s)", row.table, row.name, row.protocol)
         results = evaluate(ecfg, progress=False)
-        results["bench_key"] = key
         results.pop("per_clip", None)  # per-clip values stay out of the suite cache (size)
-        _write_json(path, results)
-        return results
+        return _cache(path, key, results)
 
     def run_control(self, trained: dict, allow_eval: bool = True) -> None:
         from training.control import control_fidelity
@@ -349,17 +357,13 @@ class PaperTables:
         key = {"trained_steps": trained["max_steps"], "clips": self.cfg.control_clips, "data": str(data),
                "num_inference_steps": self.cfg.eval_steps, "seed": self.cfg.seed}
         path = self.work / "evals" / "control__ours.json"
-        if path.is_file() and json.loads(path.read_text()).get("bench_key") == key:
-            self.control_report = json.loads(path.read_text())
-            return
-        if not allow_eval:
+        self.control_report = _cached(path, key)
+        if self.control_report is not None or not allow_eval:
             return
         logger.info("control fidelity of 'ours' on %d clips", self.cfg.control_clips)
         report = control_fidelity(str(self.run_dir("ours") / "final"), str(data), clips=self.cfg.control_clips,
                                   seed=self.cfg.seed, num_inference_steps=self.cfg.eval_steps)
-        report["bench_key"] = key
-        _write_json(path, report)
-        self.control_report = report
+        self.control_report = _cache(path, key, report)
 
     def run_modality_information(self, allow_eval: bool = True) -> None:
         """The oracle's answer to "is each modality's information in the video?" on the same test clips
@@ -369,19 +373,15 @@ class PaperTables:
         data = self.data_for(ex.MAIN)
         key = {"data": str(data), "clips": self.cfg.eval_clips}
         path = self.work / "evals" / "modality_information.json"
-        if path.is_file() and json.loads(path.read_text()).get("bench_key") == key:
-            self.modality_info = json.loads(path.read_text())
-            return
-        if not allow_eval:
+        self.modality_info = _cached(path, key)
+        if self.modality_info is not None or not allow_eval:
             return
         try:
-            report = modality_information(str(data), "test", clips=self.cfg.eval_clips or 10**9)
+            report = modality_information(str(data), "test", clips=self.cfg.eval_clips)
         except MMSimError as e:  # e.g. real recordings: no oracle
             self.modality_info = {"status": f"unavailable: {e}"}
             return
-        report["bench_key"] = key
-        _write_json(path, report)
-        self.modality_info = report
+        self.modality_info = _cache(path, key, report)
 
     def evaluate_references(self, trained: dict | None, allow_eval: bool = True) -> None:
         """Reference rows beside the tables: copying the last context frame, and "Ours" with every action
@@ -397,8 +397,8 @@ class PaperTables:
                    "data": str(data), "split": "test", "limit": self.cfg.eval_clips,
                    "num_inference_steps": self.cfg.eval_steps, "seed": self.cfg.seed}
             path = self.work / "evals" / f"reference__{baseline}.json"
-            if path.is_file() and json.loads(path.read_text()).get("bench_key") == key:
-                self.references[name] = json.loads(path.read_text())
+            if (cached := _cached(path, key)) is not None:
+                self.references[name] = cached
                 continue
             if not allow_eval:
                 continue
@@ -407,10 +407,8 @@ class PaperTables:
                                           limit=self.cfg.eval_clips, seed=self.cfg.seed, label=name,
                                           num_inference_steps=self.cfg.eval_steps,
                                           batch_size=self.cfg.eval_batch_size), progress=False)
-            results["bench_key"] = key
             results.pop("per_clip", None)
-            _write_json(path, results)
-            self.references[name] = results
+            self.references[name] = _cache(path, key, results)
 
     # ------------------------------------------------------------------ the whole suite
     def run(self) -> dict:
@@ -593,7 +591,7 @@ def _modality_information_md(mi: dict) -> list[str]:
              "| Future held | MSE | PSNR of mean MSE | share of all-held MSE | clips visibly changed |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
     total = mi["every_modality_held"]["mse"]
-    rows = [(f"{ex.MODALITY_LABELS.get(m, m)}", x) for m, x in mi["held"].items()]
+    rows = [(ex.MODALITY_LABELS.get(m, m), x) for m, x in mi["held"].items()]
     rows += [("every modality", mi["every_modality_held"]), ("(copy last frame)", mi["copy_last_frame"])]
     for name, x in rows:
         share = f"{100 * x['mse'] / total:.0f}%" if total > 0 else "n/a"
@@ -610,7 +608,7 @@ def markdown(result: dict) -> str:
              f"Budget (every variant): {b['steps']} steps, batch {b['batch_size']}, lr {b['lr']}, preset "
              f"`{b['preset']}` (config `{b['config']}`)  ",
              f"Machine: {mach['cpu']}, {mach['cores']} cores, torch {mach['torch']}"
-             + (f", GPU {mach['gpu']}" if mach.get("gpu") else "") + f"  ",
+             + (f", GPU {mach['gpu']}" if mach.get("gpu") else "") + "  ",
              f"Data: `{meta['data']}`; held-out subject test split; date {meta['date']}", "",
              "Ours vs the paper: the paper's numbers are from ActionSense with a 252 M-parameter I2VGen backbone "
              "trained 15 days on 8 H100; ours are from the synthetic world with the CPU preset. Compare rankings and "

@@ -138,27 +138,13 @@ def _delta_cosine(pred_e, pred_o, ora_e, ora_o) -> np.ndarray:
     return np.where(denom > 0, (dp * do).sum(1) / np.maximum(denom, 1e-12), 0.0)
 
 
-def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int = 16, seed: int = 0,
-                     edits: Mapping[str, tuple[str, Callable]] | None = None, batch_size: int = 8,
-                     num_inference_steps: int | None = None, device: str = "auto") -> dict:
-    """Score the simulator on edited action trajectories against the oracle (see module doc)."""
+def _oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
+    """``clips`` clips spread evenly over the split, of recordings with all four modalities (the oracle
+    needs them): (items, skipped indices, their raw actions, ``render(meta, raw)`` -> future frames
+    (F, H, W, 3) the world shows under ``raw``)."""
     from mmsim_core.synth import load_oracle
-    from training.evaluate import clip_noise, load_pipeline, open_dataset, pick_indices, training_text_kind
+    from training.evaluate import pick_indices
 
-    edits = dict(EDITS if edits is None else edits)
-    t0 = time.perf_counter()
-    pipe, pipe_path = load_pipeline(checkpoint, device)
-    ds = open_dataset(data, split, schema.MODALITY_NAMES)
-    if len(ds) == 0:
-        raise MMSimError(f"split {split!r} of {data} has no clips")
-    if pipe.context_frames != ds.context_frames:
-        raise MMSimError(f"checkpoint has h={pipe.context_frames} context frames, dataset {ds.context_frames}")
-    h, stats = ds.context_frames, ds.stats
-    text_kind = training_text_kind(pipe_path) if pipe.text_encoder is not None else None
-    used = [m for m in ds.modalities if m in pipe.modalities]
-    steps = int(num_inference_steps or pipe.config.default_num_inference_steps)
-
-    # Clips spread evenly over the split, of recordings with all four modalities (the oracle needs them).
     items, skipped = [], []
     for i in pick_indices(len(ds), clips):
         it = ds[i]
@@ -168,7 +154,8 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
             skipped.append(int(i))
     if not items:
         raise MMSimError(f"no clip of {data} ({split}) has all four modalities for the oracle")
-
+    h, stats = ds.context_frames, ds.stats
+    raws = [{m: schema.denormalize(m, it["actions"][m], stats) for m in schema.MODALITY_NAMES} for it in items]
     oracles: dict[str, object] = {}
 
     def render(meta, raw) -> np.ndarray:
@@ -177,8 +164,32 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
             try:
                 oracles[src] = load_oracle(src)
             except MMSimError as e:
-                raise MMSimError(f"control fidelity needs synthetic recordings with an oracle: {e}") from None
+                raise MMSimError(f"{purpose} needs synthetic recordings with an oracle: {e}") from None
         return oracles[src].render_clip(meta["video_frame_indices"], raw)[h:]  # (F, H, W, 3)
+
+    return items, skipped, raws, render
+
+
+def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int = 16, seed: int = 0,
+                     edits: Mapping[str, tuple[str, Callable]] | None = None, batch_size: int = 8,
+                     num_inference_steps: int | None = None, device: str = "auto") -> dict:
+    """Score the simulator on edited action trajectories against the oracle (see module doc)."""
+    from training.evaluate import clip_noise, load_pipeline, open_dataset, training_text_kind
+
+    edits = dict(EDITS if edits is None else edits)
+    t0 = time.perf_counter()
+    pipe, pipe_path = load_pipeline(checkpoint, device)
+    ds = open_dataset(data, split, schema.MODALITY_NAMES)
+    if len(ds) == 0:
+        raise MMSimError(f"split {split!r} of {data} has no clips")
+    if pipe.context_frames != ds.context_frames:
+        raise MMSimError(f"checkpoint has h={pipe.context_frames} context frames, dataset {ds.context_frames}")
+    h, stats = ds.context_frames, ds.stats  # h: history steps the edits leave alone
+    text_kind = training_text_kind(pipe_path) if pipe.text_encoder is not None else None
+    used = [m for m in ds.modalities if m in pipe.modalities]
+    steps = int(num_inference_steps or pipe.config.default_num_inference_steps)
+
+    items, skipped, raws, render = _oracle_clips(ds, data, split, clips, "control fidelity")
 
     def predict(acts_list: list[dict]) -> np.ndarray:
         out = []
@@ -192,7 +203,6 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
                             latents=clip_noise(pipe, [items[j]["meta"]["index"] for j in chunk], seed)).frames)
         return np.concatenate(out)
 
-    raws = [{m: schema.denormalize(m, it["actions"][m], stats) for m in schema.MODALITY_NAMES} for it in items]
     oracle_orig = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])
     pred_orig = predict([it["actions"] for it in items])
     reference = _scores(pred_orig, oracle_orig)
@@ -253,7 +263,7 @@ def hold_future(raw: dict, h: int, modality: str) -> dict:
     return {**raw, modality: x}
 
 
-def modality_information(data: str, split: str = "test", clips: int = 64) -> dict:
+def modality_information(data: str, split: str = "test", clips: int | None = 64) -> dict:
     """How much of the future video each modality decides, measured with the oracle alone (no model).
 
     For each clip, the oracle renders the future twice: with every recorded trajectory, and with one
@@ -261,30 +271,14 @@ def modality_information(data: str, split: str = "test", clips: int = 64) -> dic
     the cost, in the video, of not knowing how that modality continues — the most a model could gain
     from it over one that holds it still. "every modality held" bounds what all actions together decide,
     and "copy last frame" is the trivial predictor on the same oracle frames."""
-    from mmsim_core.synth import load_oracle
-    from training.evaluate import open_dataset, pick_indices
+    from training.evaluate import open_dataset
 
     t0 = time.perf_counter()
     ds = open_dataset(data, split, schema.MODALITY_NAMES)
     if len(ds) == 0:
         raise MMSimError(f"split {split!r} of {data} has no clips")
-    h, stats = ds.context_frames, ds.stats
-    items = [it for it in (ds[i] for i in pick_indices(len(ds), clips))
-             if all(m in it["actions"] for m in schema.MODALITY_NAMES)]  # fmt: skip
-    if not items:
-        raise MMSimError(f"no clip of {data} ({split}) has all four modalities for the oracle")
-    oracles: dict[str, object] = {}
-
-    def render(meta, raw) -> np.ndarray:
-        src = meta["source"]
-        if src not in oracles:
-            try:
-                oracles[src] = load_oracle(src)
-            except MMSimError as e:
-                raise MMSimError(f"modality information needs synthetic recordings with an oracle: {e}") from None
-        return oracles[src].render_clip(meta["video_frame_indices"], raw)[h:]  # (F, H, W, 3)
-
-    raws = [{m: schema.denormalize(m, it["actions"][m], stats) for m in schema.MODALITY_NAMES} for it in items]
+    h = ds.context_frames
+    items, _, raws, render = _oracle_clips(ds, data, split, clips, "modality information")
     full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3)
     last = np.stack([np.repeat(it["context"][-1:], full.shape[1], 0) for it in items])
 
