@@ -131,6 +131,30 @@ def test_denoiser_config_validation():
         DenoiserConfig(sample_size=64, patch_size=4, block_channels=(32,) * 6, attention_levels=(False,) * 6)
 
 
+def test_condition_norm_sees_small_conditions_as_well_as_large():
+    """L_norm keeps y° tiny on small context encoders; with condition_norm="batch" the denoiser's
+    response does not depend on y°'s overall scale, without it a 10x smaller y° is nearly invisible."""
+    x, t, ctx, y = inputs(b=4)
+    effect = {}
+    for norm in ("none", "batch"):
+        m = make_denoiser(condition_norm=norm).train()  # batch statistics
+        with torch.no_grad():
+            out, out_small = m(x, t, ctx, y).sample, m(x, t, ctx, 0.1 * y).sample
+            null = m(x, t, ctx, torch.zeros_like(y) + y.mean((0, 1))).sample  # one condition for every sample
+        effect[norm] = ((out_small - null).abs().mean() / (out - null).abs().mean()).item()
+        if norm == "batch":
+            torch.testing.assert_close(out_small, out, atol=1e-3, rtol=1e-3)
+    assert effect["batch"] > 0.95 and effect["none"] < 0.5, effect
+
+
+def test_condition_norm_is_validated_and_off_for_old_configs():
+    with pytest.raises(ValueError, match=r"condition_norm must be one of \['none', 'batch'\], got 'layer'"):
+        DenoiserConfig(condition_norm="layer")
+    assert DenoiserConfig().condition_norm == "none"  # checkpoints saved before the option load unchanged
+    cfg = get_preset("mmsim-tiny", denoiser={"condition_norm": "batch"})
+    assert VideoDenoiser.from_config_dataclass(cfg.denoiser).condition_bn is not None
+
+
 def test_denoiser_save_load_roundtrip(tmp_path):
     m = make_denoiser()
     m.save_pretrained(tmp_path)
