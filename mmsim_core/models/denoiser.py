@@ -28,7 +28,7 @@ scheduler's ``prediction_type`` says; the denoiser does not care).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -387,7 +387,6 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         """y° (B, T, d) -> per-frame cross-attention tokens (B*F, S, d)."""
         cfg = self.cfg
         h, f = cfg.context_frames, cfg.num_frames
-        b = y.shape[0]
         tok = rearrange(self.cond_proj(y), "b t (k d) -> b t k d", k=cfg.cond_tokens)  # (B, T, K, d)
         tok = self.cond_norm(tok) + self.step_embedding  # (B, T, K, d)
         own = rearrange(tok[:, h:], "b f k d -> (b f) k d")  # (B*F, K, d): frame k sees its own step
