@@ -5,7 +5,7 @@
 ``mmsim-cpu``-style models hear the actions twice: the ego-motion head turns body pose into a warp of the
 last context frame, and the action encoder turns every modality into y° (experts, anchoring, fusion,
 interaction), which the denoiser reads through FiLM and cross-attention. On the same clips and noise this
-prints mean clip PSNR for
+prints PSNR (per frame on [0, 1], averaged, as ``mmsim evaluate``) for
 
 * ``both``: the checkpoint as it is;
 * ``warp only``: y° replaced by the all-dropped null embedding, the warp kept;
@@ -29,12 +29,59 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmsim_core.data.dataset import ClipDataset  # noqa: E402
 from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline  # noqa: E402
+from training.metrics import frame_psnr, to_unit  # noqa: E402
+
+PATHS = ("both", "warp", "y")
 
 
-def clip_psnr(pred: np.ndarray, true: np.ndarray) -> float:
-    """PSNR per frame on [0, 1], averaged (as ``mmsim evaluate``)."""
-    mse = ((pred - true) ** 2).reshape(*pred.shape[:2], -1).mean(-1)  # (N, F)
-    return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
+def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict, path: str = "both",
+             seed: int = 0) -> torch.Tensor:
+    """One-step prediction (N, F, 3, H, W) in [0, 1] with the actions reaching the denoiser by ``path``:
+    ``"both"`` as trained, ``"warp"`` with y° replaced by the null embedding, ``"y"`` with the identity warp."""
+    encode = pipe.encode_conditions
+
+    def conditions(acts, context_features, action_mask=None, text=None):
+        y, ego = encode(acts, context_features, action_mask, text)
+        if path == "both":
+            return y, ego
+        if path == "y":
+            return y, None
+        y_null, _ = encode({}, context_features, None, text)
+        return y_null, ego
+
+    pipe.encode_conditions = conditions  # the pipeline's one seam between actions and denoiser
+    try:
+        g = torch.Generator().manual_seed(seed)
+        return to_unit(pipe(context, actions=actions, num_inference_steps=1, generator=g).frames)
+    finally:
+        del pipe.encode_conditions  # back to the class method
+
+
+def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0) -> dict:
+    """PSNR per path, and per modality the output change (RMS on [0, 1]) and PSNR when it is shuffled
+    across the clips or dropped. ``items``: ClipDataset items carrying the same modalities."""
+    context = np.stack([it["context"] for it in items])  # (N, h, H, W, 3) uint8
+    future = to_unit(np.stack([it["future"] for it in items]))  # (N, F, 3, H, W)
+    mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
+    actions = {m: np.stack([it["actions"][m] for it in items]) for m in mods}
+
+    def psnr(pred: torch.Tensor) -> float:
+        return float(frame_psnr(pred, future).mean())  # per frame, averaged, as `mmsim evaluate`
+
+    base = generate(pipe, context, actions, seed=seed)
+    out = {"clips": len(items), "modalities": mods, "paths": {"both": psnr(base)}, "per_modality": {}}
+    for path in PATHS[1:]:
+        out["paths"][path] = psnr(generate(pipe, context, actions, path, seed))
+    perm = np.random.default_rng(seed).permutation(len(items))
+    for m in mods:
+        row = {}
+        for how, acts in (("shuffled", {**actions, m: actions[m][perm]}),
+                          ("dropped", {k: v for k, v in actions.items() if k != m})):
+            pred = generate(pipe, context, acts, seed=seed)
+            row[f"{how}_rms"] = float((pred - base).pow(2).mean().sqrt())
+            row[f"{how}_psnr"] = psnr(pred)
+        out["per_modality"][m] = row
+    return out
 
 
 def main(argv=None) -> int:
@@ -50,40 +97,17 @@ def main(argv=None) -> int:
     pipe.set_progress_bar_config(disable=True)
     ds = ClipDataset(args.data, split=args.split, modalities=pipe.modalities)
     items = [ds[int(i)] for i in np.linspace(0, len(ds) - 1, min(args.clips, len(ds))).astype(int)]
-    context = np.stack([it["context"] for it in items])  # (N, h, H, W, 3) uint8
-    future = np.stack([it["future"] for it in items]).astype(np.float32) / 255.0  # (N, F, H, W, 3)
-    mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
-    actions = {m: np.stack([it["actions"][m] for it in items]) for m in mods}
+    r = measure(pipe, items, args.seed)
 
-    encode = pipe.encode_conditions
-
-    def generate(acts: dict, path: str = "both") -> np.ndarray:
-        def conditions(a, context_features, action_mask=None, text=None):
-            y, ego = encode(a, context_features, action_mask, text)
-            if path == "both":
-                return y, ego
-            y_null, _ = encode({}, context_features, None, text)
-            return (y_null, ego) if path == "warp" else (y, None)
-
-        pipe.encode_conditions = conditions
-        try:
-            g = torch.Generator().manual_seed(args.seed)
-            return pipe(context, actions=acts, num_inference_steps=1, generator=g).frames.astype(np.float32) / 255.0
-        finally:
-            pipe.encode_conditions = encode
-
-    print(f"{args.checkpoint}: {len(items)} clips of {args.data} ({args.split}), 1 sampler step, modalities {mods}")
-    base = generate(actions)
-    print(f"  both        PSNR {clip_psnr(base, future):6.2f}")
-    print(f"  warp only   PSNR {clip_psnr(generate(actions, 'warp'), future):6.2f}   (y° = null embedding)")
-    print(f"  y° only     PSNR {clip_psnr(generate(actions, 'y'), future):6.2f}   (identity warp)")
-    perm = np.random.default_rng(args.seed).permutation(len(items))
+    print(f"{args.checkpoint}: {r['clips']} clips of {args.data} ({args.split}), 1 sampler step, "
+          f"modalities {r['modalities']}")
+    print(f"  both        PSNR {r['paths']['both']:6.2f}")
+    print(f"  warp only   PSNR {r['paths']['warp']:6.2f}   (y° = null embedding)")
+    print(f"  y° only     PSNR {r['paths']['y']:6.2f}   (identity warp)")
     print(f"  {'modality':<11} {'shuffled: RMS change':>20} {'PSNR':>6}   {'dropped: RMS change':>19} {'PSNR':>6}")
-    for m in mods:
-        shuffled = generate({**actions, m: actions[m][perm]})
-        dropped = generate({k: v for k, v in actions.items() if k != m})
-        rms = [float(np.sqrt(((o - base) ** 2).mean())) for o in (shuffled, dropped)]
-        print(f"  {m:<11} {rms[0]:20.5f} {clip_psnr(shuffled, future):6.2f}   {rms[1]:19.5f} {clip_psnr(dropped, future):6.2f}")
+    for m, row in r["per_modality"].items():
+        print(f"  {m:<11} {row['shuffled_rms']:20.5f} {row['shuffled_psnr']:6.2f}   "
+              f"{row['dropped_rms']:19.5f} {row['dropped_psnr']:6.2f}")
     return 0
 
 
