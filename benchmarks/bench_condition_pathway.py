@@ -1,15 +1,18 @@
-"""Which path do a checkpoint's actions take? The ego-motion warp, or the paper's conditioning y°?
+"""Which path do a checkpoint's actions take? The ego-motion warp, the hand placement map, or y°?
 
     python benchmarks/bench_condition_pathway.py CKPT DATA [--split test] [--clips 64]
 
-``mmsim-cpu``-style models hear the actions twice: the ego-motion head turns body pose into a warp of the
-last context frame, and the action encoder turns every modality into y° (experts, anchoring, fusion,
-interaction), which the denoiser reads through FiLM and cross-attention. On the same clips and noise this
-prints PSNR (per frame on [0, 1], averaged, as ``mmsim evaluate``) for
+``mmsim-cpu``-style models hear the actions on up to three paths: the ego-motion head turns body pose into
+a warp of the last context frame; the hand placement map (``action_encoder.hand_map_channels > 0``) tells
+the denoiser where each hand is and what it does, as an image; and the action encoder turns every
+modality into y° (experts, anchoring, fusion, interaction), which the denoiser reads through FiLM and
+cross-attention. On the same clips and noise this prints PSNR (per frame on [0, 1], averaged, as
+``mmsim evaluate``) for
 
 * ``both``: the checkpoint as it is;
-* ``warp only``: y° replaced by the all-dropped null embedding, the warp kept;
-* ``y° only``: the warp replaced by the identity (no motion known), y° kept;
+* ``warp only``: y° replaced by the all-dropped null embedding and no hand map, the warp kept;
+* ``y° only``: the warp replaced by the identity (no motion known) and no hand map, y° kept;
+* ``map only`` (models with a hand map): y° null and the identity warp, the hand map kept;
 
 then, for each modality, how much the output moves (RMS on [0, 1]) and what PSNR becomes when that
 modality is shuffled across clips or dropped. A modality whose shuffle moves the output by ~1e-4 is not
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,23 +35,24 @@ from mmsim_core.data.dataset import ClipDataset  # noqa: E402
 from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline  # noqa: E402
 from training.metrics import frame_psnr, to_unit  # noqa: E402
 
-PATHS = ("both", "warp", "y")
+PATHS = ("both", "warp", "y", "map")
 
 
 def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict, path: str = "both",
              seed: int = 0) -> torch.Tensor:
     """One-step prediction (N, F, 3, H, W) in [0, 1] with the actions reaching the denoiser by ``path``:
-    ``"both"`` as trained, ``"warp"`` with y° replaced by the null embedding, ``"y"`` with the identity warp."""
+    ``"both"`` as trained, ``"warp"`` by the warp alone, ``"y"`` by y° alone, ``"map"`` by the hand map alone."""
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {list(PATHS)}, got {path!r}")
     encode = pipe.encode_conditions
 
     def conditions(acts, context_features, action_mask=None, text=None):
-        y, ego = encode(acts, context_features, action_mask, text)
+        cond = encode(acts, context_features, action_mask, text)
         if path == "both":
-            return y, ego
-        if path == "y":
-            return y, None
-        y_null, _ = encode({}, context_features, None, text)
-        return y_null, ego
+            return cond
+        y = cond.y if path == "y" else encode({}, context_features, None, text).y
+        return replace(cond, y=y, ego_motion=cond.ego_motion if path == "warp" else None,
+                       hand_map=cond.hand_map if path == "map" else None)
 
     pipe.encode_conditions = conditions  # the pipeline's one seam between actions and denoiser
     try:
@@ -55,6 +60,10 @@ def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict
         return to_unit(pipe(context, actions=actions, num_inference_steps=1, generator=g).frames)
     finally:
         del pipe.encode_conditions  # back to the class method
+
+
+def has_hand_map(pipe: MultisensoryVideoPipeline) -> bool:
+    return getattr(pipe.action_encoder, "hand_map", None) is not None
 
 
 def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0) -> dict:
@@ -70,7 +79,7 @@ def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0) -
 
     base = generate(pipe, context, actions, seed=seed)
     out = {"clips": len(items), "modalities": mods, "paths": {"both": psnr(base)}, "per_modality": {}}
-    for path in PATHS[1:]:
+    for path in PATHS[1:] if has_hand_map(pipe) else PATHS[1:-1]:
         out["paths"][path] = psnr(generate(pipe, context, actions, path, seed))
     perm = np.random.default_rng(seed).permutation(len(items))
     for m in mods:
@@ -102,8 +111,10 @@ def main(argv=None) -> int:
     print(f"{args.checkpoint}: {r['clips']} clips of {args.data} ({args.split}), 1 sampler step, "
           f"modalities {r['modalities']}")
     print(f"  both        PSNR {r['paths']['both']:6.2f}")
-    print(f"  warp only   PSNR {r['paths']['warp']:6.2f}   (y° = null embedding)")
-    print(f"  y° only     PSNR {r['paths']['y']:6.2f}   (identity warp)")
+    print(f"  warp only   PSNR {r['paths']['warp']:6.2f}   (y° = null embedding, no hand map)")
+    print(f"  y° only     PSNR {r['paths']['y']:6.2f}   (identity warp, no hand map)")
+    if "map" in r["paths"]:
+        print(f"  map only    PSNR {r['paths']['map']:6.2f}   (y° = null embedding, identity warp)")
     print(f"  {'modality':<11} {'shuffled: RMS change':>20} {'PSNR':>6}   {'dropped: RMS change':>19} {'PSNR':>6}")
     for m, row in r["per_modality"].items():
         print(f"  {m:<11} {row['shuffled_rms']:20.5f} {row['shuffled_psnr']:6.2f}   "

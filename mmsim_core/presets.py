@@ -119,12 +119,14 @@ class SchedulerConfig:
 @dataclass
 class LossWeights:
     """L = diffusion·L_diff + ssl·L_ssl + norm·L_norm (paper §2.3: 10, 1, 0.1), plus motion·L_motion for
-    a denoiser with a warped-residual target (ours; the term is zero otherwise)."""
+    a denoiser with a warped-residual target and placement·L_place for a hand placement map placed by
+    body pose (ours; each term is zero otherwise)."""
 
     diffusion: float = 10.0
     ssl: float = 1.0
     norm: float = 0.1
     motion: float = 10.0
+    placement: float = 1.0
 
     def __post_init__(self):
         for f in fields(self):
@@ -202,6 +204,7 @@ class SimulatorConfig:
             num_frames=self.future_frames,
             sample_size=self.sample_size,
             cross_attention_dim=d,
+            spatial_channels=self.action_encoder.hand_map_out_channels if self.action_encoder.has_hand_map else 0,
         )
 
     @property

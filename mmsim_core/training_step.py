@@ -29,6 +29,7 @@ from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.models.action_encoder import MultisensoryActionEncoder
 from mmsim_core.models.baselines import build_action_encoder
 from mmsim_core.models.ego_motion import photometric_loss
+from mmsim_core.models.hand_map import WHERE_FROM, placement_loss
 from mmsim_core.models.denoiser import VideoDenoiser
 from mmsim_core.presets import LossWeights, SimulatorConfig
 from mmsim_core.schema import TEXT_KINDS
@@ -105,9 +106,12 @@ class TrainingLosses:
     norm: Tensor
     motion: Tensor
     """Photometric loss of the ego-motion warp (zero unless the denoiser's target is a warped residual)."""
+    placement: Tensor
+    """Self-supervised placement loss of the hand map's occupancy (zero without a map placed by body pose)."""
 
     def as_floats(self) -> dict[str, float]:
-        return {k: float(getattr(self, k).detach()) for k in ("total", "diffusion", "ssl", "norm", "motion")}
+        keys = ("total", "diffusion", "ssl", "norm", "motion", "placement")
+        return {k: float(getattr(self, k).detach()) for k in keys}
 
 
 def _to_tensor(x, device) -> Tensor:
@@ -281,6 +285,12 @@ class MultisensorySimulator(nn.Module):
             anchor = anchor.detach()
         else:
             motion = future.new_zeros(())
+        # Where the hand map places the hands: self-supervised by what the warp leaves unexplained.
+        occupancy = getattr(enc, "hand_occupancy", None)  # (B, F+1, 2, G, G) | None
+        placement = future.new_zeros(())
+        if occupancy is not None and anchor is not None and self.action_encoder.hand_map.where_from:
+            placed_by = mask.get(WHERE_FROM, torch.zeros(b, dtype=torch.bool, device=device))
+            placement = placement_loss(occupancy, future, anchor.detach(), placed_by & (WHERE_FROM in actions))
         x0 = self.denoiser.frames_to_sample(future, context, anchor)  # (B, F, 3, H, W)
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         t = torch.randint(
@@ -297,15 +307,16 @@ class MultisensorySimulator(nn.Module):
             target = self.noise_scheduler.get_velocity(x0, noise, t)
         else:
             target = x0
-        pred = self.denoiser(noisy, t, context, y, anchor=anchor).sample
+        spatial = getattr(enc, "hand_map", None)  # (B, F, 2C, G, G) | None
+        pred = self.denoiser(noisy, t, context, y, anchor=anchor, spatial=spatial).sample
         diffusion = F.mse_loss(pred.float(), target.float())
 
         zero = diffusion.new_zeros(())
         ssl = enc.ssl_loss if enc.ssl_loss is not None else zero
         norm = enc.norm_loss if enc.norm_loss is not None else zero
         w = self.loss_weights
-        total = w.diffusion * diffusion + w.ssl * ssl + w.norm * norm + w.motion * motion
-        return TrainingLosses(total=total, diffusion=diffusion, ssl=ssl, norm=norm, motion=motion)
+        total = w.diffusion * diffusion + w.ssl * ssl + w.norm * norm + w.motion * motion + w.placement * placement
+        return TrainingLosses(total=total, diffusion=diffusion, ssl=ssl, norm=norm, motion=motion, placement=placement)
 
 
 __all__ = [

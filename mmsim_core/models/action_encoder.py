@@ -31,7 +31,9 @@ from torch import Tensor, nn
 
 from mmsim_core.errors import ActionInputError
 from mmsim_core.models.anchoring import ChannelAnchoring
+from mmsim_core.models import hand_map
 from mmsim_core.models.ego_motion import EgoMotionHead
+from mmsim_core.models.hand_map import HandPlacementMap
 from mmsim_core.models.experts import ModalityDecoder, ModalityExpert, ProjectionHead
 from mmsim_core.models.fusion import FUSIONS, Fusion
 from mmsim_core.models.interaction import INTERACTIONS, LatentInteraction, context_vectors
@@ -67,6 +69,13 @@ class ActionEncoderConfig:
     ego_motion_hidden: int = 256
     context_steps: int = 4
     """h: context steps among the ``num_steps`` (the ego-motion is measured from the last one)."""
+    hand_map_channels: int = 0
+    """Channels C of the :class:`HandPlacementMap` (ours, see ``hand_map.py``): a spatial condition telling
+    the denoiser where each hand is and what it does, C channels for every future step plus C for the
+    last context step; 0 = no map (the paper's conditioning only)."""
+    hand_map_grid: int = 16
+    """Resolution G of the hand map (G x G cells over the frame)."""
+    hand_map_hidden: int = 256
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
@@ -94,7 +103,10 @@ class ActionEncoderConfig:
             raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
         if self.interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {list(INTERACTIONS)}, got {self.interaction!r}")
-        for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size", "ego_motion_hidden"):
+        if self.hand_map_channels < 0:
+            raise ValueError(f"hand_map_channels must be >= 0 (0 = no hand map), got {self.hand_map_channels}")
+        for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size", "ego_motion_hidden",
+                     "hand_map_grid", "hand_map_hidden"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.expert_layers < 2:
@@ -117,9 +129,28 @@ class ActionEncoderConfig:
         return tuple(m for m in self.ego_motion_from if m in self.modalities)
 
     @property
+    def has_hand_map(self) -> bool:
+        """A :class:`HandPlacementMap` is built: channels asked for and a modality it can read."""
+        readable = (hand_map.WHERE_FROM,) + hand_map.WHAT_FROM
+        return self.hand_map_channels > 0 and any(m in self.modalities for m in readable)
+
+    @property
+    def hand_map_out_channels(self) -> int:
+        """Channels of the map the denoiser receives (now + then), 0 without a map."""
+        return 2 * self.hand_map_channels if self.hand_map_channels > 0 else 0
+
+    @property
     def fused_names(self) -> tuple[str, ...]:
         """Modality slots in fusion order: the sensory modalities, then text if configured."""
         return self.modalities + ((TEXT,) if self.text_dim is not None else ())
+
+
+def build_hand_map(cfg: ActionEncoderConfig) -> HandPlacementMap | None:
+    """The encoder's :class:`HandPlacementMap`, or None when the config asks for none (or has nothing it reads)."""
+    if not cfg.has_hand_map:
+        return None
+    return HandPlacementMap(cfg.modalities, cfg.context_steps, cfg.hand_map_channels, cfg.hand_map_grid,
+                            cfg.hand_map_hidden)
 
 
 @dataclass
@@ -138,6 +169,10 @@ class ActionEncoderOutput(BaseOutput):
     """Scalar L_norm when ``target_features`` is given, else None."""
     ego_motion: Tensor | None = None
     """(B, F, 2, 3) affine warps of the last context frame (None without an ego-motion head)."""
+    hand_map: Tensor | None = None
+    """(B, F, 2C, G, G) spatial condition: where the hands are and what they do (None without a map)."""
+    hand_occupancy: Tensor | None = None
+    """(B, F+1, 2, G, G) where the map placed each hand at steps h-1..T-1 (trained by ``placement_loss``)."""
 
 
 class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
@@ -163,6 +198,9 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         ego_motion_from: tuple[str, ...] = (),
         ego_motion_hidden: int = 256,
         context_steps: int = 4,
+        hand_map_channels: int = 0,
+        hand_map_grid: int = 16,
+        hand_map_hidden: int = 256,
     ):
         super().__init__()
         cfg = ActionEncoderConfig(
@@ -171,6 +209,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             anchoring=anchoring, fusion=fusion, interaction=interaction, text_dim=text_dim, num_steps=num_steps,
             anchor_group_size=anchor_group_size, ego_motion_from=tuple(ego_motion_from),
             ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
+            hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
         )  # fmt: skip
         self.cfg = cfg
         d, hid = cfg.feature_dim, cfg.expert_hidden
@@ -191,6 +230,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         self.latent_interaction = LatentInteraction(cfg.interaction)
         ego = cfg.ego_motion_modalities
         self.ego_motion = EgoMotionHead(ego, cfg.context_steps, cfg.ego_motion_hidden) if ego else None
+        self.hand_map = build_hand_map(cfg)
 
     @classmethod
     def from_config_dataclass(cls, cfg: ActionEncoderConfig) -> "MultisensoryActionEncoder":
@@ -324,6 +364,9 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         ego = None
         if self.ego_motion is not None and T > cfg.context_steps:
             ego = self.ego_motion(actions, present_by_name, B, T)  # (B, F, 2, 3)
+        spatial = occupancy = None
+        if self.hand_map is not None and T > cfg.context_steps:
+            spatial, occupancy = self.hand_map(actions, present_by_name, B, T)  # (B, F, 2C, G, G), (B, F+1, 2, G, G)
         return ActionEncoderOutput(
             interaction=inter,
             fused=fused,
@@ -332,4 +375,6 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             ssl_loss=ssl,
             norm_loss=nl,
             ego_motion=ego,
+            hand_map=spatial,
+            hand_occupancy=occupancy,
         )

@@ -57,7 +57,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import Tensor, nn
 
-from mmsim_core.models.action_encoder import TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder
+from mmsim_core.models.action_encoder import (
+    TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder, build_hand_map,
+)
 from mmsim_core.models.ego_motion import EgoMotionHead
 from mmsim_core.models.experts import ModalityExpert, ProjectionHead
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES
@@ -94,18 +96,22 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     def _init_common(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                     text_dim, num_steps, ego_motion_from=(), ego_motion_hidden=256, context_steps=4) -> None:
+                     text_dim, num_steps, ego_motion_from=(), ego_motion_hidden=256, context_steps=4,
+                     hand_map_channels=0, hand_map_grid=16, hand_map_hidden=256) -> None:
         # The same validation (and messages) as our encoder's config.
         self.cfg = ActionEncoderConfig(
             modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
             expert_layers=expert_layers, expert_dropout=expert_dropout, projection_dims=tuple(projection_dims),
             text_dim=text_dim, num_steps=num_steps, ego_motion_from=tuple(ego_motion_from),
             ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
+            hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
         )  # fmt: skip
-        # The ego-motion head is ours, not part of any baseline's method; it is offered to every feature
-        # extractor alike (same raw signals, same warp) so that Table 2 compares feature extraction alone.
+        # The ego-motion head and the hand placement map are ours, not part of any baseline's method; they are
+        # offered to every feature extractor alike (same raw signals, same warp, same map) so that Table 2
+        # compares feature extraction alone.
         ego = self.cfg.ego_motion_modalities
         self.ego_motion = EgoMotionHead(ego, self.cfg.context_steps, self.cfg.ego_motion_hidden) if ego else None
+        self.hand_map = build_hand_map(self.cfg)
         self.step_embedding = nn.Parameter(torch.zeros(num_steps, expert_hidden))
         self.null_embedding = nn.Parameter(torch.randn(num_steps, feature_dim) * 0.02)
 
@@ -153,15 +159,18 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
                 actions: dict[str, Tensor]) -> ActionEncoderOutput:
         y = self._with_null(y, present)
         B, T = y.shape[:2]
-        ego = None
+        ego = spatial = occupancy = None
+        present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
         if self.ego_motion is not None and T > self.cfg.context_steps:
-            present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
             ego = self.ego_motion(actions, present_by_name, B, T)  # (B, F, 2, 3)
+        if self.hand_map is not None and T > self.cfg.context_steps:
+            spatial, occupancy = self.hand_map(actions, present_by_name, B, T)  # (B, F, 2C, G, G), (B, F+1, 2, G, G)
         feats = None
         if features is not None:
             feats = {name: features[:, :, i] for i, name in enumerate(self.cfg.modalities)}
         return ActionEncoderOutput(interaction=y, fused=y, modality_features=feats, fusion_weights=None,
-                                   ssl_loss=aux, norm_loss=None, ego_motion=ego)
+                                   ssl_loss=aux, norm_loss=None, ego_motion=ego, hand_map=spatial,
+                                   hand_occupancy=occupancy)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,13 +193,17 @@ class MutexActionEncoder(_BaselineEncoder):
         ego_motion_from: tuple[str, ...] = (),
         ego_motion_hidden: int = 256,
         context_steps: int = 4,
+        hand_map_channels: int = 0,
+        hand_map_grid: int = 16,
+        hand_map_hidden: int = 256,
         mask_prob: float = 0.25,
         transformer_layers: int = 2,
         transformer_heads: int = 4,
     ):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps)
+                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
+                          hand_map_channels, hand_map_grid, hand_map_hidden)
         if not 0.0 <= mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
         if feature_dim % transformer_heads:
@@ -255,9 +268,11 @@ class _BindEncoder(_BaselineEncoder):
     """Per-modality encoders into a shared normalised space; composition = sum of the embeddings."""
 
     def _build_bind(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                    text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps, temperature):
+                    text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
+                    hand_map_channels, hand_map_grid, hand_map_hidden, temperature):
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps)
+                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
+                          hand_map_channels, hand_map_grid, hand_map_hidden)
         if not self.cfg.modalities:
             raise ValueError(f"{type(self).__name__} needs at least one sensory modality")
         if temperature <= 0:
@@ -297,11 +312,15 @@ class ImageBindActionEncoder(_BindEncoder):
         ego_motion_from: tuple[str, ...] = (),
         ego_motion_hidden: int = 256,
         context_steps: int = 4,
+        hand_map_channels: int = 0,
+        hand_map_grid: int = 16,
+        hand_map_hidden: int = 256,
         temperature: float = 0.07,
     ):
         super().__init__()
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps, temperature)
+                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
+                         hand_map_channels, hand_map_grid, hand_map_hidden, temperature)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
                 num_steps=None) -> ActionEncoderOutput:
@@ -340,13 +359,17 @@ class LanguageBindActionEncoder(_BindEncoder):
         ego_motion_from: tuple[str, ...] = (),
         ego_motion_hidden: int = 256,
         context_steps: int = 4,
+        hand_map_channels: int = 0,
+        hand_map_grid: int = 16,
+        hand_map_hidden: int = 256,
         temperature: float = 0.07,
     ):
         super().__init__()
         if text_dim is None:
             raise ValueError("LanguageBind binds to text: text_dim must be set (train with text_kind, e.g. 'sentence')")
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps, temperature)
+                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
+                         hand_map_channels, hand_map_grid, hand_map_hidden, temperature)
         self.text_head = nn.Linear(text_dim, feature_dim)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
@@ -399,6 +422,9 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         ego_motion_from: tuple[str, ...] = (),
         ego_motion_hidden: int = 256,
         context_steps: int = 4,
+        hand_map_channels: int = 0,
+        hand_map_grid: int = 16,
+        hand_map_hidden: int = 256,
         point_hidden: int = 64,
         fourier_bands: int = 6,
         num_queries: int = 2,
@@ -407,7 +433,8 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
     ):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps)
+                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
+                          hand_map_channels, hand_map_grid, hand_map_hidden)
         if not self.cfg.modalities:
             raise ValueError("the signal-agnostic encoder needs at least one sensory modality")
         if expert_hidden % num_queries:
@@ -531,6 +558,7 @@ def build_action_encoder(feature_extractor: str, cfg: ActionEncoderConfig) -> nn
         expert_layers=cfg.expert_layers, expert_dropout=cfg.expert_dropout, projection_dims=cfg.projection_dims,
         text_dim=cfg.text_dim, num_steps=cfg.num_steps, ego_motion_from=cfg.ego_motion_from,
         ego_motion_hidden=cfg.ego_motion_hidden, context_steps=cfg.context_steps,
+        hand_map_channels=cfg.hand_map_channels, hand_map_grid=cfg.hand_map_grid, hand_map_hidden=cfg.hand_map_hidden,
     )  # fmt: skip
 
 

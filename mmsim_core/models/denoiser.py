@@ -96,6 +96,10 @@ class DenoiserConfig:
     pose across clips moves the output by 0.0004 RMS). Standardising keeps L_norm's relative
     magnitudes and puts their variation on the scale the projections start from (same bench: 0.05 dB,
     0.002 RMS). Off by default so that checkpoints saved before the option load unchanged."""
+    spatial_channels: int = 0
+    """Channels of a spatial condition (B, F, C, G, G) added to the first feature map (the action encoder's
+    :class:`~mmsim_core.models.hand_map.HandPlacementMap`; ``SimulatorConfig`` sets it from
+    ``action_encoder.hand_map_channels``). 0 = none."""
 
     def __post_init__(self):
         if self.condition_norm not in CONDITION_NORMS:
@@ -129,6 +133,8 @@ class DenoiserConfig:
                 raise ValueError(
                     f"block_channels must be multiples of attention_head_dim={self.attention_head_dim}, got {c}"
                 )
+        if self.spatial_channels < 0:
+            raise ValueError(f"spatial_channels must be >= 0, got {self.spatial_channels}")
         for name in ("context_frames", "num_frames", "cross_attention_dim", "cond_tokens", "layers_per_block"):
             if getattr(self, name) < 1 and not (name == "context_frames" and getattr(self, name) == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -265,6 +271,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         target: str = "frames",
         residual_scale: float = 3.0,
         condition_norm: str = "none",
+        spatial_channels: int = 0,
     ):
         super().__init__()
         cfg = DenoiserConfig(
@@ -276,6 +283,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
             temporal_attention=temporal_attention, film_conditioning=film_conditioning,
             ff_mult=ff_mult, dropout=dropout, norm_groups=norm_groups,
             target=target, residual_scale=residual_scale, condition_norm=condition_norm,
+            spatial_channels=spatial_channels,
         )  # fmt: skip
         self.cfg = cfg
         p = cfg.patch_size
@@ -302,6 +310,13 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         warped = cfg.target == "warped_residual"
         cin = cfg.in_channels * (1 + cfg.context_frames + int(warped)) * p * p
         self.conv_in = nn.Conv2d(cin, c0, 3, padding=1)
+        # The spatial condition enters at the token grid with up to 2x2 cells per token, through a
+        # zero-initialised convolution (ControlNet's zero conv): a model with it starts as one without.
+        self.spatial_cells = min(p, 2)
+        self.spatial_in = None
+        if cfg.spatial_channels:
+            self.spatial_in = nn.Conv2d(cfg.spatial_channels * self.spatial_cells**2, c0, 3, padding=1, bias=False)
+            nn.init.zeros_(self.spatial_in.weight)
 
         self.down = nn.ModuleList()
         skips = [c0]
@@ -396,6 +411,18 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
             own = torch.cat([own, hist], dim=1)
         return own
 
+    def _spatial_tokens(self, spatial: Tensor, b: int, f: int) -> Tensor:
+        """(B, F, C, G, G) -> (B*F, C * cells², H/p, W/p): resampled to the token grid, cells to channels."""
+        cfg = self.cfg
+        if spatial.dim() != 5 or tuple(spatial.shape[:3]) != (b, f, cfg.spatial_channels):
+            raise ValueError(
+                f"spatial must be (B={b}, F={f}, {cfg.spatial_channels}, G, G), got {tuple(spatial.shape)}"
+            )
+        tokens = cfg.sample_size // cfg.patch_size
+        s = rearrange(spatial.to(self.spatial_in.weight.dtype), "b f c y x -> (b f) c y x")
+        s = F.interpolate(s, size=(tokens * self.spatial_cells,) * 2, mode="bilinear", align_corners=False)
+        return F.pixel_unshuffle(s, self.spatial_cells) if self.spatial_cells > 1 else s
+
     def forward(
         self,
         sample: Tensor,
@@ -403,6 +430,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         context: Tensor,
         encoder_hidden_states: Tensor,
         anchor: Tensor | None = None,
+        spatial: Tensor | None = None,
         return_dict: bool = True,
     ) -> VideoDenoiserOutput | tuple[Tensor]:
         """
@@ -414,6 +442,8 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
             anchor: with ``target="warped_residual"``, the warped last frame (B, F, C, H, W) the sample is
                 measured from (default: the unwarped last frame); it is also an input, so the network
                 sees where the warp put things.
+            spatial: with ``spatial_channels``, the spatial condition (B, F, spatial_channels, G, G) of each
+                future frame (the hand placement map); None = no spatial information (all zeros).
         """
         cfg = self.cfg
         b, f = sample.shape[:2]
@@ -454,6 +484,8 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         x = rearrange(x, "b f c y x -> (b f) c y x")
         x = F.pixel_unshuffle(x, cfg.patch_size) if cfg.patch_size > 1 else x  # (B*F, C(1+h)p², H/p, W/p)
         x = self.conv_in(x)
+        if self.spatial_in is not None and spatial is not None:
+            x = x + self.spatial_in(self._spatial_tokens(spatial, b, f))
 
         skips = [x]
         for stage in self.down:

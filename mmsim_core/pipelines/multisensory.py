@@ -39,6 +39,18 @@ class MultisensoryPipelineOutput(BaseOutput):
     """``output_type="np"``: uint8 (B, F, H, W, 3). ``output_type="pt"``: float32 (B, F, 3, H, W) in [0, 1]."""
 
 
+@dataclass
+class ActionConditions:
+    """What the actions hand the denoiser (:meth:`MultisensoryVideoPipeline.encode_conditions`)."""
+
+    y: torch.Tensor
+    """y° (B, h+F, d): cross-attention and FiLM conditioning."""
+    ego_motion: torch.Tensor | None = None
+    """(B, F, 2, 3) affine warps of the last context frame, None without an ego-motion head."""
+    hand_map: torch.Tensor | None = None
+    """(B, F, 2C, G, G) hand placement map, None without one."""
+
+
 def frames_to_model(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 (B, N, H, W, 3) -> float32 (B, N, 3, H, W) in [-1, 1]."""
     x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
@@ -258,10 +270,10 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
 
     def encode_actions(self, actions, context_features, action_mask=None, text=None) -> torch.Tensor:
         """Normalised action arrays -> y° (B, h+F, d). Missing modalities are dropped."""
-        return self.encode_conditions(actions, context_features, action_mask, text)[0]
+        return self.encode_conditions(actions, context_features, action_mask, text).y
 
-    def encode_conditions(self, actions, context_features, action_mask=None, text=None):
-        """Normalised action arrays -> (y° (B, h+F, d), ego-motion affines (B, F, 2, 3) or None)."""
+    def encode_conditions(self, actions, context_features, action_mask=None, text=None) -> ActionConditions:
+        """Normalised action arrays -> :class:`ActionConditions` (y°, ego-motion warps, hand placement map)."""
         device = self._execution_device
         acts = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float().to(device)
                 for k, v in (actions or {}).items()}  # fmt: skip
@@ -270,7 +282,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             mask = {k: torch.as_tensor(np.asarray(v)).bool().to(device) for k, v in action_mask.items()}
         text_features = encode_text(self.text_encoder, text, device) if text is not None else None
         out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features)
-        return out.interaction, getattr(out, "ego_motion", None)  # (B, T, d), (B, F, 2, 3) | None
+        return ActionConditions(out.interaction, getattr(out, "ego_motion", None), getattr(out, "hand_map", None))
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -329,18 +341,21 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             context_frames, context_features = self.encode_context(context)
 
             # 3. Encode the actions -> y° (B, h+F, d); the null (all-dropped) embedding for CFG.
-            y, ego_motion = self.encode_conditions(actions, context_features, action_mask, text)
+            cond = self.encode_conditions(actions, context_features, action_mask, text)
+            y, spatial = cond.y, cond.hand_map
             dtype = self.denoiser.dtype
             context_in = context_frames.to(dtype)
             # What the sample is measured from (None | (B, F, 3, H, W)); with a warped residual, the
             # last frame moved by the actions' ego-motion, shared by both guidance halves.
-            anchor = self.denoiser.anchor(context_in, ego_motion)
+            anchor = self.denoiser.anchor(context_in, cond.ego_motion)
             anchor_in = anchor
             if do_cfg:
                 y_null = self.encode_actions({}, context_features)
                 y = torch.cat([y_null, y])  # (2B, T, d)
                 context_in = torch.cat([context_in, context_in])
                 anchor_in = torch.cat([anchor, anchor]) if anchor is not None else None
+                if spatial is not None:  # the unconditional half knows nothing of the hands
+                    spatial = torch.cat([torch.zeros_like(spatial), spatial])
 
             # 4. Prepare the initial noise (B, F, 3, H, W).
             self.scheduler.set_timesteps(steps, device=device)
@@ -364,7 +379,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 for i, t in enumerate(timesteps):
                     model_in = self.scheduler.scale_model_input(latents, t)  # the VP state x_t
                     model_in2 = torch.cat([model_in, model_in]) if do_cfg else model_in
-                    pred = self.denoiser(model_in2, t, context_in, y, anchor=anchor_in).sample
+                    pred = self.denoiser(model_in2, t, context_in, y, anchor=anchor_in, spatial=spatial).sample
                     if do_cfg:
                         pred_null, pred_cond = pred.chunk(2)
                         pred = pred_null + guidance_scale * (pred_cond - pred_null)
@@ -396,4 +411,4 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         return MultisensoryPipelineOutput(frames=frames)
 
 
-__all__ = ["MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE"]
+__all__ = ["ActionConditions", "MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE"]
