@@ -204,7 +204,7 @@ class SimulatorConfig:
             num_frames=self.future_frames,
             sample_size=self.sample_size,
             cross_attention_dim=d,
-            spatial_channels=self.action_encoder.hand_map_out_channels if self.action_encoder.has_hand_map else 0,
+            spatial_channels=self.action_encoder.hand_map_out_channels,
         )
 
     @property

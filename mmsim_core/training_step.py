@@ -286,11 +286,10 @@ class MultisensorySimulator(nn.Module):
         else:
             motion = future.new_zeros(())
         # Where the hand map places the hands: self-supervised by what the warp leaves unexplained.
-        occupancy = getattr(enc, "hand_occupancy", None)  # (B, F+1, 2, G, G) | None
+        occupancy = getattr(enc, "hand_occupancy", None)  # (B, F+1, 2, G, G) | None: only a body-pose map has one
         placement = future.new_zeros(())
-        if occupancy is not None and anchor is not None and self.action_encoder.hand_map.where_from:
-            placed_by = mask.get(WHERE_FROM, torch.zeros(b, dtype=torch.bool, device=device))
-            placement = placement_loss(occupancy, future, anchor.detach(), placed_by & (WHERE_FROM in actions))
+        if occupancy is not None and anchor is not None and WHERE_FROM in actions:
+            placement = placement_loss(occupancy, future, anchor.detach(), mask[WHERE_FROM])
         x0 = self.denoiser.frames_to_sample(future, context, anchor)  # (B, F, 3, H, W)
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         t = torch.randint(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.models import randomize_zero_init
 from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser, count_parameters
 from mmsim_core.presets import SchedulerConfig, SimulatorConfig, get_preset, list_presets
 from mmsim_core.schema import MODALITIES
@@ -17,16 +18,6 @@ TINY = dict(
     context_frames=4, num_frames=8, sample_size=32, patch_size=4, block_channels=(16, 32),
     attention_levels=(True, True), attention_head_dim=8, cross_attention_dim=16, cond_tokens=2, norm_groups=8,
 )  # fmt: skip
-
-
-def randomize_zero_init(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> None:
-    """Zero-initialised output layers make an untrained model's output constant; give them values
-    so conditioning tests see something."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.numel() and not p.any():
-                p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
 def make_denoiser(**overrides) -> VideoDenoiser:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.models import randomize_zero_init
 from mmsim_core import MultisensoryVideoPipeline
 from mmsim_core.models.action_encoder import ActionEncoderConfig
 from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
@@ -32,11 +33,7 @@ def present(b=3, **absent) -> dict[str, torch.Tensor]:
 
 def trained_like(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give the zero-initialised layers values (the occupancy logits start at exactly 0 = uniform)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.numel() and not p.any():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    randomize_zero_init(module, seed=seed, std=0.5)
     return module
 
 
@@ -85,8 +82,9 @@ def test_body_pose_alone_still_places_the_hands():
 
 def test_hand_pose_alone_is_global():
     hm = hand_map(("hand_pose",)).eval()
-    out = hm(actions(names=("hand_pose",)), present(), 3, T)[0]
+    out, occupancy = hm(actions(names=("hand_pose",)), present(), 3, T)
     assert spatial_spread(out).max() < 1e-6 and out.abs().max() > 0
+    assert occupancy is None  # nothing to place, nothing for the placement loss to train
 
 
 def test_absent_modality_of_one_sample_does_not_touch_the_others():

@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.models import randomize_zero_init
 from mmsim_core import MultisensoryPipelineOutput, MultisensoryVideoPipeline
 from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
 
 torch.set_num_threads(2)
 B, H, F, S = 2, 4, 8, 64
-
-
-def randomize_zero_init(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> None:
-    """The untrained denoiser predicts exactly 0 (zero-initialised output layers), which would make
-    every conditioning test pass trivially; give those layers values."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.numel() and not p.any():
-                p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
 def plain_config(config) -> dict:

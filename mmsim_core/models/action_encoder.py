@@ -31,11 +31,10 @@ from torch import Tensor, nn
 
 from mmsim_core.errors import ActionInputError
 from mmsim_core.models.anchoring import ChannelAnchoring
-from mmsim_core.models import hand_map
 from mmsim_core.models.ego_motion import EgoMotionHead
-from mmsim_core.models.hand_map import HandPlacementMap
 from mmsim_core.models.experts import ModalityDecoder, ModalityExpert, ProjectionHead
 from mmsim_core.models.fusion import FUSIONS, Fusion
+from mmsim_core.models.hand_map import WHAT_FROM, WHERE_FROM, HandPlacementMap
 from mmsim_core.models.interaction import INTERACTIONS, LatentInteraction, context_vectors
 from mmsim_core.models.losses import norm_loss, reconstruction_loss
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, check_modality_names
@@ -76,6 +75,7 @@ class ActionEncoderConfig:
     hand_map_grid: int = 16
     """Resolution G of the hand map (G x G cells over the frame)."""
     hand_map_hidden: int = 256
+    """Hidden width of the hand map's where / what MLPs."""
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
@@ -131,13 +131,12 @@ class ActionEncoderConfig:
     @property
     def has_hand_map(self) -> bool:
         """A :class:`HandPlacementMap` is built: channels asked for and a modality it can read."""
-        readable = (hand_map.WHERE_FROM,) + hand_map.WHAT_FROM
-        return self.hand_map_channels > 0 and any(m in self.modalities for m in readable)
+        return self.hand_map_channels > 0 and any(m in self.modalities for m in (WHERE_FROM,) + WHAT_FROM)
 
     @property
     def hand_map_out_channels(self) -> int:
-        """Channels of the map the denoiser receives (now + then), 0 without a map."""
-        return 2 * self.hand_map_channels if self.hand_map_channels > 0 else 0
+        """Channels of the map the denoiser receives (C now + C then), 0 when no map is built."""
+        return 2 * self.hand_map_channels if self.has_hand_map else 0
 
     @property
     def fused_names(self) -> tuple[str, ...]:
@@ -172,7 +171,8 @@ class ActionEncoderOutput(BaseOutput):
     hand_map: Tensor | None = None
     """(B, F, 2C, G, G) spatial condition: where the hands are and what they do (None without a map)."""
     hand_occupancy: Tensor | None = None
-    """(B, F+1, 2, G, G) where the map placed each hand at steps h-1..T-1 (trained by ``placement_loss``)."""
+    """(B, F+1, 2, G, G) where the map placed each hand at steps h-1..T-1, trained by ``placement_loss``
+    (None without a map, or for a map without body pose)."""
 
 
 class MultisensoryActionEncoder(ModelMixin, ConfigMixin):

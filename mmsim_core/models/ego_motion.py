@@ -59,14 +59,18 @@ class EgoMotionHead(nn.Module):
             parts.append(x * mask[:, None, None].float())
             known = known | mask
         x = rearrange(torch.cat(parts, dim=-1), "b f c -> (b f) c")  # (B*F, C)
-        rows = known.repeat_interleave(f)  # (B*F,) rows whose motion is known
-        if self.training and int(rows.sum()) > 1:
-            # Batch statistics from known rows only: zero rows of absent samples would skew them.
-            x = x.masked_scatter(rows[:, None], self.norm(x[rows]))
-        else:
-            x = F.batch_norm(x, self.norm.running_mean, self.norm.running_var, training=False, eps=self.norm.eps)
+        x = masked_batch_norm(self.norm, x, known.repeat_interleave(f))  # rows whose motion is known
         delta = rearrange(self.net(x), "(b f) (r c) -> b f r c", b=batch, r=2)  # (B, F, 2, 3)
         return self.identity + delta * known[:, None, None, None].float()
+
+
+def masked_batch_norm(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
+    """Batch-norm ``x`` (N, D) whose training statistics come from ``rows`` (N,) bool only: the zero rows
+    of samples that lack the signal would skew them. In training the other rows pass through unchanged;
+    in eval every row is normalised with the running statistics."""
+    if norm.training and int(rows.sum()) > 1:
+        return x.masked_scatter(rows[:, None], norm(x[rows]))
+    return F.batch_norm(x, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
 
 
 def warp(frame: Tensor, affine: Tensor) -> Tensor:
@@ -95,4 +99,4 @@ def photometric_loss(warped: Tensor, future: Tensor, levels: int = PYRAMID_LEVEL
     return loss / levels
 
 
-__all__ = ["EgoMotionHead", "photometric_loss", "warp"]
+__all__ = ["EgoMotionHead", "masked_batch_norm", "photometric_loss", "warp"]

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from mmsim_core.models.ego_motion import masked_batch_norm
 from mmsim_core.schema import MODALITIES
 
 WHERE_FROM = "body_pose"
@@ -86,13 +87,10 @@ class HandPlacementMap(nn.Module):
     def out_channels(self) -> int:
         return 2 * self.channels
 
-    def _standardise(self, norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
+    @staticmethod
+    def _standardise(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
         """Batch-norm (N, D) with statistics from ``rows`` (N,) only; other rows come out zero."""
-        if self.training and int(rows.sum()) > 1:
-            out = torch.zeros_like(x).masked_scatter(rows[:, None], norm(x[rows]))
-        else:
-            out = F.batch_norm(x, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
-        return out * rows[:, None].to(out.dtype)
+        return masked_batch_norm(norm, x, rows) * rows[:, None].to(x.dtype)
 
     def _hand_inputs(self, name: str, a: Tensor, h: int) -> Tensor:
         """One modality's per-hand inputs for steps h-1..T-1: (B, F+1, 2, D)."""
@@ -143,9 +141,10 @@ class HandPlacementMap(nn.Module):
         return self.what(torch.cat(parts + flags + [side], dim=-1))
 
     def forward(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int,
-                steps: int) -> tuple[Tensor, Tensor]:
+                steps: int) -> tuple[Tensor, Tensor | None]:
         """actions: {name: (B, T, *shape)}; present: {name: bool (B,)} -> the map (B, F, 2C, G, G), F = T - h,
-        and the occupancy it was placed with (B, F+1, 2, G, G), steps h-1..T-1 (for :func:`placement_loss`)."""
+        and the occupancy it was placed with (B, F+1, 2, G, G), steps h-1..T-1, for :func:`placement_loss`
+        (None for a map without body pose: its uniform occupancy has nothing to learn)."""
         c, f = self.channels, steps - self.context_steps
         where = self.occupancy(actions, present, batch, steps)  # (B, F+1, 2, G, G)
         what = self.features(actions, present, batch, steps)  # (B, F+1, 2, 2C)
@@ -155,7 +154,8 @@ class HandPlacementMap(nn.Module):
         known = torch.zeros(batch, dtype=torch.bool, device=self.sides.device)
         for name in ((WHERE_FROM,) if self.where_from else ()) + self.what_from:
             known |= self._mask(present, actions, name, batch)
-        return out * known[:, None, None, None, None].to(out.dtype), where  # nothing present: no map
+        out = out * known[:, None, None, None, None].to(out.dtype)  # nothing present: no map
+        return out, where if self.where_from else None
 
 
 def placement_loss(occupancy: Tensor, future: Tensor, anchor: Tensor, mask: Tensor) -> Tensor:
