@@ -46,8 +46,8 @@ def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict
         raise ValueError(f"path must be one of {list(PATHS)}, got {path!r}")
     encode = pipe.encode_conditions
 
-    def conditions(acts, context_features, action_mask=None, text=None):
-        cond = encode(acts, context_features, action_mask, text)
+    def conditions(acts, context_features, action_mask=None, text=None, context_frames=None):
+        cond = encode(acts, context_features, action_mask, text, context_frames)
         if path == "both":
             return cond
         y = cond.y if path == "y" else encode({}, context_features, None, text).y

@@ -193,10 +193,11 @@ class SimulatorConfig:
         self.action_encoder = replace(
             self.action_encoder, num_steps=self.context_frames + self.future_frames, context_steps=self.context_frames
         )
-        if self.action_encoder.ego_motion_modalities and self.denoiser.target != "warped_residual":
+        if self.action_encoder.has_ego_motion and self.denoiser.target != "warped_residual":
             raise ValueError(
-                "action_encoder.ego_motion_from needs denoiser.target='warped_residual' (only that target uses "
-                f"and trains the warp), got target={self.denoiser.target!r}; set ego_motion_from=[] to drop the head"
+                "action_encoder.ego_motion_from / ego_motion_context need denoiser.target='warped_residual' (only that "
+                f"target uses and trains the warp), got target={self.denoiser.target!r}; set ego_motion_from=[] and "
+                "ego_motion_context=false to drop the head"
             )
         self.denoiser = replace(
             self.denoiser,

@@ -272,7 +272,8 @@ class MultisensorySimulator(nn.Module):
             mask = {k: m & keep for k, m in mask.items()}
 
         enc = self.action_encoder(
-            actions, context_features, action_mask=mask or None, text_features=text_features, target_features=feats
+            actions, context_features, action_mask=mask or None, text_features=text_features, target_features=feats,
+            context_frames=context,
         )
         y = enc.interaction  # (B, T, d)
 

@@ -142,15 +142,17 @@ def _batch(b=2, seed=0) -> dict:
 def test_training_step_and_pipeline_round_trip(name, tmp_path):
     torch.manual_seed(0)
     text = name == "languagebind"
-    overrides = dict(feature_extractor=name, condition_drop_prob=0.0, action_encoder={"hand_map_channels": 2})
+    ours = {"hand_map_channels": 2, "ego_motion_context": True}
+    overrides = dict(feature_extractor=name, condition_drop_prob=0.0, action_encoder=ours)
     if text:
-        overrides.update(text_encoder="bow", text_kind="sentence", action_encoder={"text_dim": 16, "hand_map_channels": 2})
+        overrides.update(text_encoder="bow", text_kind="sentence", action_encoder={"text_dim": 16, **ours})
     sim = MultisensorySimulator.from_config(get_preset("mmsim-tiny", **overrides)).train()
     opt = torch.optim.Adam([p for p in sim.parameters() if p.requires_grad], lr=1e-3)
     losses = sim(_batch(), generator=torch.Generator().manual_seed(0))
     assert float(losses.ssl) > 0 and float(losses.norm) == 0.0 and torch.isfinite(losses.total)
     # The tiny preset's ego-motion head (body pose -> warp) is offered to every feature extractor alike.
     assert sim.action_encoder.ego_motion is not None and float(losses.motion) > 0
+    assert sim.action_encoder.ego_motion.from_context  # ... reading the context's motion as well
     # ... and so is the hand placement map.
     assert sim.action_encoder.hand_map is not None and sim.denoiser.config.spatial_channels == 4
     losses.total.backward()

@@ -1,12 +1,16 @@
 """The ego-motion head, its warp and photometric loss, and the warped-residual denoiser target."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from mmsim_core.models.action_encoder import ActionEncoderConfig, MultisensoryActionEncoder
 from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
-from mmsim_core.models.ego_motion import EgoMotionHead, photometric_loss, warp
+from mmsim_core.models.ego_motion import (
+    EgoMotionHead, context_motion_features, estimate_context_motion, photometric_loss, warp,
+)
 from mmsim_core.schema import MODALITIES
 
 IDENTITY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -88,10 +92,13 @@ def test_preset_rejects_a_head_whose_warp_no_target_uses():
     from mmsim_core.presets import get_preset
 
     assert get_preset("mmsim-tiny").denoiser.target == "warped_residual"
-    with pytest.raises(ValueError, match="ego_motion_from needs denoiser.target='warped_residual'"):
+    with pytest.raises(ValueError, match="ego_motion_context need denoiser.target='warped_residual'"):
         get_preset("mmsim-tiny", denoiser={"target": "residual"})
+    with pytest.raises(ValueError, match="ego_motion_context need denoiser.target='warped_residual'"):
+        get_preset("mmsim-tiny", denoiser={"target": "residual"},
+                   action_encoder={"ego_motion_from": (), "ego_motion_context": True})
     plain = get_preset("mmsim-tiny", denoiser={"target": "residual"}, action_encoder={"ego_motion_from": ()})
-    assert plain.action_encoder.ego_motion_modalities == ()
+    assert plain.action_encoder.ego_motion_modalities == () and not plain.action_encoder.has_ego_motion
 
 
 def test_action_encoder_outputs_ego_motion_only_when_configured():
@@ -132,3 +139,152 @@ def test_warped_residual_round_trip_and_anchor_input():
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="target must be one of"):
         DenoiserConfig(target="flow")
+
+
+# ---------------------------------------------------------------------------------------- context motion
+def affine(tx=0.0, ty=0.0, zoom=0.0, rot=0.0) -> torch.Tensor:
+    """A (2, 3) affine in normalised coordinates (tx, ty in units of [-1, 1])."""
+    c, s = (1 + zoom) * np.cos(rot), (1 + zoom) * np.sin(rot)
+    return torch.tensor([[c, -s, tx], [s, c, ty]], dtype=torch.float32)
+
+
+def moving(motions: torch.Tensor, steps: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """Frames (B, steps, 3, H, W) of a texture moved by the same motion (B, 2, 3) at every step."""
+    b = motions.shape[0]
+    frame = textured(b=b, size=size, seed=seed)
+    step = torch.cat([motions, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(b, 1, 3)], dim=1)
+    cur, out = torch.eye(3).expand(b, 3, 3), []
+    for _ in range(steps):
+        out.append(warp(frame, cur[:, None, :2])[:, 0])
+        cur = cur @ step
+    return torch.stack(out, dim=1)
+
+
+def test_context_motion_recovers_known_motions_and_static_is_identity():
+    truth = torch.stack([affine(tx=0.06), affine(ty=-0.05, zoom=0.02), affine(tx=0.03, rot=0.03), affine()])
+    frames = moving(truth, steps=4)
+    est = estimate_context_motion(frames)
+    assert est.shape == (4, 3, 2, 3)
+    # the border repeats where the texture leaves the frame, so a pixel-level (1/32 of a unit) tolerance
+    torch.testing.assert_close(est, truth[:, None].expand(-1, 3, -1, -1), atol=4e-3, rtol=0)
+    still = estimate_context_motion(frames[3:, :1].expand(-1, 4, -1, -1, -1))
+    torch.testing.assert_close(still, IDENTITY.expand(1, 3, 2, 3), atol=1e-5, rtol=0)
+
+
+def test_context_motion_ignores_a_small_object_moving_on_its_own():
+    """The robust weights keep a patch moving against the background (a hand) from pulling the fit."""
+    truth = affine(tx=0.05)[None]
+    frames = moving(truth, steps=2).clone()
+    frames[0, 1, :, 8:20, 8:20] = frames[0, 0, :, 20:32, 20:32]  # a patch that moved the other way
+    est = estimate_context_motion(frames)[0, 0]
+    torch.testing.assert_close(est, truth[0], atol=1e-3, rtol=0)  # plain least squares: 2.4e-3 off
+
+
+def test_context_motion_features_extrapolate_at_constant_velocity():
+    motion = torch.stack([affine(tx=0.01), affine(tx=0.02), affine(tx=0.03, zoom=0.01)])[None]  # (1, 3, 2, 3)
+    feats = context_motion_features(motion, future_steps=5)
+    assert feats.shape == (1, 5, 24)
+    seen = (motion - IDENTITY).reshape(-1)
+    torch.testing.assert_close(feats[0, :, :18], seen.expand(5, 18))
+    last = torch.cat([motion[0, -1], torch.tensor([[0.0, 0.0, 1.0]])])
+    for k in range(5):
+        torch.testing.assert_close(feats[0, k, 18:], (torch.linalg.matrix_power(last, k + 1)[:2] - IDENTITY).reshape(-1))
+
+
+def test_head_from_context_warps_samples_without_body_pose_and_ignores_their_zeros():
+    head = EgoMotionHead(("body_pose",), context_steps=4, hidden=16, from_context=True).train()
+    acts = _actions(b=3)
+    frames = moving(torch.stack([affine(tx=0.05), affine(ty=0.04), affine()]), steps=4, size=32)
+    present = {"body_pose": torch.tensor([True, False, False])}
+    torch.testing.assert_close(head(acts, present, 3, 12, frames), IDENTITY.expand(3, 8, 2, 3))  # zero-init
+    with torch.no_grad():
+        head.net[-1].weight.normal_(std=0.1)
+    for mode in (head.train, head.eval):
+        mode()
+        out = head(acts, present, 3, 12, frames)
+        # body pose absent: the warp comes from the context's motion, which differs between rows 1 and 2
+        assert not torch.allclose(out[1], IDENTITY.expand(8, 2, 3)) and not torch.allclose(out[1], out[2])
+        # ... and the absent rows' (zeroed) body pose values cannot reach it, in eval as in training
+        other = {**acts, "body_pose": acts["body_pose"].clone()}
+        other["body_pose"][1:] = torch.rand_like(other["body_pose"][1:])
+        torch.testing.assert_close(head(other, present, 3, 12, frames)[1:], out[1:])
+    with pytest.raises(ValueError, match="pass context_frames"):
+        head(acts, present, 3, 12)
+    with pytest.raises(ValueError, match=r"context_frames must have shape \(3, 4, C, H, W\)"):
+        head(acts, present, 3, 12, frames[:, :3])
+    with pytest.raises(ValueError, match="from_context needs context_steps >= 2"):
+        EgoMotionHead((), context_steps=1, from_context=True)
+
+
+def test_head_from_context_learns_to_extrapolate_the_camera_motion():
+    """No action at all: trained on textures moving at random constant velocities, the head continues the
+    motion the context shows, far better than holding the last frame."""
+    g = torch.Generator().manual_seed(0)
+    head = EgoMotionHead((), context_steps=4, hidden=32, from_context=True).train()
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+
+    def batch(seed):
+        v = (torch.rand(8, 2, generator=g) * 2 - 1) * 0.04
+        motions = torch.stack([affine(tx=float(x), ty=float(y)) for x, y in v])
+        clip = moving(motions, steps=8, size=32, seed=seed)  # (8, 8, 3, 32, 32)
+        return clip[:, :4], clip[:, 4:]
+
+    for step in range(120):
+        context, future = batch(step)
+        loss = photometric_loss(warp(context[:, -1], head({}, {}, 8, 8, context)), future)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    head.eval()
+    context, future = batch(1000)
+    with torch.no_grad():
+        learned = float(photometric_loss(warp(context[:, -1], head({}, {}, 8, 8, context)), future))
+    held = float(photometric_loss(context[:, -1:].expand_as(future), future))
+    assert learned < 0.5 * held
+
+
+def test_context_motion_reaches_text_only_models_and_the_pipeline(tmp_path):
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim_core.presets import get_preset
+    from mmsim_core.training_step import MultisensorySimulator
+
+    common = dict(feature_dim=32, expert_hidden=16, projection_dims=(32,), anchor_group_size=32, expert_dropout=0.0)
+    text_only = ActionEncoderConfig(modalities=(), text_dim=8, ego_motion_from=("body_pose",), **common)
+    assert not text_only.has_ego_motion
+    enc = MultisensoryActionEncoder.from_config_dataclass(replace(text_only, ego_motion_context=True))
+    frames = moving(torch.stack([affine(tx=0.05), affine()]), steps=4, size=32)
+    out = enc({}, torch.randn(2, 4, 32), text_features=torch.randn(2, 8), num_steps=12, context_frames=frames)
+    assert out.ego_motion.shape == (2, 8, 2, 3)
+    # without the frames the head is skipped (y° alone was asked for), not run on nothing
+    assert enc({}, torch.randn(2, 4, 32), text_features=torch.randn(2, 8), num_steps=12).ego_motion is None
+    with pytest.raises(ValueError, match=r"context_steps must be in \[2, num_steps=12\) for ego_motion_context"):
+        ActionEncoderConfig(ego_motion_context=True, context_steps=1, **common)
+
+    sim = MultisensorySimulator.from_config(
+        get_preset("mmsim-tiny", condition_drop_prob=0.0, action_encoder={"ego_motion_context": True})
+    ).train()
+    clip = (moving(torch.stack([affine(tx=0.04), affine(ty=0.03)]), steps=12) * 127.5 + 127.5).clamp(0, 255)
+    clip = clip.permute(0, 1, 3, 4, 2).to(torch.uint8).numpy()  # (2, 12, 64, 64, 3)
+    acts = {k: v[:2].numpy() for k, v in _actions(b=2).items()}
+    batch = {"context": clip[:, :4], "future": clip[:, 4:], "actions": acts,
+             "text": {k: ["cut"] * 2 for k in ("verb", "phrase", "sentence")}}  # fmt: skip
+    with torch.no_grad():
+        sim.action_encoder.ego_motion.net[-1].weight.normal_(std=0.1)
+    losses = sim(batch, generator=torch.Generator().manual_seed(0))
+    losses.total.backward()
+    assert sim.action_encoder.ego_motion.net[0].weight.grad.abs().sum() > 0
+    pipe = sim.eval().to_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = MultisensoryVideoPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.action_encoder.ego_motion.from_context
+    no_body = {k: v for k, v in acts.items() if k != "body_pose"}
+    kw = dict(context=clip[:, :4], num_inference_steps=1)
+    a = pipe(**kw, actions=no_body, generator=torch.Generator().manual_seed(0)).frames
+    b = loaded(**kw, actions=no_body, generator=torch.Generator().manual_seed(0)).frames
+    assert np.array_equal(a, b)
+    # the pipeline hands the context frames on: without body pose the warp still follows the context
+    frames, feats = loaded.encode_context(clip[:, :4])
+    cond = loaded.encode_conditions(no_body, feats, context_frames=frames)
+    assert cond.ego_motion is not None and not torch.allclose(cond.ego_motion, IDENTITY.expand(2, 8, 2, 3))

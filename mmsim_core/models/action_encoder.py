@@ -66,6 +66,10 @@ class ActionEncoderConfig:
     """Modalities whose raw signals drive the :class:`EgoMotionHead` (ours, see ``ego_motion.py``);
     those the encoder is not configured with are skipped; empty = no head (the paper's encoder)."""
     ego_motion_hidden: int = 256
+    ego_motion_context: bool = False
+    """The ego-motion head also reads the camera motion the context frames show (ours, see
+    ``ego_motion.py``): a sample missing the ``ego_motion_from`` modalities, or a text-only model, still
+    gets a warp. Needs ``context_steps >= 2``; builds the head even with no ``ego_motion_from``."""
     context_steps: int = 4
     """h: context steps among the ``num_steps`` (the ego-motion is measured from the last one)."""
     hand_map_channels: int = 0
@@ -87,6 +91,12 @@ class ActionEncoderConfig:
         if self.ego_motion_from and not 1 <= self.context_steps < self.num_steps:
             raise ValueError(
                 f"context_steps must be in [1, num_steps={self.num_steps}) for the ego-motion head, got {self.context_steps}"
+            )
+        self.ego_motion_context = bool(self.ego_motion_context)
+        if self.ego_motion_context and not 2 <= self.context_steps < self.num_steps:
+            raise ValueError(
+                f"context_steps must be in [2, num_steps={self.num_steps}) for ego_motion_context (a pair of context "
+                f"frames to measure), got {self.context_steps}"
             )
         self.projection_dims = tuple(int(x) for x in self.projection_dims)
         try:
@@ -129,6 +139,11 @@ class ActionEncoderConfig:
         return tuple(m for m in self.ego_motion_from if m in self.modalities)
 
     @property
+    def has_ego_motion(self) -> bool:
+        """An :class:`EgoMotionHead` is built: a modality it reads, or the context frames' motion."""
+        return bool(self.ego_motion_modalities) or self.ego_motion_context
+
+    @property
     def has_hand_map(self) -> bool:
         """A :class:`HandPlacementMap` is built: channels asked for and a modality it can read."""
         return self.hand_map_channels > 0 and any(m in self.modalities for m in (WHERE_FROM,) + WHAT_FROM)
@@ -142,6 +157,13 @@ class ActionEncoderConfig:
     def fused_names(self) -> tuple[str, ...]:
         """Modality slots in fusion order: the sensory modalities, then text if configured."""
         return self.modalities + ((TEXT,) if self.text_dim is not None else ())
+
+
+def build_ego_motion(cfg: ActionEncoderConfig) -> EgoMotionHead | None:
+    """The encoder's :class:`EgoMotionHead`, or None when it has nothing to read."""
+    if not cfg.has_ego_motion:
+        return None
+    return EgoMotionHead(cfg.ego_motion_modalities, cfg.context_steps, cfg.ego_motion_hidden, cfg.ego_motion_context)
 
 
 def build_hand_map(cfg: ActionEncoderConfig) -> HandPlacementMap | None:
@@ -201,6 +223,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        ego_motion_context: bool = False,
     ):
         super().__init__()
         cfg = ActionEncoderConfig(
@@ -210,6 +233,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             anchor_group_size=anchor_group_size, ego_motion_from=tuple(ego_motion_from),
             ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
             hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
+            ego_motion_context=ego_motion_context,
         )  # fmt: skip
         self.cfg = cfg
         d, hid = cfg.feature_dim, cfg.expert_hidden
@@ -228,8 +252,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         self.channel_anchoring = ChannelAnchoring(d, cfg.anchor_group_size) if cfg.anchoring == "channel_attention" else None
         self.fuse = Fusion(cfg.fusion, len(cfg.fused_names), d)
         self.latent_interaction = LatentInteraction(cfg.interaction)
-        ego = cfg.ego_motion_modalities
-        self.ego_motion = EgoMotionHead(ego, cfg.context_steps, cfg.ego_motion_hidden) if ego else None
+        self.ego_motion = build_ego_motion(cfg)
         self.hand_map = build_hand_map(cfg)
 
     @classmethod
@@ -294,6 +317,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         text_features: Tensor | None = None,
         target_features: Tensor | None = None,
         num_steps: int | None = None,
+        context_frames: Tensor | None = None,
     ) -> ActionEncoderOutput:
         """Encode actions into per-step interaction features.
 
@@ -304,6 +328,9 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         text_features: (B, text_dim) or None.
         target_features: (B, T, d) ground-truth features of all T frames, for L_norm (training).
         num_steps: T when ``actions`` is empty (defaults to the target's T, else ``config.num_steps``).
+        context_frames: the h context frames (B, h, C, H, W); read only by an ego-motion head with
+            ``ego_motion_context``: without them that head is skipped (``ego_motion`` None, e.g. when only
+            y° is wanted).
         """
         actions = {k: v for k, v in actions.items() if k in self.experts or k not in MODALITIES}
         B, T = self._check_inputs(actions, context_features, action_mask, text_features, target_features, num_steps)
@@ -362,8 +389,8 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         ssl = torch.stack(ssl_terms).sum() if ssl_terms else torch.zeros((), device=device, dtype=dtype)
         nl = norm_loss(inter, target_features, sample_mask=~none) if target_features is not None else None
         ego = None
-        if self.ego_motion is not None and T > cfg.context_steps:
-            ego = self.ego_motion(actions, present_by_name, B, T)  # (B, F, 2, 3)
+        if self.ego_motion is not None and T > cfg.context_steps and self.ego_motion.can_run(context_frames):
+            ego = self.ego_motion(actions, present_by_name, B, T, context_frames)  # (B, F, 2, 3)
         spatial = occupancy = None
         if self.hand_map is not None and T > cfg.context_steps:
             spatial, occupancy = self.hand_map(actions, present_by_name, B, T)  # (B, F, 2C, G, G), (B, F+1, 2, G, G)

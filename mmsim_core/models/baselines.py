@@ -58,9 +58,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mmsim_core.models.action_encoder import (
-    TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder, build_hand_map,
+    TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder, build_ego_motion, build_hand_map,
 )
-from mmsim_core.models.ego_motion import EgoMotionHead
 from mmsim_core.models.experts import ModalityExpert, ProjectionHead
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES
 
@@ -97,7 +96,7 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
 
     def _init_common(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                      text_dim, num_steps, ego_motion_from=(), ego_motion_hidden=256, context_steps=4,
-                     hand_map_channels=0, hand_map_grid=16, hand_map_hidden=256) -> None:
+                     hand_map_channels=0, hand_map_grid=16, hand_map_hidden=256, ego_motion_context=False) -> None:
         # The same validation (and messages) as our encoder's config.
         self.cfg = ActionEncoderConfig(
             modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
@@ -105,12 +104,12 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
             text_dim=text_dim, num_steps=num_steps, ego_motion_from=tuple(ego_motion_from),
             ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
             hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
+            ego_motion_context=ego_motion_context,
         )  # fmt: skip
         # The ego-motion head and the hand placement map are ours, not part of any baseline's method; they are
         # offered to every feature extractor alike (same raw signals, same warp, same map) so that Table 2
         # compares feature extraction alone.
-        ego = self.cfg.ego_motion_modalities
-        self.ego_motion = EgoMotionHead(ego, self.cfg.context_steps, self.cfg.ego_motion_hidden) if ego else None
+        self.ego_motion = build_ego_motion(self.cfg)
         self.hand_map = build_hand_map(self.cfg)
         self.step_embedding = nn.Parameter(torch.zeros(num_steps, expert_hidden))
         self.null_embedding = nn.Parameter(torch.randn(num_steps, feature_dim) * 0.02)
@@ -156,13 +155,13 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
         return torch.stack(slots, dim=2)  # (B, T, M, d)
 
     def _output(self, y: Tensor, present: Tensor, aux: Tensor, features: Tensor | None,
-                actions: dict[str, Tensor]) -> ActionEncoderOutput:
+                actions: dict[str, Tensor], context_frames: Tensor | None = None) -> ActionEncoderOutput:
         y = self._with_null(y, present)
         B, T = y.shape[:2]
         ego = spatial = occupancy = None
         present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
-        if self.ego_motion is not None and T > self.cfg.context_steps:
-            ego = self.ego_motion(actions, present_by_name, B, T)  # (B, F, 2, 3)
+        if self.ego_motion is not None and T > self.cfg.context_steps and self.ego_motion.can_run(context_frames):
+            ego = self.ego_motion(actions, present_by_name, B, T, context_frames)  # (B, F, 2, 3)
         if self.hand_map is not None and T > self.cfg.context_steps:
             spatial, occupancy = self.hand_map(actions, present_by_name, B, T)  # (B, F, 2C, G, G), (B, F+1, 2, G, G)
         feats = None
@@ -196,6 +195,7 @@ class MutexActionEncoder(_BaselineEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        ego_motion_context: bool = False,
         mask_prob: float = 0.25,
         transformer_layers: int = 2,
         transformer_heads: int = 4,
@@ -203,7 +203,7 @@ class MutexActionEncoder(_BaselineEncoder):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                           text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden)
+                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context)
         if not 0.0 <= mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
         if feature_dim % transformer_heads:
@@ -234,7 +234,7 @@ class MutexActionEncoder(_BaselineEncoder):
         return masked
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None) -> ActionEncoderOutput:
+                num_steps=None, context_frames=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         z = self._encode_modalities(actions, present, B, T)  # (B, T, M, d)
@@ -258,7 +258,7 @@ class MutexActionEncoder(_BaselineEncoder):
         if target_features is not None and present.any():  # cross-modal matching to the frame features
             rows = present.any(1)
             aux = aux + F.mse_loss(y[rows], target_features.detach().to(y.dtype)[rows])
-        return self._output(y, present, aux, z, actions)
+        return self._output(y, present, aux, z, actions, context_frames)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,10 +269,10 @@ class _BindEncoder(_BaselineEncoder):
 
     def _build_bind(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                     text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                    hand_map_channels, hand_map_grid, hand_map_hidden, temperature):
+                    hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature):
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                           text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden)
+                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context)
         if not self.cfg.modalities:
             raise ValueError(f"{type(self).__name__} needs at least one sensory modality")
         if temperature <= 0:
@@ -315,15 +315,16 @@ class ImageBindActionEncoder(_BindEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        ego_motion_context: bool = False,
         temperature: float = 0.07,
     ):
         super().__init__()
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                         hand_map_channels, hand_map_grid, hand_map_hidden, temperature)
+                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None) -> ActionEncoderOutput:
+                num_steps=None, context_frames=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         e, y = self._embed(actions, present, B, T)
@@ -339,7 +340,7 @@ class ImageBindActionEncoder(_BindEncoder):
                     terms.append(info_nce(e[rows, t, i], img[rows, t], self._scale()))
             if terms:
                 aux = torch.stack(terms).mean()
-        return self._output(y, present, aux, e, actions)
+        return self._output(y, present, aux, e, actions, context_frames)
 
 
 class LanguageBindActionEncoder(_BindEncoder):
@@ -362,6 +363,7 @@ class LanguageBindActionEncoder(_BindEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        ego_motion_context: bool = False,
         temperature: float = 0.07,
     ):
         super().__init__()
@@ -369,11 +371,11 @@ class LanguageBindActionEncoder(_BindEncoder):
             raise ValueError("LanguageBind binds to text: text_dim must be set (train with text_kind, e.g. 'sentence')")
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                         hand_map_channels, hand_map_grid, hand_map_hidden, temperature)
+                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature)
         self.text_head = nn.Linear(text_dim, feature_dim)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None) -> ActionEncoderOutput:
+                num_steps=None, context_frames=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         e, y = self._embed(actions, present, B, T)  # text never enters the conditioning
@@ -391,7 +393,7 @@ class LanguageBindActionEncoder(_BindEncoder):
                 terms.append(info_nce(clip, text[rows], self._scale(), positives=same[rows][:, rows]))
             if terms:
                 aux = torch.stack(terms).mean()
-        return self._output(y, present, aux, e, actions)
+        return self._output(y, present, aux, e, actions, context_frames)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -425,6 +427,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        ego_motion_context: bool = False,
         point_hidden: int = 64,
         fourier_bands: int = 6,
         num_queries: int = 2,
@@ -434,7 +437,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                           text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden)
+                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context)
         if not self.cfg.modalities:
             raise ValueError("the signal-agnostic encoder needs at least one sensory modality")
         if expert_hidden % num_queries:
@@ -487,7 +490,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         return torch.cat(parts, dim=2)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None) -> ActionEncoderOutput:
+                num_steps=None, context_frames=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         d = self.cfg.feature_dim
@@ -529,7 +532,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
             w = point_present[:, sample][:, None, :].to(pred.dtype)  # (n, 1, R)
             # Each modality's sampled points weigh equally, whatever its channel count.
             aux = ((pred - target).pow(2) * w).sum() / (w.sum() * T).clamp_min(1.0)
-        return self._output(y, present, aux, None, actions)
+        return self._output(y, present, aux, None, actions, context_frames)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,6 +562,7 @@ def build_action_encoder(feature_extractor: str, cfg: ActionEncoderConfig) -> nn
         text_dim=cfg.text_dim, num_steps=cfg.num_steps, ego_motion_from=cfg.ego_motion_from,
         ego_motion_hidden=cfg.ego_motion_hidden, context_steps=cfg.context_steps,
         hand_map_channels=cfg.hand_map_channels, hand_map_grid=cfg.hand_map_grid, hand_map_hidden=cfg.hand_map_hidden,
+        ego_motion_context=cfg.ego_motion_context,
     )  # fmt: skip
 
 

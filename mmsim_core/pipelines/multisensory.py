@@ -272,8 +272,10 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         """Normalised action arrays -> y° (B, h+F, d). Missing modalities are dropped."""
         return self.encode_conditions(actions, context_features, action_mask, text).y
 
-    def encode_conditions(self, actions, context_features, action_mask=None, text=None) -> ActionConditions:
-        """Normalised action arrays -> :class:`ActionConditions` (y°, ego-motion warps, hand placement map)."""
+    def encode_conditions(self, actions, context_features, action_mask=None, text=None,
+                          context_frames=None) -> ActionConditions:
+        """Normalised action arrays -> :class:`ActionConditions` (y°, ego-motion warps, hand placement map).
+        ``context_frames`` (B, h, 3, H, W) in [-1, 1] feed an ego-motion head that reads the context's motion."""
         device = self._execution_device
         acts = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float().to(device)
                 for k, v in (actions or {}).items()}  # fmt: skip
@@ -281,7 +283,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         if action_mask is not None:
             mask = {k: torch.as_tensor(np.asarray(v)).bool().to(device) for k, v in action_mask.items()}
         text_features = encode_text(self.text_encoder, text, device) if text is not None else None
-        out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features)
+        out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features,
+                                  context_frames=context_frames)
         return ActionConditions(out.interaction, getattr(out, "ego_motion", None), getattr(out, "hand_map", None))
 
     # ------------------------------------------------------------------------------------------
@@ -341,7 +344,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             context_frames, context_features = self.encode_context(context)
 
             # 3. Encode the actions -> y° (B, h+F, d); the null (all-dropped) embedding for CFG.
-            cond = self.encode_conditions(actions, context_features, action_mask, text)
+            cond = self.encode_conditions(actions, context_features, action_mask, text, context_frames)
             y, spatial = cond.y, cond.hand_map
             dtype = self.denoiser.dtype
             context_in = context_frames.to(dtype)
