@@ -10,7 +10,8 @@ cross-attention. On the same clips and noise this prints PSNR (per frame on [0, 
 ``mmsim evaluate``) for
 
 * ``both``: the checkpoint as it is;
-* ``warp only``: y° replaced by the all-dropped null embedding and no hand map, the warp kept;
+* ``warp only``: y° replaced by the all-dropped null embedding and no hand map, the warp kept (with
+  ``ego_motion_context`` it reads the context's motion as well as body pose);
 * ``y° only``: the warp replaced by the identity (no motion known) and no hand map, y° kept;
 * ``map only`` (models with a hand map): y° null and the identity warp, the hand map kept;
 
