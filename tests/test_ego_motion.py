@@ -214,6 +214,8 @@ def test_head_from_context_warps_samples_without_body_pose_and_ignores_their_zer
         head(acts, present, 3, 12, frames[:, :3])
     with pytest.raises(ValueError, match="from_context needs context_steps >= 2"):
         EgoMotionHead((), context_steps=1, from_context=True)
+    with pytest.raises(ValueError, match="needs a modality to read or from_context=True"):
+        EgoMotionHead((), context_steps=4)
 
 
 def test_head_from_context_learns_to_extrapolate_the_camera_motion():

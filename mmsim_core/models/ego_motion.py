@@ -46,6 +46,8 @@ class EgoMotionHead(nn.Module):
         self.from_context = bool(from_context)
         if self.from_context and self.context_steps < 2:
             raise ValueError(f"from_context needs context_steps >= 2 (a pair of frames to measure), got {context_steps}")
+        if not self.modalities and not self.from_context:
+            raise ValueError("EgoMotionHead needs a modality to read or from_context=True, got neither")
         action_dim = 2 * sum(MODALITIES[m].size for m in self.modalities)
         # Layout kept from heads without context motion, so their checkpoints load unchanged.
         self.norm = nn.BatchNorm1d(action_dim, affine=False) if action_dim else None
