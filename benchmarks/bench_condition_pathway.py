@@ -15,6 +15,10 @@ cross-attention. On the same clips and noise this prints PSNR (per frame on [0, 
 * ``y° only``: the warp replaced by the identity (no motion known) and no hand map, y° kept;
 * ``map only`` (models with a hand map): y° null and the identity warp, the hand map kept;
 
+and, as references with no denoiser, copying the last context frame, the checkpoint's warp of it alone
+(does the denoiser add to its own anchor?), and the last measured context motion continued at constant
+velocity (no model: how much the context frames alone say about the camera); and the checkpoint's output
+averaged over ``--noise-draws`` initial noises (is a shortfall sampling noise or a wrong mean?);
 then, for each modality, how much the output moves (RMS on [0, 1]) and what PSNR becomes when that
 modality is shuffled across clips or dropped. A modality whose shuffle moves the output by ~1e-4 is not
 used, whatever the oracle says its information is worth (``bench_modality_information.py``).
@@ -33,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mmsim_core.data.dataset import ClipDataset  # noqa: E402
+from mmsim_core.models.ego_motion import estimate_context_motion, warp  # noqa: E402
 from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline  # noqa: E402
 from training.metrics import frame_psnr, to_unit  # noqa: E402
 
@@ -63,13 +68,41 @@ def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict
         del pipe.encode_conditions  # back to the class method
 
 
+@torch.no_grad()
+def warped_last_frame(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict) -> torch.Tensor:
+    """The checkpoint's ego-motion warp of the last context frame, no denoiser (N, F, 3, H, W) in [0, 1];
+    the last frame itself when the checkpoint has no warp."""
+    frames, features = pipe.encode_context(context)
+    ego = pipe.encode_conditions(actions, features, context_frames=frames).ego_motion
+    last = frames[:, -1]
+    anchor = warp(last, ego) if ego is not None else last[:, None].expand(-1, pipe.future_frames, -1, -1, -1)
+    return (anchor.float().clamp(-1, 1) + 1) / 2
+
+
+def constant_velocity(context: np.ndarray, future_frames: int) -> torch.Tensor:
+    """The last context frame moved on by the last measured context motion, compounded per future step
+    (N, F, 3, H, W) in [0, 1]: no model, only what the context frames show."""
+    frames = to_unit(context) * 2 - 1  # (N, h, 3, H, W)
+    step = estimate_context_motion(frames)[:, -1]  # (N, 2, 3)
+    n = step.shape[0]
+    step = torch.cat([step, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(n, 1, 3)], dim=1)  # (N, 3, 3)
+    cur, affines = torch.eye(3).expand(n, 3, 3), []
+    for _ in range(future_frames):
+        cur = cur @ step
+        affines.append(cur[:, :2])
+    return (warp(frames[:, -1], torch.stack(affines, dim=1)).clamp(-1, 1) + 1) / 2
+
+
 def has_hand_map(pipe: MultisensoryVideoPipeline) -> bool:
     return getattr(pipe.action_encoder, "hand_map", None) is not None
 
 
-def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0) -> dict:
-    """PSNR per path, and per modality the output change (RMS on [0, 1]) and PSNR when it is shuffled
-    across the clips or dropped. ``items``: ClipDataset items carrying the same modalities."""
+def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0, noise_draws: int = 4) -> dict:
+    """PSNR per path and of the references, and per modality the output change (RMS on [0, 1]) and PSNR
+    when it is shuffled across the clips or dropped. ``items``: ClipDataset items carrying the same
+    modalities; ``noise_draws``: initial noises (seeds ``seed, seed+1, ...``) the averaged output uses."""
+    if noise_draws < 1:
+        raise ValueError(f"noise_draws must be >= 1, got {noise_draws}")
     context = np.stack([it["context"] for it in items])  # (N, h, H, W, 3) uint8
     future = to_unit(np.stack([it["future"] for it in items]))  # (N, F, 3, H, W)
     mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
@@ -82,6 +115,14 @@ def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0) -
     out = {"clips": len(items), "modalities": mods, "paths": {"both": psnr(base)}, "per_modality": {}}
     for path in PATHS[1:] if has_hand_map(pipe) else PATHS[1:-1]:
         out["paths"][path] = psnr(generate(pipe, context, actions, path, seed))
+    draws = [base] + [generate(pipe, context, actions, seed=seed + i) for i in range(1, noise_draws)]
+    out["references"] = {
+        "copy_last": psnr(to_unit(context)[:, -1:].expand_as(future)),
+        "warped_last_frame": psnr(warped_last_frame(pipe, context, actions)),
+        "constant_velocity": psnr(constant_velocity(context, future.shape[1])),
+        "mean_of_noise_draws": psnr(torch.stack(draws).mean(dim=0)),
+        "noise_draws": noise_draws,
+    }
     perm = np.random.default_rng(seed).permutation(len(items))
     for m in mods:
         row = {}
@@ -101,13 +142,14 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--clips", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-draws", type=int, default=4, help="initial noises the averaged output uses (default 4)")
     args = p.parse_args(argv)
 
     pipe = MultisensoryVideoPipeline.from_pretrained(args.checkpoint)
     pipe.set_progress_bar_config(disable=True)
     ds = ClipDataset(args.data, split=args.split, modalities=pipe.modalities)
     items = [ds[int(i)] for i in np.linspace(0, len(ds) - 1, min(args.clips, len(ds))).astype(int)]
-    r = measure(pipe, items, args.seed)
+    r = measure(pipe, items, args.seed, args.noise_draws)
 
     print(f"{args.checkpoint}: {r['clips']} clips of {args.data} ({args.split}), 1 sampler step, "
           f"modalities {r['modalities']}")
@@ -116,6 +158,12 @@ def main(argv=None) -> int:
     print(f"  y° only     PSNR {r['paths']['y']:6.2f}   (identity warp, no hand map)")
     if "map" in r["paths"]:
         print(f"  map only    PSNR {r['paths']['map']:6.2f}   (y° = null embedding, identity warp)")
+    ref = r["references"]
+    print(f"  mean of {ref['noise_draws']} noise draws  PSNR {ref['mean_of_noise_draws']:6.2f}")
+    print("  references, no denoiser:")
+    print(f"    copy last frame          PSNR {ref['copy_last']:6.2f}")
+    print(f"    checkpoint's warp alone  PSNR {ref['warped_last_frame']:6.2f}")
+    print(f"    constant velocity        PSNR {ref['constant_velocity']:6.2f}   (last context motion continued, no model)")
     print(f"  {'modality':<11} {'shuffled: RMS change':>20} {'PSNR':>6}   {'dropped: RMS change':>19} {'PSNR':>6}")
     for m, row in r["per_modality"].items():
         print(f"  {m:<11} {row['shuffled_rms']:20.5f} {row['shuffled_psnr']:6.2f}   "

@@ -42,8 +42,14 @@ def test_paths_separate_warp_and_conditioning(tiny_setup):
     torch.testing.assert_close(bench.generate(pipe, context, flipped, "warp"), warp, atol=0, rtol=0)
     assert (bench.generate(pipe, context, flipped) - both).abs().max() > 1e-4
 
-    r = bench.measure(pipe, items)
+    r = bench.measure(pipe, items, noise_draws=1)
     assert set(r["paths"]) == {"both", "warp", "y"} and r["clips"] == len(items)
+    ref = r["references"]
+    assert ref["mean_of_noise_draws"] == r["paths"]["both"]  # one draw: the output itself
+    assert all(np.isfinite(ref[k]) for k in ("copy_last", "warped_last_frame", "constant_velocity"))
+    assert bench.measure(pipe, items[:2], noise_draws=2)["references"]["noise_draws"] == 2
+    with pytest.raises(ValueError, match="noise_draws must be >= 1"):
+        bench.measure(pipe, items, noise_draws=0)
     assert set(r["per_modality"]) == set(actions)
     for row in r["per_modality"].values():
         assert all(np.isfinite(v) for v in row.values()) and row["dropped_rms"] > 0
@@ -71,3 +77,35 @@ def test_map_path_separates_the_hand_map(tiny_setup, tmp_path):
     with pytest.raises(ValueError, match="path must be one of"):
         bench.generate(pipe, context, actions, "both-and-more")
     assert set(bench.measure(pipe, items[:2])["paths"]) == {"both", "warp", "y", "map"}
+
+
+def test_references_without_a_denoiser(tiny_setup):
+    """The warp alone is the anchor the denoiser starts from; constant velocity on a still context is the
+    last frame; both follow a context that moves."""
+    pipe = MultisensoryVideoPipeline.from_pretrained(tiny_setup["ckpt"])
+    pipe.set_progress_bar_config(disable=True)
+    randomize_zero_init(pipe.action_encoder)
+    ds = ClipDataset(tiny_setup["data"], split="test")
+    items = [ds[i] for i in range(2)]
+    context = np.stack([it["context"] for it in items])
+    actions = {m: np.stack([it["actions"][m] for it in items]) for m in items[0]["actions"]}
+    def held(frames: np.ndarray) -> torch.Tensor:  # (N, h, H, W, 3) uint8 -> its last frame for all 8 steps
+        return (torch.from_numpy(frames[:, -1]).permute(0, 3, 1, 2).float() / 255)[:, None].expand(-1, 8, -1, -1, -1)
+
+    last = held(context)
+    # no body pose and no context motion: nothing moves the frame
+    torch.testing.assert_close(bench.warped_last_frame(pipe, context, {}), last, atol=1e-6, rtol=0)
+    frames, feats = pipe.encode_context(context)
+    anchor = pipe.denoiser.anchor(frames, pipe.encode_conditions(actions, feats, context_frames=frames).ego_motion)
+    torch.testing.assert_close(bench.warped_last_frame(pipe, context, actions), (anchor.clamp(-1, 1) + 1) / 2)
+    assert (bench.warped_last_frame(pipe, context, actions) - last).abs().max() > 1e-3
+    still = np.repeat(context[:, :1], 4, axis=1)
+    torch.testing.assert_close(bench.constant_velocity(still, 8), held(still), atol=1e-4, rtol=0)
+    # a textured context panning 2 px per frame keeps panning: the next frame is shifted 2 px further
+    g = torch.Generator().manual_seed(0)
+    texture = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16, generator=g), size=(64, 64), mode="bilinear")
+    texture = (texture[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)  # (64, 64, 3)
+    pan = np.stack([np.roll(texture, 2 * k, axis=1) for k in range(4)])[None]  # (1, 4, 64, 64, 3)
+    moved = bench.constant_velocity(pan, 8)[:, 0, :, :, 16:-16]  # first future step, away from the wrap
+    truth = held(np.roll(texture, 8, axis=1)[None, None])[:, 0, :, :, 16:-16]
+    assert (moved - truth).abs().mean() < 0.5 * (held(pan)[:, 0, :, :, 16:-16] - truth).abs().mean()

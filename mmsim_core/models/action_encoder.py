@@ -166,6 +166,21 @@ def build_ego_motion(cfg: ActionEncoderConfig) -> EgoMotionHead | None:
     return EgoMotionHead(cfg.ego_motion_modalities, cfg.context_steps, cfg.ego_motion_hidden, cfg.ego_motion_context)
 
 
+def motion_and_map(encoder: nn.Module, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int, steps: int,
+                   context_frames: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """What ``encoder``'s ego-motion head and hand placement map (ours; either may be None) make of the raw
+    signals: warps (B, F, 2, 3), map (B, F, 2C, G, G) and occupancy (B, F+1, 2, G, G), None where not built,
+    where there is no future step, or for a head that reads the context motion when no frames were given."""
+    ego = spatial = occupancy = None
+    if steps <= encoder.cfg.context_steps:
+        return ego, spatial, occupancy
+    if encoder.ego_motion is not None and encoder.ego_motion.can_run(context_frames):
+        ego = encoder.ego_motion(actions, present, batch, steps, context_frames)
+    if encoder.hand_map is not None:
+        spatial, occupancy = encoder.hand_map(actions, present, batch, steps)
+    return ego, spatial, occupancy
+
+
 def build_hand_map(cfg: ActionEncoderConfig) -> HandPlacementMap | None:
     """The encoder's :class:`HandPlacementMap`, or None when the config asks for none (or has nothing it reads)."""
     if not cfg.has_hand_map:
@@ -388,12 +403,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
 
         ssl = torch.stack(ssl_terms).sum() if ssl_terms else torch.zeros((), device=device, dtype=dtype)
         nl = norm_loss(inter, target_features, sample_mask=~none) if target_features is not None else None
-        ego = None
-        if self.ego_motion is not None and T > cfg.context_steps and self.ego_motion.can_run(context_frames):
-            ego = self.ego_motion(actions, present_by_name, B, T, context_frames)  # (B, F, 2, 3)
-        spatial = occupancy = None
-        if self.hand_map is not None and T > cfg.context_steps:
-            spatial, occupancy = self.hand_map(actions, present_by_name, B, T)  # (B, F, 2C, G, G), (B, F+1, 2, G, G)
+        ego, spatial, occupancy = motion_and_map(self, actions, present_by_name, B, T, context_frames)
         return ActionEncoderOutput(
             interaction=inter,
             fused=fused,

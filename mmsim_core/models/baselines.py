@@ -59,6 +59,7 @@ from torch import Tensor, nn
 
 from mmsim_core.models.action_encoder import (
     TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder, build_ego_motion, build_hand_map,
+    motion_and_map,
 )
 from mmsim_core.models.experts import ModalityExpert, ProjectionHead
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES
@@ -158,12 +159,8 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
                 actions: dict[str, Tensor], context_frames: Tensor | None = None) -> ActionEncoderOutput:
         y = self._with_null(y, present)
         B, T = y.shape[:2]
-        ego = spatial = occupancy = None
         present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
-        if self.ego_motion is not None and T > self.cfg.context_steps and self.ego_motion.can_run(context_frames):
-            ego = self.ego_motion(actions, present_by_name, B, T, context_frames)  # (B, F, 2, 3)
-        if self.hand_map is not None and T > self.cfg.context_steps:
-            spatial, occupancy = self.hand_map(actions, present_by_name, B, T)  # (B, F, 2C, G, G), (B, F+1, 2, G, G)
+        ego, spatial, occupancy = motion_and_map(self, actions, present_by_name, B, T, context_frames)
         feats = None
         if features is not None:
             feats = {name: features[:, :, i] for i, name in enumerate(self.cfg.modalities)}
