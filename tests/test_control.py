@@ -12,6 +12,7 @@ from training.control import (
     delay_body,
     firm_grip,
     hold_future,
+    margin_ceiling,
     markdown,
     modality_information,
     scale_force,
@@ -122,3 +123,65 @@ def test_modality_information_from_the_oracle(synth):
         assert x["mse"] >= 0 and np.isfinite(x["psnr_pooled"]) and 0 <= x["visible_clips"] <= 3
     # Holding everything costs at least as much as holding the body alone (up to rendering noise).
     assert r["every_modality_held"]["mse"] >= 0.5 * r["held"]["body_pose"]["mse"] > 0
+
+
+def test_margin_ceiling_fills_exactly_the_pixels_the_hands_decide(synth, tmp_path):
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim_core.data import ClipDataset
+
+    torch.manual_seed(0)
+    stats = ClipDataset(synth, "test").stats
+    ckpt = str(tmp_path / "pipe")
+    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=stats).save_pretrained(ckpt)
+    r = margin_ceiling([ckpt], str(synth), "test", clips=3)
+    assert r["num_clips"] == 3 and r["modalities"] == ["hand_pose", "emg", "hand_force"]
+    frac = r["mask_fraction"]
+    assert 0 < frac["all"] < 1 and all(frac[m] <= frac["all"] + 1e-12 for m in r["modalities"])
+    c = r["checkpoints"][ckpt]
+    for x in [c["all"], *c["per_modality"].values()]:
+        assert x["ceiling_psnr"] >= x["model_psnr"] and 0 <= x["share_of_mse_in_mask"] <= 1
+        # the pixels in the mask become exact, the rest keep their error
+        assert x["ceiling_mse"] == pytest.approx((1 - x["share_of_mse_in_mask"]) * x["model_mse"], rel=1e-4)
+    assert c["all"]["ceiling_gain"] >= max(x["ceiling_gain"] for x in c["per_modality"].values()) - 1e-9
+    assert c["all"]["ceiling_gain"] > 0  # moving hands change pixels the last frame gets wrong
+
+    none = margin_ceiling([ckpt], str(synth), "test", clips=3, modalities=["emg"], threshold=255, dilate=0)
+    assert none["mask_fraction"]["all"] == 0
+    assert none["checkpoints"][ckpt]["all"]["ceiling_gain"] == 0 and none["checkpoints"][ckpt]["all"]["share_of_mse_in_mask"] == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"modalities": ["gaze"]}, "modalities must be"),
+    ({"modalities": []}, "modalities must be"),
+    ({"threshold": -1}, "threshold and dilate"),
+])
+def test_margin_ceiling_rejects_bad_arguments(synth, kwargs, message):
+    from mmsim_core.errors import MMSimError
+
+    with pytest.raises(MMSimError, match=message):
+        margin_ceiling(["unused"], str(synth), **kwargs)
+    with pytest.raises(MMSimError, match="at least one checkpoint"):
+        margin_ceiling([], str(synth))
+
+
+def test_bench_margin_ceiling_prints_and_writes_the_report(synth, tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim_core.data import ClipDataset
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_margin_ceiling", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_margin_ceiling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    ckpt = str(tmp_path / "pipe")
+    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=ClipDataset(synth, "test").stats).save_pretrained(ckpt)
+    out = tmp_path / "ceiling.json"
+    assert bench.main([ckpt, "--data", str(synth), "--clips", "2", "--modalities", "hand_pose", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["num_clips"] == 2 and report["modalities"] == ["hand_pose"]
+    gain = report["checkpoints"][ckpt]["all"]["ceiling_gain"]
+    assert f"{gain:+6.2f}" in printed and "share of future pixels" in printed

@@ -41,7 +41,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -170,11 +170,29 @@ def _oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
     return items, skipped, raws, render
 
 
+def _predict(pipe, items: list[dict], acts_list: list[dict], used: list[str], text_kind: str | None, steps: int,
+             seed: int, batch_size: int) -> np.ndarray:
+    """The pipeline's future frames uint8 (N, F, H, W, 3) for ``items`` under the (normalised) actions
+    ``acts_list``, with one fixed noise draw per clip (as ``mmsim evaluate``)."""
+    from training.evaluate import clip_noise
+
+    out = []
+    for s in range(0, len(items), batch_size):
+        chunk = list(range(s, min(s + batch_size, len(items))))
+        context = np.stack([items[j]["context"] for j in chunk])
+        actions = {m: np.stack([acts_list[j][m] for j in chunk]) for m in used}
+        text = [items[j]["text"][text_kind] for j in chunk] if text_kind else None
+        gen = torch.Generator(pipe._execution_device).manual_seed(seed)
+        out.append(pipe(context=context, actions=actions, text=text, num_inference_steps=steps, generator=gen,
+                        latents=clip_noise(pipe, [items[j]["meta"]["index"] for j in chunk], seed)).frames)
+    return np.concatenate(out)
+
+
 def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int = 16, seed: int = 0,
                      edits: Mapping[str, tuple[str, Callable]] | None = None, batch_size: int = 8,
                      num_inference_steps: int | None = None, device: str = "auto") -> dict:
     """Score the simulator on edited action trajectories against the oracle (see module doc)."""
-    from training.evaluate import clip_noise, load_pipeline, open_dataset, training_text_kind
+    from training.evaluate import load_pipeline, open_dataset, training_text_kind
 
     edits = dict(EDITS if edits is None else edits)
     t0 = time.perf_counter()
@@ -192,16 +210,7 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
     items, skipped, raws, render = _oracle_clips(ds, data, split, clips, "control fidelity")
 
     def predict(acts_list: list[dict]) -> np.ndarray:
-        out = []
-        for s in range(0, len(items), batch_size):
-            chunk = list(range(s, min(s + batch_size, len(items))))
-            context = np.stack([items[j]["context"] for j in chunk])
-            actions = {m: np.stack([acts_list[j][m] for j in chunk]) for m in used}
-            text = [items[j]["text"][text_kind] for j in chunk] if text_kind else None
-            gen = torch.Generator(pipe._execution_device).manual_seed(seed)
-            out.append(pipe(context=context, actions=actions, text=text, num_inference_steps=steps, generator=gen,
-                            latents=clip_noise(pipe, [items[j]["meta"]["index"] for j in chunk], seed)).frames)
-        return np.concatenate(out)
+        return _predict(pipe, items, acts_list, used, text_kind, steps, seed, batch_size)
 
     oracle_orig = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])
     pred_orig = predict([it["actions"] for it in items])
@@ -306,6 +315,95 @@ def modality_information(data: str, split: str = "test", clips: int | None = 64)
         "data": str(data), "split": split, "num_clips": len(items), "visible_psnr": VISIBLE_PSNR,
         "held": held, "every_modality_held": entry(np.stack(every)), "copy_last_frame": entry(last),
         "seconds": time.perf_counter() - t0,
+    }  # fmt: skip
+
+
+DIRECT_MODALITIES = ("hand_pose", "emg", "hand_force")
+"""What Ours multisensory hears beyond Body-pose only: the modalities whose ceiling :func:`margin_ceiling` measures."""
+
+
+def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", clips: int | None = 64,
+                   modalities: Sequence[str] = DIRECT_MODALITIES, threshold: int = 0, dilate: int = 1,
+                   seed: int = 0, batch_size: int = 8, device: str = "auto") -> dict:
+    """The most ``modalities`` could add to each checkpoint's PSNR, measured with the synthetic oracle.
+
+    Body pose already places the camera and the hands; hand pose, EMG and force can only change the
+    pixels they make the world draw differently (fingers, a held or squashed object, scrubbed dirt). For
+    each clip the oracle renders the future with the recorded actions and with each of ``modalities``
+    held at its last history value (:func:`hold_future`); the pixels where any of those renders differ
+    from the recorded one by more than ``threshold`` uint8 levels on any channel, grown by ``dilate``
+    pixels, are the mask those modalities decide. The *ceiling* replaces a checkpoint's prediction inside
+    the mask by the oracle's frame: what the checkpoint would score had it used those modalities
+    perfectly and changed nothing else. ``ceiling - model`` bounds what a model at that accuracy
+    elsewhere can gain from them, so for a Body-pose only checkpoint it bounds the margin Ours
+    multisensory can have over it at the same quality outside the mask. Scores are against the oracle's
+    frames (no video compression), per frame on [0, 1], averaged; ``share_of_mse_in_mask`` pools the
+    squared error over every clip."""
+    from training.evaluate import load_pipeline, open_dataset, training_text_kind
+
+    unknown = [m for m in modalities if m not in schema.MODALITY_NAMES]
+    if unknown or not modalities:
+        raise MMSimError(f"modalities must be a non-empty subset of {list(schema.MODALITY_NAMES)}, got {list(modalities)}")
+    if threshold < 0 or dilate < 0:
+        raise MMSimError(f"threshold and dilate must be >= 0, got {threshold} and {dilate}")
+    if not checkpoints:
+        raise MMSimError("margin ceiling needs at least one checkpoint")
+    t0 = time.perf_counter()
+    ds = open_dataset(data, split, schema.MODALITY_NAMES)
+    if len(ds) == 0:
+        raise MMSimError(f"split {split!r} of {data} has no clips")
+    h = ds.context_frames
+    items, skipped, raws, render = _oracle_clips(ds, data, split, clips, "margin ceiling")
+    full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3) uint8
+
+    def changed(m: str) -> np.ndarray:  # (N, F, H, W) bool: pixels holding ``m`` changes
+        held = np.stack([render(it["meta"], hold_future(raw, h, m)) for it, raw in zip(items, raws)])
+        mask = torch.from_numpy((np.abs(held.astype(np.int16) - full).max(-1) > threshold))
+        if dilate:  # a max-pool over H, W grows the mask by ``dilate`` pixels
+            k = 2 * dilate + 1
+            mask = torch.nn.functional.max_pool2d(mask.flatten(0, 1)[:, None].float(), k, 1, dilate)[:, 0] > 0
+            mask = mask.view(full.shape[:-1])
+        return mask.numpy()
+
+    masks = {m: changed(m) for m in modalities}
+    union = np.logical_or.reduce(list(masks.values()))
+    truth = torch.from_numpy(full).float() / 255.0
+
+    def scores(pred: np.ndarray, mask: np.ndarray) -> dict:
+        p = torch.from_numpy(pred).float() / 255.0
+        m = torch.from_numpy(mask)[..., None]
+        ceiling = torch.where(m, truth, p)
+        err = (p - truth).pow(2)
+
+        def psnr(x: torch.Tensor) -> float:  # per frame, averaged
+            mse = (x - truth).pow(2).mean(dim=(-3, -2, -1)).clamp_min(1e-10)
+            return float((10 * torch.log10(1.0 / mse)).mean())
+
+        model, ceil = psnr(p), psnr(ceiling)
+        return {"model_psnr": model, "ceiling_psnr": ceil, "ceiling_gain": ceil - model,
+                "model_mse": float(err.mean()), "ceiling_mse": float((ceiling - truth).pow(2).mean()),
+                "share_of_mse_in_mask": float((err * m).sum() / err.sum().clamp_min(1e-12))}
+
+    results = {}
+    for ckpt in checkpoints:
+        pipe, pipe_path = load_pipeline(ckpt, device)
+        if pipe.context_frames != h:
+            raise MMSimError(f"{ckpt}: checkpoint has h={pipe.context_frames} context frames, dataset {h}")
+        used = [m for m in ds.modalities if m in pipe.modalities]
+        text_kind = training_text_kind(pipe_path) if pipe.text_encoder is not None else None
+        steps = int(pipe.config.default_num_inference_steps)
+        pred = _predict(pipe, items, [it["actions"] for it in items], used, text_kind, steps, seed, batch_size)
+        results[str(ckpt)] = {"modalities_used": used, "num_inference_steps": steps,
+                              "all": scores(pred, union), "per_modality": {m: scores(pred, masks[m]) for m in modalities}}
+        logger.info("margin ceiling %s: %.2f dB, ceiling %.2f dB", ckpt, results[str(ckpt)]["all"]["model_psnr"],
+                    results[str(ckpt)]["all"]["ceiling_psnr"])
+    ds.close()
+    return {
+        "format": "mmsim-margin-ceiling-v1",
+        "data": str(data), "split": split, "num_clips": len(items), "skipped_clips_missing_modalities": skipped,
+        "modalities": list(modalities), "threshold": threshold, "dilate": dilate, "seed": seed,
+        "mask_fraction": {"all": float(union.mean()), **{m: float(x.mean()) for m, x in masks.items()}},
+        "checkpoints": results, "seconds": time.perf_counter() - t0,
     }  # fmt: skip
 
 
