@@ -22,6 +22,10 @@ averaged over ``--noise-draws`` initial noises (is a shortfall sampling noise or
 then, for each modality, how much the output moves (RMS on [0, 1]) and what PSNR becomes when that
 modality is shuffled across clips or dropped. A modality whose shuffle moves the output by ~1e-4 is not
 used, whatever the oracle says its information is worth (``bench_modality_information.py``).
+
+``--by-subject`` prints instead, for each subject of the split, the checkpoint's PSNR next to its warp alone
+on ``--clips`` clips of that subject: does the denoiser add to its anchor on every subject, or only on some?
+Run it with ``--split train`` too, to tell a residual that does not transfer from one that was never learnt.
 """
 
 from __future__ import annotations
@@ -135,6 +139,24 @@ def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0, n
     return out
 
 
+def by_subject(pipe: MultisensoryVideoPipeline, ds: ClipDataset, clips: int, seed: int = 0) -> dict:
+    """{subject: {"clips", "model", "warp"}}: PSNR of the checkpoint and of its warp alone on up to ``clips``
+    clips spread over each subject's part of ``ds``."""
+    subjects = [ds.clip_meta(i)["subject"] for i in range(len(ds))]
+    out = {}
+    for s in sorted(set(subjects)):
+        own = [i for i, x in enumerate(subjects) if x == s]
+        items = [ds[own[int(j)]] for j in np.linspace(0, len(own) - 1, min(clips, len(own))).astype(int)]
+        context = np.stack([it["context"] for it in items])
+        future = to_unit(np.stack([it["future"] for it in items]))
+        mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
+        actions = {m: np.stack([it["actions"][m] for it in items]) for m in mods}
+        out[s] = {"clips": len(items),
+                  "model": float(frame_psnr(generate(pipe, context, actions, seed=seed), future).mean()),
+                  "warp": float(frame_psnr(warped_last_frame(pipe, context, actions), future).mean())}
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
@@ -143,11 +165,18 @@ def main(argv=None) -> int:
     p.add_argument("--clips", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-draws", type=int, default=4, help="initial noises the averaged output uses (default 4)")
+    p.add_argument("--by-subject", action="store_true", help="model vs its warp alone, per subject (--clips each)")
     args = p.parse_args(argv)
 
     pipe = MultisensoryVideoPipeline.from_pretrained(args.checkpoint)
     pipe.set_progress_bar_config(disable=True)
     ds = ClipDataset(args.data, split=args.split, modalities=pipe.modalities)
+    if args.by_subject:
+        print(f"{args.checkpoint}: {args.data} ({args.split}), up to {args.clips} clips per subject, 1 sampler step")
+        print(f"  {'subject':<8} {'clips':>5} {'model':>7} {'warp alone':>10} {'model - warp':>12}")
+        for s, r in by_subject(pipe, ds, args.clips, args.seed).items():
+            print(f"  {s:<8} {r['clips']:5d} {r['model']:7.2f} {r['warp']:10.2f} {r['model'] - r['warp']:+12.2f}")
+        return 0
     items = [ds[int(i)] for i in np.linspace(0, len(ds) - 1, min(args.clips, len(ds))).astype(int)]
     r = measure(pipe, items, args.seed, args.noise_draws)
 

@@ -109,3 +109,19 @@ def test_references_without_a_denoiser(tiny_setup):
     moved = bench.constant_velocity(pan, 8)[:, 0, :, :, 16:-16]  # first future step, away from the wrap
     truth = held(np.roll(texture, 8, axis=1)[None, None])[:, 0, :, :, 16:-16]
     assert (moved - truth).abs().mean() < 0.5 * (held(pan)[:, 0, :, :, 16:-16] - truth).abs().mean()
+
+
+def test_by_subject_scores_every_subject_of_the_split(tiny_setup, capsys):
+    pipe = MultisensoryVideoPipeline.from_pretrained(tiny_setup["ckpt"])
+    pipe.set_progress_bar_config(disable=True)
+    ds = ClipDataset(tiny_setup["data"], split="train")
+    r = bench.by_subject(pipe, ds, clips=2)
+    assert set(r) == {ds.clip_meta(i)["subject"] for i in range(len(ds))}
+    for row in r.values():
+        assert 1 <= row["clips"] <= 2
+        # untrained: the denoiser's residual is zero, so the model is its warp up to uint8 rounding
+        assert row["model"] == pytest.approx(row["warp"], abs=0.5)
+    assert bench.main([str(tiny_setup["ckpt"]), str(tiny_setup["data"]), "--split", "train", "--clips", "2",
+                       "--by-subject"]) == 0
+    out = capsys.readouterr().out
+    assert all(s in out for s in r) and "model - warp" in out

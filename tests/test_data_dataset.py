@@ -151,3 +151,13 @@ def test_errors(processed, tmp_path):
     (bad / "normalization.json").unlink()
     with pytest.raises(DatasetError, match="normalization.json"):
         ClipDataset(bad, "train").stats
+
+
+def test_clip_meta_matches_the_item_without_reading_frames(tiny_setup):
+    ds = ClipDataset(tiny_setup["data"], split="test")
+    for i in (0, len(ds) - 1, -1):
+        meta = ds.clip_meta(i)
+        item = ds[i]["meta"]
+        assert meta == item and meta["index"] == (i if i >= 0 else len(ds) - 1)
+    with pytest.raises(IndexError, match="out of range"):
+        ds.clip_meta(len(ds))

@@ -177,6 +177,15 @@ class ClipDataset:
             drop[rng.integers(len(present))] = False
         return {m for m, d in zip(present, drop) if d}
 
+    def clip_meta(self, index: int) -> dict:
+        """Clip ``index``'s meta (subject, activity, source, frame indices, ...) without reading its frames."""
+        s, row = self.locate(int(index))
+        try:
+            meta = json.loads(self._shard(s)[1]["meta"][row])
+        except (KeyError, ValueError) as e:
+            raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: {e}") from None
+        return {**meta, "index": int(index) if index >= 0 else int(index) + len(self), "split": self.split}
+
     def __getitem__(self, index: int) -> dict:
         s, row = self.locate(int(index))
         f, small = self._shard(s)
@@ -189,7 +198,7 @@ class ClipDataset:
             meta = json.loads(small["meta"][row])
         except (KeyError, OSError, ValueError) as e:
             raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: {e}") from None
-        meta["index"] = int(index)
+        meta["index"] = int(index) if index >= 0 else int(index) + len(self)
         meta["split"] = self.split
         if dropped:
             meta["dropped_modalities"] = sorted(dropped)
