@@ -138,6 +138,16 @@ def _delta_cosine(pred_e, pred_o, ora_e, ora_o) -> np.ndarray:
     return np.where(denom > 0, (dp * do).sum(1) / np.maximum(denom, 1e-12), 0.0)
 
 
+def _open_split(data: str, split: str):
+    """``split`` of ``data`` with every modality the oracle needs, refusing an empty split."""
+    from training.evaluate import open_dataset
+
+    ds = open_dataset(data, split, schema.MODALITY_NAMES)
+    if len(ds) == 0:
+        raise MMSimError(f"split {split!r} of {data} has no clips")
+    return ds
+
+
 def _oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
     """``clips`` clips spread evenly over the split, of recordings with all four modalities (the oracle
     needs them): (items, skipped indices, their raw actions, ``render(meta, raw)`` -> future frames
@@ -192,14 +202,12 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
                      edits: Mapping[str, tuple[str, Callable]] | None = None, batch_size: int = 8,
                      num_inference_steps: int | None = None, device: str = "auto") -> dict:
     """Score the simulator on edited action trajectories against the oracle (see module doc)."""
-    from training.evaluate import load_pipeline, open_dataset, training_text_kind
+    from training.evaluate import load_pipeline, training_text_kind
 
     edits = dict(EDITS if edits is None else edits)
     t0 = time.perf_counter()
     pipe, pipe_path = load_pipeline(checkpoint, device)
-    ds = open_dataset(data, split, schema.MODALITY_NAMES)
-    if len(ds) == 0:
-        raise MMSimError(f"split {split!r} of {data} has no clips")
+    ds = _open_split(data, split)
     if pipe.context_frames != ds.context_frames:
         raise MMSimError(f"checkpoint has h={pipe.context_frames} context frames, dataset {ds.context_frames}")
     h, stats = ds.context_frames, ds.stats  # h: history steps the edits leave alone
@@ -280,12 +288,8 @@ def modality_information(data: str, split: str = "test", clips: int | None = 64)
     the cost, in the video, of not knowing how that modality continues — the most a model could gain
     from it over one that holds it still. "every modality held" bounds what all actions together decide,
     and "copy last frame" is the trivial predictor on the same oracle frames."""
-    from training.evaluate import open_dataset
-
     t0 = time.perf_counter()
-    ds = open_dataset(data, split, schema.MODALITY_NAMES)
-    if len(ds) == 0:
-        raise MMSimError(f"split {split!r} of {data} has no clips")
+    ds = _open_split(data, split)
     h = ds.context_frames
     items, _, raws, render = _oracle_clips(ds, data, split, clips, "modality information")
     full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3)
@@ -339,7 +343,7 @@ def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", c
     multisensory can have over it at the same quality outside the mask. Scores are against the oracle's
     frames (no video compression), per frame on [0, 1], averaged; ``share_of_mse_in_mask`` pools the
     squared error over every clip."""
-    from training.evaluate import load_pipeline, open_dataset, training_text_kind
+    from training.evaluate import load_pipeline, training_text_kind
 
     unknown = [m for m in modalities if m not in schema.MODALITY_NAMES]
     if unknown or not modalities:
@@ -349,9 +353,7 @@ def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", c
     if not checkpoints:
         raise MMSimError("margin ceiling needs at least one checkpoint")
     t0 = time.perf_counter()
-    ds = open_dataset(data, split, schema.MODALITY_NAMES)
-    if len(ds) == 0:
-        raise MMSimError(f"split {split!r} of {data} has no clips")
+    ds = _open_split(data, split)
     h = ds.context_frames
     items, skipped, raws, render = _oracle_clips(ds, data, split, clips, "margin ceiling")
     full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3) uint8
