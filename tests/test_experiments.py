@@ -207,3 +207,26 @@ def test_paper_tables_table1_all_variants(synth, tmp_path):
     result = json.loads((tmp_path / "o" / "paper_tables.json").read_text())
     assert all(e["status"] == "done" for e in result["table1"].values())
     assert {"vs_best_text", "vs_best_single_modality"} <= set(result["goals"])
+
+
+def test_paper_tables_report_the_margin_ceiling(synth, tmp_path, monkeypatch):
+    import training.control
+
+    work, out = tmp_path / "work", tmp_path / "results"
+    argv = ["paper-tables", "--only", "table1", "--variants", "ours,only-body-pose", "--config", "tiny",
+            "--batch-size", "2", "--data", str(synth), "--work", str(work), "--out", str(out), "--eval-clips", "2",
+            "--eval-steps", "1", "--no-control", "--budget-steps", "2"]  # fmt: skip
+    assert bench.main(argv) == 0
+    mc = json.loads((out / "paper_tables.json").read_text())["margin_ceiling"]
+    assert mc["num_clips"] == 2 and set(mc["rows"]) == {"Body-pose only", "Ours multisensory"}
+    body = mc["rows"]["Body-pose only"]
+    assert body["num_inference_steps"] == 1 and body["all"]["ceiling_gain"] >= 0
+    assert body["modalities_used"] == ["body_pose"]
+    assert "How much of that margin the world holds" in (out / "paper_tables.md").read_text()
+
+    def fail(*a, **k):
+        raise AssertionError("should have been reused")
+
+    monkeypatch.setattr(training.control, "margin_ceiling", fail)
+    assert bench.main(argv) == 0  # cached with the runs it measured
+    assert json.loads((out / "paper_tables.json").read_text())["margin_ceiling"] == mc

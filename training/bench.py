@@ -202,6 +202,7 @@ class PaperTables:
         self.references: dict[str, dict] = {}
         self.control_error: str | None = None
         self.modality_info: dict | None = None
+        self.margin_ceiling: dict | None = None
         self.alias: dict[str, str] = {}
         """variant -> the variant whose run it shares (same data and training config)."""
         self._fingerprints: dict[str, dict] = {}
@@ -383,6 +384,32 @@ class PaperTables:
             return
         self.modality_info = _cache(path, key, report)
 
+    def run_margin_ceiling(self, allow_eval: bool = True) -> None:
+        """The oracle's bound on Ours' margin over Body-pose only: both checkpoints with the pixels hand pose,
+        EMG and force decide filled by the truth (``training.control.margin_ceiling``). Synthetic data only."""
+        from training.control import margin_ceiling
+
+        runs = {"Body-pose only": "only-body-pose", "Ours multisensory": "ours"}
+        if any(k not in self.train_log for k in runs.values()):
+            return
+        data = self.data_for(ex.MAIN)
+        key = {"data": str(data), "clips": self.cfg.eval_clips, "seed": self.cfg.seed,
+               "num_inference_steps": self.cfg.eval_steps,
+               "trained_steps": {k: self.train_log[k]["max_steps"] for k in runs.values()}}
+        path = self.work / "evals" / "margin_ceiling.json"
+        self.margin_ceiling = _cached(path, key)
+        if self.margin_ceiling is not None or not allow_eval:
+            return
+        ckpts = {name: str(self.run_dir(k) / "final") for name, k in runs.items()}
+        try:
+            report = margin_ceiling(list(ckpts.values()), str(data), "test", clips=self.cfg.eval_clips,
+                                    seed=self.cfg.seed, num_inference_steps=self.cfg.eval_steps)
+        except MMSimError as e:  # e.g. real recordings: no oracle
+            self.margin_ceiling = {"status": f"unavailable: {e}"}
+            return
+        report["rows"] = {name: report["checkpoints"][c] for name, c in ckpts.items()}
+        self.margin_ceiling = _cache(path, key, report)
+
     def evaluate_references(self, trained: dict | None, allow_eval: bool = True) -> None:
         """Reference rows beside the tables: copying the last context frame, and "Ours" with every action
         dropped. A variant below them has not learned to use its conditioning at this budget."""
@@ -447,6 +474,7 @@ class PaperTables:
                 self.write(time.perf_counter() - t0)  # partial results after every variant
         if not self.references:
             self.evaluate_references(None, allow_eval=bool(selected))
+        self.run_margin_ceiling(allow_eval=bool(selected))
         return self.write(time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ reports
@@ -512,6 +540,7 @@ class PaperTables:
             "control_fidelity": self.control_report if self.control_report is not None
             else {"status": self.control_error or "pending"},
             "modality_information": self.modality_info or {"status": "pending"},
+            "margin_ceiling": self.margin_ceiling or {"status": "pending (needs Body-pose only and Ours trained)"},
             "references": {name: {"metrics": {m: r["metrics"].get(m) for m in METRICS},
                                   "per_frame": r.get("per_frame", {}), "num_clips": r["num_clips"]}
                            for name, r in self.references.items()},
@@ -623,6 +652,16 @@ def markdown(result: dict) -> str:
         x = g["vs_best_single_modality"]
         lines.append(f"- Ours multisensory vs best single modality ({x['best']}): {x['margin_db']:+.2f} dB PSNR "
                      f"(goal ≥ {g['margin_db_required']} dB): **{'met' if x['met'] else 'not met'}**")
+    mc = result.get("margin_ceiling") or {}
+    if "rows" in mc:
+        body, ours = mc["rows"]["Body-pose only"]["all"], mc["rows"]["Ours multisensory"]["all"]
+        lines.append(
+            f"- How much of that margin the world holds (`benchmarks/bench_margin_ceiling.py`, the oracle): hand "
+            f"pose, EMG and force decide {100 * mc['mask_fraction']['all']:.1f}% of the future pixels, which hold "
+            f"{100 * body['share_of_mse_in_mask']:.0f}% of Body-pose only's squared error; filled with the truth "
+            f"they would lift it by {body['ceiling_gain']:+.2f} dB. Ours' error there: "
+            f"{ours['model_mse'] * ours['share_of_mse_in_mask']:.5f} vs Body-pose only's "
+            f"{body['model_mse'] * body['share_of_mse_in_mask']:.5f} (MSE pooled over all pixels)")
     if "test_time_drop" in g:
         x = g["test_time_drop"]
         per = ", ".join(f"{k}: {v:+.2f}" for k, v in x["per_modality_db"].items())

@@ -328,7 +328,8 @@ DIRECT_MODALITIES = ("hand_pose", "emg", "hand_force")
 
 def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", clips: int | None = 64,
                    modalities: Sequence[str] = DIRECT_MODALITIES, threshold: int = 0, dilate: int = 1,
-                   seed: int = 0, batch_size: int = 8, device: str = "auto") -> dict:
+                   seed: int = 0, batch_size: int = 8, num_inference_steps: int | None = None,
+                   device: str = "auto") -> dict:
     """The most ``modalities`` could add to each checkpoint's PSNR, measured with the synthetic oracle.
 
     Body pose already places the camera and the hands; hand pose, EMG and force can only change the
@@ -393,7 +394,7 @@ def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", c
             raise MMSimError(f"{ckpt}: checkpoint has h={pipe.context_frames} context frames, dataset {h}")
         used = [m for m in ds.modalities if m in pipe.modalities]
         text_kind = training_text_kind(pipe_path) if pipe.text_encoder is not None else None
-        steps = int(pipe.config.default_num_inference_steps)
+        steps = int(num_inference_steps or pipe.config.default_num_inference_steps)
         pred = _predict(pipe, items, [it["actions"] for it in items], used, text_kind, steps, seed, batch_size)
         results[str(ckpt)] = {"modalities_used": used, "num_inference_steps": steps,
                               "all": scores(pred, union), "per_modality": {m: scores(pred, masks[m]) for m in modalities}}
