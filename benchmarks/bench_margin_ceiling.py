@@ -7,8 +7,8 @@ Issue 4 asks Ours multisensory to beat Body-pose only by 1.5 dB. Beyond body pos
 EMG and force, and those only decide the pixels the world draws differently when they change (the
 oracle renders each one held still; ``training.control.margin_ceiling``). Filling exactly those pixels of a
 checkpoint's prediction with the truth gives its *ceiling*: what it would score with perfect use of the
-three and nothing else changed. Run it on a Body-pose only checkpoint: ``ceiling - model`` bounds the margin
-a model as accurate elsewhere can have over it. Prints, per checkpoint, model and ceiling PSNR (against
+three and nothing else changed. Run it on a Body-pose only checkpoint: ``ceiling - model`` estimates the
+largest margin a model as accurate elsewhere can have over it. Prints, per checkpoint, model and ceiling PSNR (against
 the oracle's frames, per frame on [0, 1], averaged), the gain, and the share of its squared error in the
 mask; and the share of future pixels each modality decides.
 """

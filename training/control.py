@@ -339,9 +339,11 @@ def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", c
     from the recorded one by more than ``threshold`` uint8 levels on any channel, grown by ``dilate``
     pixels, are the mask those modalities decide. The *ceiling* replaces a checkpoint's prediction inside
     the mask by the oracle's frame: what the checkpoint would score had it used those modalities
-    perfectly and changed nothing else. ``ceiling - model`` bounds what a model at that accuracy
-    elsewhere can gain from them, so for a Body-pose only checkpoint it bounds the margin Ours
-    multisensory can have over it at the same quality outside the mask. Scores are against the oracle's
+    perfectly and changed nothing else. ``ceiling - model`` estimates the most a model at that accuracy
+    elsewhere can gain from them, so for a Body-pose only checkpoint it estimates the largest margin Ours
+    multisensory can have over it at the same quality outside the mask. It is an estimate, not a strict
+    bound: the mask is where *holding* the three changes the video, and another trajectory could touch a
+    few pixels more (``dilate`` covers their edges). Scores are against the oracle's
     frames (no video compression), per frame on [0, 1], averaged; ``share_of_mse_in_mask`` pools the
     squared error over every clip."""
     from training.evaluate import load_pipeline, training_text_kind
