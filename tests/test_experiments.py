@@ -56,6 +56,24 @@ def test_every_paper_row_is_registered():
     assert [v.key for v in ex.variants_for(("table3a", "table9"))] == ["ours"]
 
 
+def test_context_motion_builds_for_every_variant_and_drops_out_with_one_context_frame():
+    from training.train import build_simulator
+
+    torch.manual_seed(0)
+    base = resolve_config("tiny", overrides=["model.action_encoder.ego_motion_context=true"])
+    for key in ("ours", "mutex", "unisim-phrase", "ours-h1", "ours-h1-history", "unisim-phrase-h1"):
+        v = ex.VARIANTS[key]
+        cfg = ex.train_config(v, base, "data", "out")
+        one_frame = v.data == ex.CONTEXT1  # a single frame shows no motion to measure
+        assert cfg.model["action_encoder"]["ego_motion_context"] is (not one_frame), key
+        head = build_simulator(cfg).action_encoder.ego_motion
+        if one_frame and not v.modalities:  # text only and one frame: nothing for the head to read
+            assert head is None, key
+        else:
+            assert head is not None and head.from_context is (not one_frame), key
+    assert base.model["action_encoder"]["ego_motion_context"] is True  # the base config is left alone
+
+
 def test_every_variant_builds_with_the_same_budget():
     from training.train import build_simulator
 

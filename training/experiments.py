@@ -278,6 +278,11 @@ def train_config(variant: Variant, base: TrainConfig, data: str | Path, out: str
     """The base config with this variant's modalities, text and model overrides (budget untouched)."""
     d = asdict(base)
     d["model"] = _deep_merge(base.model, variant.model)
+    encoder = d["model"].get("action_encoder") or {}
+    if encoder.get("ego_motion_context") and d["model"].get("context_frames", schema.CONTEXT_FRAMES) < 2:
+        # One context frame shows no motion to measure: the h=1 rows of Table 11 lose it with the history,
+        # which is part of what they measure.
+        d["model"]["action_encoder"] = {**encoder, "ego_motion_context": False}
     d["modalities"] = tuple(variant.modalities)
     d["text_kind"] = variant.text_kind
     d["modality_drop"] = base.modality_drop if len(variant.modalities) >= 2 else 0.0
