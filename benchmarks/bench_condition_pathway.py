@@ -97,6 +97,15 @@ def constant_velocity(context: np.ndarray, future_frames: int) -> torch.Tensor:
     return (warp(frames[:, -1], torch.stack(affines, dim=1)).clamp(-1, 1) + 1) / 2
 
 
+def stack_items(pipe: MultisensoryVideoPipeline, items: list[dict]) -> tuple[np.ndarray, torch.Tensor, dict]:
+    """ClipDataset items -> context uint8 (N, h, H, W, 3), future (N, F, 3, H, W) in [0, 1], and the actions of
+    the pipeline's modalities that every item carries {name: (N, T, ...)}."""
+    context = np.stack([it["context"] for it in items])
+    future = to_unit(np.stack([it["future"] for it in items]))
+    mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
+    return context, future, {m: np.stack([it["actions"][m] for it in items]) for m in mods}
+
+
 def has_hand_map(pipe: MultisensoryVideoPipeline) -> bool:
     return getattr(pipe.action_encoder, "hand_map", None) is not None
 
@@ -107,10 +116,8 @@ def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0, n
     modalities; ``noise_draws``: initial noises (seeds ``seed, seed+1, ...``) the averaged output uses."""
     if noise_draws < 1:
         raise ValueError(f"noise_draws must be >= 1, got {noise_draws}")
-    context = np.stack([it["context"] for it in items])  # (N, h, H, W, 3) uint8
-    future = to_unit(np.stack([it["future"] for it in items]))  # (N, F, 3, H, W)
-    mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
-    actions = {m: np.stack([it["actions"][m] for it in items]) for m in mods}
+    context, future, actions = stack_items(pipe, items)
+    mods = list(actions)
 
     def psnr(pred: torch.Tensor) -> float:
         return float(frame_psnr(pred, future).mean())  # per frame, averaged, as `mmsim evaluate`
@@ -147,10 +154,7 @@ def by_subject(pipe: MultisensoryVideoPipeline, ds: ClipDataset, clips: int, see
     for s in sorted(set(subjects)):
         own = [i for i, x in enumerate(subjects) if x == s]
         items = [ds[own[int(j)]] for j in np.linspace(0, len(own) - 1, min(clips, len(own))).astype(int)]
-        context = np.stack([it["context"] for it in items])
-        future = to_unit(np.stack([it["future"] for it in items]))
-        mods = [m for m in pipe.modalities if all(m in it["actions"] for it in items)]
-        actions = {m: np.stack([it["actions"][m] for it in items]) for m in mods}
+        context, future, actions = stack_items(pipe, items)
         out[s] = {"clips": len(items),
                   "model": float(frame_psnr(generate(pipe, context, actions, seed=seed), future).mean()),
                   "warp": float(frame_psnr(warped_last_frame(pipe, context, actions), future).mean())}

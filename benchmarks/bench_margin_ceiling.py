@@ -8,9 +8,9 @@ EMG and force, and those only decide the pixels the world draws differently when
 oracle renders each one held still; ``training.control.margin_ceiling``). Filling exactly those pixels of a
 checkpoint's prediction with the truth gives its *ceiling*: what it would score with perfect use of the
 three and nothing else changed. Run it on a Body-pose only checkpoint: ``ceiling - model`` estimates the
-largest margin a model as accurate elsewhere can have over it. Prints, per checkpoint, model and ceiling PSNR (against
-the oracle's frames, per frame on [0, 1], averaged), the gain, and the share of its squared error in the
-mask; and the share of future pixels each modality decides.
+largest margin a model as accurate elsewhere can have over it. Prints, per checkpoint, model and ceiling
+PSNR (against the oracle's frames, per frame on [0, 1], averaged), the gain, and the share of its squared
+error in the mask; and the share of future pixels each modality decides.
 """
 
 from __future__ import annotations

@@ -160,6 +160,11 @@ def test_margin_ceiling_rejects_bad_arguments(synth, kwargs, message):
 
     with pytest.raises(MMSimError, match=message):
         margin_ceiling(["unused"], str(synth), **kwargs)
+
+
+def test_margin_ceiling_needs_a_checkpoint(synth):
+    from mmsim_core.errors import MMSimError
+
     with pytest.raises(MMSimError, match="at least one checkpoint"):
         margin_ceiling([], str(synth))
 

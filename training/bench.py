@@ -385,7 +385,7 @@ class PaperTables:
         self.modality_info = _cache(path, key, report)
 
     def run_margin_ceiling(self, allow_eval: bool = True) -> None:
-        """The oracle's bound on Ours' margin over Body-pose only: both checkpoints with the pixels hand pose,
+        """The oracle's estimate of the most Ours could lead Body-pose only by: both checkpoints with the pixels hand pose,
         EMG and force decide filled by the truth (``training.control.margin_ceiling``). Synthetic data only."""
         from training.control import margin_ceiling
 

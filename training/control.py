@@ -377,16 +377,15 @@ def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", c
     def scores(pred: np.ndarray, mask: np.ndarray) -> dict:
         p = torch.from_numpy(pred).float() / 255.0
         m = torch.from_numpy(mask)[..., None]
-        ceiling = torch.where(m, truth, p)
         err = (p - truth).pow(2)
+        ceiling_err = (torch.where(m, truth, p) - truth).pow(2)
 
-        def psnr(x: torch.Tensor) -> float:  # per frame, averaged
-            mse = (x - truth).pow(2).mean(dim=(-3, -2, -1)).clamp_min(1e-10)
-            return float((10 * torch.log10(1.0 / mse)).mean())
+        def psnr(e: torch.Tensor) -> float:  # per frame, averaged
+            return float((10 * torch.log10(1.0 / e.mean(dim=(-3, -2, -1)).clamp_min(1e-10))).mean())
 
-        model, ceil = psnr(p), psnr(ceiling)
+        model, ceil = psnr(err), psnr(ceiling_err)
         return {"model_psnr": model, "ceiling_psnr": ceil, "ceiling_gain": ceil - model,
-                "model_mse": float(err.mean()), "ceiling_mse": float((ceiling - truth).pow(2).mean()),
+                "model_mse": float(err.mean()), "ceiling_mse": float(ceiling_err.mean()),
                 "share_of_mse_in_mask": float((err * m).sum() / err.sum().clamp_min(1e-12))}
 
     results = {}

@@ -184,7 +184,7 @@ class ClipDataset:
             meta = json.loads(self._shard(s)[1]["meta"][row])
         except (KeyError, ValueError) as e:
             raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: {e}") from None
-        return {**meta, "index": int(index) if index >= 0 else int(index) + len(self), "split": self.split}
+        return {**meta, "index": int(index) % len(self), "split": self.split}
 
     def __getitem__(self, index: int) -> dict:
         s, row = self.locate(int(index))
@@ -195,11 +195,9 @@ class ClipDataset:
             dropped = self._dropped(int(index), present)
             actions = {m: np.asarray(f[f"actions/{m}"][row], dtype=np.float32) for m in present if m not in dropped}
             text = {k: str(small["text"][k][row]) for k in schema.TEXT_KINDS}
-            meta = json.loads(small["meta"][row])
         except (KeyError, OSError, ValueError) as e:
             raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: {e}") from None
-        meta["index"] = int(index) if index >= 0 else int(index) + len(self)
-        meta["split"] = self.split
+        meta = self.clip_meta(index)
         if dropped:
             meta["dropped_modalities"] = sorted(dropped)
         h = self.context_frames
