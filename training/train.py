@@ -136,6 +136,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     # 2. Model, optimiser (paper: Adam 1e-4, betas (0.9, 0.99)), EMA of the trainable weights.
     simulator = build_simulator(cfg)
+    hand_map = getattr(simulator.action_encoder, "hand_map", None)
+    if hand_map is not None:  # a projected map takes the signals back to cm with the data's statistics
+        hand_map.set_pose_frame(dataset.stats)
     params = [p for p in simulator.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(

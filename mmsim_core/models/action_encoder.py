@@ -34,7 +34,8 @@ from mmsim_core.models.anchoring import ChannelAnchoring
 from mmsim_core.models.ego_motion import EgoMotionHead
 from mmsim_core.models.experts import ModalityDecoder, ModalityExpert, ProjectionHead
 from mmsim_core.models.fusion import FUSIONS, Fusion
-from mmsim_core.models.hand_map import WHAT_FROM, WHERE_FROM, HandPlacementMap
+from mmsim_core.models.hand_map import PLACEMENTS, WHAT_FROM, WHERE_FROM, HandPlacementMap
+from mmsim_core.models.hand_projection import ProjectionConfig
 from mmsim_core.models.interaction import INTERACTIONS, LatentInteraction, context_vectors
 from mmsim_core.models.losses import norm_loss, reconstruction_loss
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, check_modality_names
@@ -80,6 +81,12 @@ class ActionEncoderConfig:
     """Resolution G of the hand map (G x G cells over the frame)."""
     hand_map_hidden: int = 256
     """Hidden width of the hand map's where / what MLPs."""
+    hand_map_placement: str = "learned"
+    """How the map finds the hands: ``learned`` (an MLP on body pose) or ``projected`` (their keypoints
+    through the head camera, ``hand_projection.py``; adds 28 keypoint channels with body pose)."""
+    hand_map_camera: dict | None = None
+    """:class:`~mmsim_core.models.hand_projection.ProjectionConfig` fields for a projected map (the initial
+    camera rig); None = the synthetic world's."""
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
@@ -113,6 +120,13 @@ class ActionEncoderConfig:
             raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
         if self.interaction not in INTERACTIONS:
             raise ValueError(f"interaction must be one of {list(INTERACTIONS)}, got {self.interaction!r}")
+        if self.hand_map_placement not in PLACEMENTS:
+            raise ValueError(f"hand_map_placement must be one of {list(PLACEMENTS)}, got {self.hand_map_placement!r}")
+        if self.hand_map_camera is not None:
+            try:
+                ProjectionConfig(**self.hand_map_camera)
+            except TypeError as e:
+                raise ValueError(f"hand_map_camera: {e}") from None
         if self.hand_map_channels < 0:
             raise ValueError(f"hand_map_channels must be >= 0 (0 = no hand map), got {self.hand_map_channels}")
         for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size", "ego_motion_hidden",
@@ -151,7 +165,9 @@ class ActionEncoderConfig:
     @property
     def hand_map_out_channels(self) -> int:
         """Channels of the map the denoiser receives (C now + C then), 0 when no map is built."""
-        return 2 * self.hand_map_channels if self.has_hand_map else 0
+        if not self.has_hand_map:
+            return 0
+        return HandPlacementMap.count_channels(self.modalities, self.hand_map_channels, self.hand_map_placement)
 
     @property
     def fused_names(self) -> tuple[str, ...]:
@@ -185,8 +201,9 @@ def build_hand_map(cfg: ActionEncoderConfig) -> HandPlacementMap | None:
     """The encoder's :class:`HandPlacementMap`, or None when the config asks for none (or has nothing it reads)."""
     if not cfg.has_hand_map:
         return None
+    camera = ProjectionConfig(**cfg.hand_map_camera) if cfg.hand_map_camera is not None else None
     return HandPlacementMap(cfg.modalities, cfg.context_steps, cfg.hand_map_channels, cfg.hand_map_grid,
-                            cfg.hand_map_hidden)
+                            cfg.hand_map_hidden, cfg.hand_map_placement, camera)
 
 
 @dataclass
@@ -239,6 +256,8 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
         ego_motion_context: bool = False,
+        hand_map_placement: str = "learned",
+        hand_map_camera: dict | None = None,
     ):
         super().__init__()
         cfg = ActionEncoderConfig(
@@ -248,7 +267,7 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             anchor_group_size=anchor_group_size, ego_motion_from=tuple(ego_motion_from),
             ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
             hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
-            ego_motion_context=ego_motion_context,
+            ego_motion_context=ego_motion_context, hand_map_placement=hand_map_placement, hand_map_camera=hand_map_camera,
         )  # fmt: skip
         self.cfg = cfg
         d, hid = cfg.feature_dim, cfg.expert_hidden

@@ -97,7 +97,8 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
 
     def _init_common(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                      text_dim, num_steps, ego_motion_from=(), ego_motion_hidden=256, context_steps=4,
-                     hand_map_channels=0, hand_map_grid=16, hand_map_hidden=256, ego_motion_context=False) -> None:
+                     hand_map_channels=0, hand_map_grid=16, hand_map_hidden=256, ego_motion_context=False,
+                     hand_map_placement="learned", hand_map_camera=None) -> None:
         # The same validation (and messages) as our encoder's config.
         self.cfg = ActionEncoderConfig(
             modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
@@ -105,7 +106,7 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
             text_dim=text_dim, num_steps=num_steps, ego_motion_from=tuple(ego_motion_from),
             ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
             hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
-            ego_motion_context=ego_motion_context,
+            ego_motion_context=ego_motion_context, hand_map_placement=hand_map_placement, hand_map_camera=hand_map_camera,
         )  # fmt: skip
         # The ego-motion head and the hand placement map are ours, not part of any baseline's method; they are
         # offered to every feature extractor alike (same raw signals, same warp, same map) so that Table 2
@@ -192,6 +193,8 @@ class MutexActionEncoder(_BaselineEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        hand_map_placement: str = "learned",
+        hand_map_camera: dict | None = None,
         ego_motion_context: bool = False,
         mask_prob: float = 0.25,
         transformer_layers: int = 2,
@@ -200,7 +203,8 @@ class MutexActionEncoder(_BaselineEncoder):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                           text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context)
+                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context,
+                          hand_map_placement, hand_map_camera)
         if not 0.0 <= mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
         if feature_dim % transformer_heads:
@@ -266,10 +270,12 @@ class _BindEncoder(_BaselineEncoder):
 
     def _build_bind(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                     text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                    hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature):
+                    hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature,
+                    hand_map_placement="learned", hand_map_camera=None):
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                           text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context)
+                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context,
+                          hand_map_placement, hand_map_camera)
         if not self.cfg.modalities:
             raise ValueError(f"{type(self).__name__} needs at least one sensory modality")
         if temperature <= 0:
@@ -312,13 +318,16 @@ class ImageBindActionEncoder(_BindEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        hand_map_placement: str = "learned",
+        hand_map_camera: dict | None = None,
         ego_motion_context: bool = False,
         temperature: float = 0.07,
     ):
         super().__init__()
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature)
+                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature,
+                         hand_map_placement, hand_map_camera)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
                 num_steps=None, context_frames=None) -> ActionEncoderOutput:
@@ -360,6 +369,8 @@ class LanguageBindActionEncoder(_BindEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        hand_map_placement: str = "learned",
+        hand_map_camera: dict | None = None,
         ego_motion_context: bool = False,
         temperature: float = 0.07,
     ):
@@ -368,7 +379,8 @@ class LanguageBindActionEncoder(_BindEncoder):
             raise ValueError("LanguageBind binds to text: text_dim must be set (train with text_kind, e.g. 'sentence')")
         self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature)
+                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature,
+                         hand_map_placement, hand_map_camera)
         self.text_head = nn.Linear(text_dim, feature_dim)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
@@ -424,6 +436,8 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         hand_map_channels: int = 0,
         hand_map_grid: int = 16,
         hand_map_hidden: int = 256,
+        hand_map_placement: str = "learned",
+        hand_map_camera: dict | None = None,
         ego_motion_context: bool = False,
         point_hidden: int = 64,
         fourier_bands: int = 6,
@@ -434,7 +448,8 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         super().__init__()
         self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
                           text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context)
+                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context,
+                          hand_map_placement, hand_map_camera)
         if not self.cfg.modalities:
             raise ValueError("the signal-agnostic encoder needs at least one sensory modality")
         if expert_hidden % num_queries:
@@ -559,7 +574,8 @@ def build_action_encoder(feature_extractor: str, cfg: ActionEncoderConfig) -> nn
         text_dim=cfg.text_dim, num_steps=cfg.num_steps, ego_motion_from=cfg.ego_motion_from,
         ego_motion_hidden=cfg.ego_motion_hidden, context_steps=cfg.context_steps,
         hand_map_channels=cfg.hand_map_channels, hand_map_grid=cfg.hand_map_grid, hand_map_hidden=cfg.hand_map_hidden,
-        ego_motion_context=cfg.ego_motion_context,
+        ego_motion_context=cfg.ego_motion_context, hand_map_placement=cfg.hand_map_placement,
+        hand_map_camera=cfg.hand_map_camera,
     )  # fmt: skip
 
 

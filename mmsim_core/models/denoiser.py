@@ -100,6 +100,9 @@ class DenoiserConfig:
     """Channels of a spatial condition (B, F, C, G, G) added to the first feature map (the action encoder's
     :class:`~mmsim_core.models.hand_map.HandPlacementMap`; ``SimulatorConfig`` sets it from
     ``action_encoder.hand_map_channels``). 0 = none."""
+    spatial_cells: int = 2
+    """Cells per token side the spatial condition keeps (pixel-unshuffled onto channels), at most
+    ``patch_size``: 2 puts a 16x16 map on 8x8 tokens; a projected hand map's keypoints want 4 (32x32)."""
 
     def __post_init__(self):
         if self.condition_norm not in CONDITION_NORMS:
@@ -135,6 +138,8 @@ class DenoiserConfig:
                 )
         if self.spatial_channels < 0:
             raise ValueError(f"spatial_channels must be >= 0, got {self.spatial_channels}")
+        if self.spatial_cells < 1:
+            raise ValueError(f"spatial_cells must be >= 1, got {self.spatial_cells}")
         for name in ("context_frames", "num_frames", "cross_attention_dim", "cond_tokens", "layers_per_block"):
             if getattr(self, name) < 1 and not (name == "context_frames" and getattr(self, name) == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -272,6 +277,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         residual_scale: float = 3.0,
         condition_norm: str = "none",
         spatial_channels: int = 0,
+        spatial_cells: int = 2,
     ):
         super().__init__()
         cfg = DenoiserConfig(
@@ -283,7 +289,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
             temporal_attention=temporal_attention, film_conditioning=film_conditioning,
             ff_mult=ff_mult, dropout=dropout, norm_groups=norm_groups,
             target=target, residual_scale=residual_scale, condition_norm=condition_norm,
-            spatial_channels=spatial_channels,
+            spatial_channels=spatial_channels, spatial_cells=spatial_cells,
         )  # fmt: skip
         self.cfg = cfg
         p = cfg.patch_size
@@ -310,9 +316,9 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         warped = cfg.target == "warped_residual"
         cin = cfg.in_channels * (1 + cfg.context_frames + int(warped)) * p * p
         self.conv_in = nn.Conv2d(cin, c0, 3, padding=1)
-        # The spatial condition enters at the token grid with up to 2x2 cells per token, through a
+        # The spatial condition enters at the token grid with spatial_cells² cells per token, through a
         # zero-initialised convolution (ControlNet's zero conv): a model with it starts as one without.
-        self.spatial_cells = min(p, 2)
+        self.spatial_cells = min(p, cfg.spatial_cells)
         self.spatial_in = None
         if cfg.spatial_channels:
             self.spatial_in = nn.Conv2d(cfg.spatial_channels * self.spatial_cells**2, c0, 3, padding=1, bias=False)

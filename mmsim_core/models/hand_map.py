@@ -37,10 +37,14 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from mmsim_core.models.ego_motion import masked_batch_norm
+from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig
 from mmsim_core.schema import MODALITIES
 
 WHERE_FROM = "body_pose"
 WHAT_FROM = ("hand_pose", "emg", "hand_force")
+PLACEMENTS = ("learned", "projected")
+"""How *where* is found: an MLP on body pose (``learned``), or the hands' keypoints projected through the
+head camera (``projected``, :mod:`~mmsim_core.models.hand_projection`), which also adds their heat maps."""
 FORCE_POOL = 4
 """Tactile maps (32x32 per hand) are average-pooled by this factor (to 8x8) before the MLP."""
 SIDES = 2
@@ -61,16 +65,22 @@ class HandPlacementMap(nn.Module):
     """Raw action signals (B, h+F, *shape) -> spatial condition (B, F, 2C, G, G): C "now" + C "then"."""
 
     def __init__(self, modalities: tuple[str, ...], context_steps: int, channels: int = 8, grid: int = 16,
-                 hidden: int = 256):
+                 hidden: int = 256, placement: str = "learned", camera: ProjectionConfig | None = None):
         super().__init__()
         if channels < 1 or grid < 1 or hidden < 1:
             raise ValueError(f"channels, grid and hidden must be positive, got {channels}, {grid}, {hidden}")
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {list(PLACEMENTS)}, got {placement!r}")
         self.context_steps, self.channels, self.grid = int(context_steps), int(channels), int(grid)
         self.where_from = WHERE_FROM in modalities
         self.what_from = tuple(m for m in WHAT_FROM if m in modalities)
         if not self.where_from and not self.what_from:
             raise ValueError(f"a hand placement map needs body_pose or a hand modality {list(WHAT_FROM)}, got {list(modalities)}")
-        if self.where_from:
+        # Projection needs body pose (hand pose is carpus-relative); without it the map stays learned/uniform.
+        self.projection = None
+        if placement == "projected" and self.where_from:
+            self.projection = ProjectedHandKeypoints(grid, "hand_pose" in modalities, camera)
+        elif self.where_from:
             size = MODALITIES[WHERE_FROM].size
             self.where_norm = nn.BatchNorm1d(size, affine=False)
             self.where = nn.Sequential(nn.Linear(size, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
@@ -85,7 +95,35 @@ class HandPlacementMap(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        return 2 * self.channels
+        return 2 * self.channels + (2 * self.projection.channels if self.projection is not None else 0)
+
+    @staticmethod
+    def count_channels(modalities: tuple[str, ...], channels: int, placement: str) -> int:
+        """:attr:`out_channels` of a map built with these arguments, without building it."""
+        projected = placement == "projected" and WHERE_FROM in modalities
+        return 2 * channels + (2 * ProjectedHandKeypoints.CHANNELS if projected else 0)
+
+    def set_pose_frame(self, stats) -> None:
+        """Give a projected map the min-max statistics of the data (no-op for a learned one)."""
+        if self.projection is not None:
+            self.projection.set_pose_frame(stats)
+
+    def _keypoints(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int, steps: int) -> Tensor:
+        """Projected keypoint heat maps at steps h-1..T-1: (B, F+1, 14, G, G); zero for samples without body pose,
+        finger and palm channels from the carpus alone for samples without hand pose."""
+        h, n = self.context_steps, steps - self.context_steps + 1
+        body_rows = self._mask(present, actions, WHERE_FROM, batch)
+        body = actions[WHERE_FROM].float().reshape(batch, steps, -1, 3)[:, h - 1:]  # (B, n, 28, 3)
+        hand_rows = self._mask(present, actions, "hand_pose", batch) if self.projection.with_hand_pose else None
+        if hand_rows is not None and bool(hand_rows.any()):
+            hand = actions["hand_pose"].float().reshape(batch, steps, SIDES, -1, 3)[:, h - 1:]  # (B, n, 2, 24, 3)
+            heat = self.projection(body, hand)
+            if not bool(hand_rows.all()):
+                bare = self.projection(body, None)
+                heat = torch.where(hand_rows[:, None, None, None, None], heat, bare)
+        else:
+            heat = self.projection(body, None)
+        return heat * body_rows[:, None, None, None, None].to(heat.dtype)
 
     @staticmethod
     def _standardise(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
@@ -113,7 +151,7 @@ class HandPlacementMap(nn.Module):
         """Where each hand is at steps h-1..T-1: (B, F+1, 2, G, G) in (0, 1); 0.5 everywhere without body pose."""
         h, g, n = self.context_steps, self.grid, steps - self.context_steps + 1
         logits = torch.zeros(batch, n, SIDES, g, g, device=self.sides.device)
-        if self.where_from:
+        if self.where_from and self.projection is None:
             m = self._mask(present, actions, WHERE_FROM, batch)
             if bool(m.any()):
                 bp = actions[WHERE_FROM].to(logits).reshape(batch, steps, -1)[:, h - 1:]  # (B, n, 84)
@@ -146,16 +184,30 @@ class HandPlacementMap(nn.Module):
         and the occupancy it was placed with (B, F+1, 2, G, G), steps h-1..T-1, for :func:`placement_loss`
         (None for a map without body pose: its uniform occupancy has nothing to learn)."""
         c, f = self.channels, steps - self.context_steps
-        where = self.occupancy(actions, present, batch, steps)  # (B, F+1, 2, G, G)
+        keypoints = None
+        if self.projection is not None and WHERE_FROM in actions:
+            keypoints = self._keypoints(actions, present, batch, steps)  # (B, F+1, 14, G, G)
+            # a hand is where any of its groups is; without body pose the blob-free 0.5 of a learned map
+            where = rearrange(keypoints, "b n (s k) y x -> b n s k y x", s=SIDES).amax(dim=3)
+            placed = self._mask(present, actions, WHERE_FROM, batch)[:, None, None, None, None]
+            where = torch.where(placed, where, torch.full_like(where, 0.5))
+        else:
+            where = self.occupancy(actions, present, batch, steps)  # (B, F+1, 2, G, G)
         what = self.features(actions, present, batch, steps)  # (B, F+1, 2, 2C)
         now = torch.einsum("bnsyx,bnsc->bncyx", where[:, 1:], what[:, 1:, :, :c])  # (B, F, C, G, G)
         then = torch.einsum("bsyx,bsc->bcyx", where[:, 0], what[:, 0, :, c:])  # (B, C, G, G)
         out = torch.cat([now, then[:, None].expand(-1, f, -1, -1, -1)], dim=2)  # (B, F, 2C, G, G)
+        if self.projection is not None:
+            if keypoints is None:  # built with body pose, called without it
+                keypoints = where.new_zeros(batch, f + 1, self.projection.channels, self.grid, self.grid)
+            kp_then = keypoints[:, :1].expand(-1, f, -1, -1, -1)
+            out = torch.cat([out, keypoints[:, 1:], kp_then], dim=2)  # (B, F, 2C + 28, G, G)
         known = torch.zeros(batch, dtype=torch.bool, device=self.sides.device)
         for name in ((WHERE_FROM,) if self.where_from else ()) + self.what_from:
             known |= self._mask(present, actions, name, batch)
         out = out * known[:, None, None, None, None].to(out.dtype)  # nothing present: no map
-        return out, where if self.where_from else None
+        # a projected map has no occupancy to learn: its placement comes from the camera
+        return out, where if self.where_from and self.projection is None else None
 
 
 def placement_loss(occupancy: Tensor, future: Tensor, anchor: Tensor, mask: Tensor) -> Tensor:

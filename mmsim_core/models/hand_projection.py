@@ -1,0 +1,213 @@
+r"""Projected hand keypoints: the hands drawn where a head-mounted camera sees them (ours).
+
+Not in the paper. :class:`~mmsim_core.models.hand_map.HandPlacementMap` learns *where* the hands are
+with an MLP on body pose, at a 16x16 grid; at CPU scale that never gets finer than a blob, and the
+denoiser never learns to turn a finger configuration into finger pixels (``results/margin_ceiling``:
+Ours has the same error as Body-pose only in the pixels hand pose, EMG and force decide, which hold
+~62% of it). What is missing is geometry, and the geometry is known: Xsens gives 3D segment positions,
+the world camera rides on the head. This module projects them.
+
+Camera (the egocentric rig, a few learnable numbers). From the body pose's Head, Neck and upper-arm
+segments (cm, CoM frame), per step:
+
+    torso yaw   psi = atan2(v_y, v_x),            v = RightUpperArm - LeftUpperArm
+    head tilt   d   = R_z(-psi) (Head - Neck);    pitch = pitch0 + atan2(d_y, d_z);  yaw = psi - asin(d_x / |d|)
+    axes        fwd = R_z(yaw) (0, cos pitch, -sin pitch),  right = R_z(yaw) (1, 0, 0),  down = -(right x fwd)
+    centre      c   = Head + R_z(yaw) (0, eye_forward, eye_up)
+    pixel       (u, v) = (focal * x_c / z_c + c_u,  focal * y_c / z_c + c_v)   in units of the frame side
+
+``pitch0`` (camera pitch at an upright head), the eye offset, focal length and principal point are
+parameters, initialised to the synthetic world's rig as the centre-cropped 64x64 frames see it (a
+calibration; for other recordings set :class:`ProjectionConfig` to theirs) and learned with the rest.
+The per-subject spread of the true pitch0 (32-40 deg in the synthetic world, about +-5 px) is what
+they cannot learn; the denoiser sees the hands in the context frames and the same map at the last
+context step (the "then" channels), so it can measure the offset.
+
+Keypoints per hand: the forearm (elbow -> carpus, 4 points) from body pose; with hand pose, the palm
+(carpus, the thumb base and the four knuckles) and the five finger chains (segments and extrapolated
+tips, densified to 7 points each). Each of the 7 groups is a heat channel: the max over its points of an
+isotropic Gaussian of ``sigma`` frame-sides, zero behind the camera. Without hand pose, the five finger
+channels and the palm's knuckles stay zero; without body pose nothing can be placed (hand pose is
+carpus-relative) and the map is all zeros.
+
+Inputs are the model's normalised signals; :meth:`ProjectedHandKeypoints.set_pose_frame` stores the
+min-max statistics (buffers, saved with the weights) that take them back to centimetres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from mmsim_core import schema
+from mmsim_core.synth import kinematics as kin
+
+SIDES = ("Left", "Right")
+GROUPS = ("forearm", "palm", "thumb", "index", "middle", "ring", "pinky")
+FOREARM_POINTS = 4
+CHAIN_POINTS = 7
+
+
+BODY = kin.BODY_INDEX
+"""``body_pose[..., BODY[name], :]`` is that Xsens segment (cm minus CoM once denormalised)."""
+FINGER_SEGMENT = [int(i) for i in kin.HAND_INDEX]
+"""``hand_pose[..., FINGER_SEGMENT[k], :]`` is Xsens finger segment k of that hand (carpus-relative)."""
+THUMB, FINGERS = kin.THUMB, kin.FINGERS
+KNUCKLES = tuple(int(k) for k in kin.KNUCKLES)
+TIP_EXTENSION = {"thumb": 0.9, "finger": 0.8}
+"""Fingertips extrapolated past the distal segment origin (Xsens has no tip segment)."""
+
+
+@dataclass
+class ProjectionConfig:
+    """Initial egocentric rig, in the units of the model's square frames (one frame side = 1)."""
+
+    pitch0_deg: float = 36.0
+    """Camera pitch (down) at an upright head. Synthetic world: 32-40 deg per subject."""
+    eye_offset_cm: tuple[float, float] = (5.0, 4.0)
+    """Camera ahead of / above the Head segment."""
+    focal: float = 220.0 / 180.0
+    """Focal length in frame sides: the world camera's 220 px over the 180 px centre crop."""
+    principal_point: tuple[float, float] = (0.5, 0.5)
+    sigma: float = 1.25 / 64.0
+    """Keypoint blob radius (frame sides): about a finger's width at 64x64."""
+
+    def __post_init__(self):
+        self.eye_offset_cm = tuple(float(v) for v in self.eye_offset_cm)
+        self.principal_point = tuple(float(v) for v in self.principal_point)
+        if len(self.eye_offset_cm) != 2 or len(self.principal_point) != 2:
+            raise ValueError("eye_offset_cm and principal_point must each have 2 values")
+        if self.focal <= 0 or self.sigma <= 0:
+            raise ValueError(f"focal and sigma must be positive, got {self.focal}, {self.sigma}")
+
+
+def _rz(angle: Tensor, v: Tensor) -> Tensor:
+    """Rotate (..., 3) vectors ``v`` about z by ``angle`` (...)."""
+    c, s = torch.cos(angle), torch.sin(angle)
+    x, y, z = v.unbind(-1)
+    return torch.stack([c * x - s * y, s * x + c * y, z], dim=-1)
+
+
+class EgocentricCamera(nn.Module):
+    """Body pose (..., 28, 3) in cm -> the head camera: centre (..., 3) and rows right/down/forward (..., 3, 3)."""
+
+    def __init__(self, cfg: ProjectionConfig):
+        super().__init__()
+        self.pitch0 = nn.Parameter(torch.tensor(math.radians(cfg.pitch0_deg)))
+        self.eye_offset = nn.Parameter(torch.tensor(cfg.eye_offset_cm))
+        self.log_focal = nn.Parameter(torch.tensor(math.log(cfg.focal)))
+        self.principal_point = nn.Parameter(torch.tensor(cfg.principal_point))
+
+    def pose(self, body: Tensor) -> tuple[Tensor, Tensor]:
+        head, neck = body[..., BODY["Head"], :], body[..., BODY["Neck"], :]
+        v = body[..., BODY["Right Upper Arm"], :] - body[..., BODY["Left Upper Arm"], :]
+        torso_yaw = torch.atan2(v[..., 1], v[..., 0])
+        d = _rz(-torso_yaw, head - neck)
+        head_pitch = torch.atan2(d[..., 1], d[..., 2])
+        tilt = torch.asin((d[..., 0] / d.norm(dim=-1).clamp_min(1e-6)).clamp(-1.0, 1.0))
+        yaw, pitch = torso_yaw - tilt, self.pitch0 + head_pitch
+        zero = torch.zeros_like(yaw)
+        fwd = _rz(yaw, torch.stack([zero, torch.cos(pitch), -torch.sin(pitch)], dim=-1))
+        right = _rz(yaw, torch.stack([torch.ones_like(yaw), zero, zero], dim=-1))
+        down = -torch.linalg.cross(right, fwd)
+        eye = torch.stack([zero, zero + self.eye_offset[0], zero + self.eye_offset[1]], dim=-1)
+        return head + _rz(yaw, eye), torch.stack([right, down, fwd], dim=-2)
+
+    def project(self, points: Tensor, centre: Tensor, rot: Tensor) -> tuple[Tensor, Tensor]:
+        """points (..., P, 3), centre (..., 3), rot (..., 3, 3) -> uv (..., P, 2) in frame sides, depth (..., P) cm."""
+        pc = torch.einsum("...ij,...pj->...pi", rot, points - centre[..., None, :])
+        z = pc[..., 2]
+        uv = torch.exp(self.log_focal) * pc[..., :2] / z.clamp_min(1e-3)[..., None] + self.principal_point
+        return uv, z
+
+
+def hand_keypoints(carpus: Tensor, elbow: Tensor, hand: Tensor | None) -> list[Tensor]:
+    """One hand's keypoints per group (``GROUPS`` order), each (..., P, 3) in cm.
+
+    ``carpus``/``elbow`` (..., 3) from body pose; ``hand`` (..., 24, 3) carpus-relative hand pose or None."""
+    w = torch.linspace(0.0, 1.0, FOREARM_POINTS, device=carpus.device, dtype=carpus.dtype)
+    forearm = elbow[..., None, :] + w[:, None] * (carpus - elbow)[..., None, :]
+    if hand is None:
+        return [forearm, carpus[..., None, :]] + [carpus.new_zeros(carpus.shape[:-1] + (0, 3))] * 5
+    seg = carpus[..., None, :] + hand[..., FINGER_SEGMENT, :]  # (..., 20, 3)
+    palm = torch.cat([carpus[..., None, :], seg[..., [THUMB[0], FINGERS[0][0], FINGERS[3][0]], :],
+                      seg[..., list(KNUCKLES), :]], dim=-2)
+    chains = [(THUMB, TIP_EXTENSION["thumb"])] + [(f[1:], TIP_EXTENSION["finger"]) for f in FINGERS]
+    out = [forearm, palm]
+    t = torch.linspace(0.0, 1.0, CHAIN_POINTS, device=carpus.device, dtype=carpus.dtype)
+    for idx, ext in chains:
+        joints = seg[..., list(idx), :]
+        tip = joints[..., -1, :] + ext * (joints[..., -1, :] - joints[..., -2, :])
+        poly = torch.cat([joints, tip[..., None, :]], dim=-2)  # (..., 4, 3)
+        # densify the polyline: positions at CHAIN_POINTS even parameter values along its 3 pieces
+        s = t * (poly.shape[-2] - 1)
+        lo = s.floor().long().clamp(max=poly.shape[-2] - 2)
+        frac = (s - lo.to(s.dtype))[:, None]
+        out.append(poly[..., lo, :] + frac * (poly[..., lo + 1, :] - poly[..., lo, :]))
+    return out
+
+
+class ProjectedHandKeypoints(nn.Module):
+    """Normalised body/hand pose (B, n, *shape) -> keypoint heat maps (B, n, 2 * len(GROUPS), G, G)."""
+
+    def __init__(self, grid: int, with_hand_pose: bool, cfg: ProjectionConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or ProjectionConfig()
+        self.grid, self.with_hand_pose = int(grid), bool(with_hand_pose)
+        self.camera = EgocentricCamera(self.cfg)
+        # cm = normalised * scale + offset, per axis (min-max statistics); identity until set_pose_frame
+        for name in ("body", "hand"):
+            self.register_buffer(f"{name}_offset", torch.zeros(3))
+            self.register_buffer(f"{name}_scale", torch.ones(3))
+        self.register_buffer("pose_frame_set", torch.zeros((), dtype=torch.bool))
+
+    CHANNELS = len(SIDES) * len(GROUPS)
+
+    @property
+    def channels(self) -> int:
+        return self.CHANNELS
+
+    def set_pose_frame(self, stats: schema.NormalizationStats) -> None:
+        """Store the min-max statistics that take the normalised body and hand pose back to cm."""
+        for name, modality in (("body", "body_pose"), ("hand", "hand_pose")):
+            if modality not in stats.minimum:
+                raise KeyError(f"the projected hand map needs min-max statistics for {modality!r}")
+            lo = np.asarray(stats.minimum[modality], dtype=np.float32).reshape(-1, 3)
+            hi = np.asarray(stats.maximum[modality], dtype=np.float32).reshape(-1, 3)
+            if lo.shape[0] != 1:
+                raise ValueError(f"{modality} statistics must be per axis (1, 3), got {lo.shape}")
+            getattr(self, f"{name}_offset").copy_(torch.from_numpy(lo[0]))
+            getattr(self, f"{name}_scale").copy_(torch.from_numpy(np.maximum(hi[0] - lo[0], 1e-6)))
+        self.pose_frame_set.fill_(True)
+
+    def splat(self, uv: Tensor, depth: Tensor) -> Tensor:
+        """uv (..., P, 2), depth (..., P) -> (..., G, G): max over points of a Gaussian at each, 0 behind the camera."""
+        g = self.grid
+        centres = (torch.arange(g, device=uv.device, dtype=uv.dtype) + 0.5) / g
+        du = (centres - uv[..., 0:1]) ** 2  # (..., P, G) along x
+        dv = (centres - uv[..., 1:2]) ** 2  # (..., P, G) along y
+        heat = torch.exp(-(dv[..., :, None] + du[..., None, :]) / (2 * self.cfg.sigma ** 2))  # (..., P, G, G)
+        heat = heat * (depth > 2.0).to(heat.dtype)[..., None, None]
+        return heat.amax(dim=-3) if heat.shape[-3] else heat.new_zeros(heat.shape[:-3] + (g, g))
+
+    def forward(self, body: Tensor, hand: Tensor | None) -> Tensor:
+        """body (B, n, 28, 3) normalised; hand (B, n, 2, 24, 3) normalised or None -> (B, n, 14, G, G)."""
+        body_cm = body.float() * self.body_scale + self.body_offset
+        hand_cm = hand.float() * self.hand_scale + self.hand_offset if hand is not None else None
+        centre, rot = self.camera.pose(body_cm)  # (B, n, 3), (B, n, 3, 3)
+        maps = []
+        for s, side in enumerate(SIDES):
+            groups = hand_keypoints(body_cm[..., BODY[f"{side} Hand"], :], body_cm[..., BODY[f"{side} Forearm"], :],
+                                    hand_cm[..., s, :, :] if hand_cm is not None else None)
+            for points in groups:
+                uv, z = self.camera.project(points, centre, rot)
+                maps.append(self.splat(uv, z))
+        return torch.stack(maps, dim=2)  # (B, n, 14, G, G)
+
+
+__all__ = ["EgocentricCamera", "ProjectedHandKeypoints", "ProjectionConfig", "GROUPS", "hand_keypoints"]

@@ -1,0 +1,209 @@
+"""Projected hand keypoints: the head camera, the keypoint heat maps, and the projected hand placement map."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures.models import randomize_zero_init
+from mmsim_core import MultisensoryVideoPipeline
+from mmsim_core.models.action_encoder import ActionEncoderConfig
+from mmsim_core.models.hand_map import HandPlacementMap
+from mmsim_core.models.hand_projection import GROUPS, ProjectedHandKeypoints, ProjectionConfig
+from mmsim_core.presets import get_preset
+from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
+from mmsim_core.synth import kinematics as kin
+from mmsim_core.synth import world
+from mmsim_core.training_step import MultisensorySimulator
+
+H, F, T = 4, 8, 12
+CROP_LEFT, CROP_SIDE = 70.0, 180.0  # the 320x180 world frame's centre crop
+
+
+def standing_body(rng: np.random.Generator) -> np.ndarray:
+    """A plausible raw body pose (28, 3) in cm: head above the neck, shoulders level, hands ahead and below."""
+    bp = rng.normal(0.0, 1.0, (28, 3))
+    bi = kin.BODY_INDEX
+    bp[bi["Neck"]] = [0.0, 2.0, 45.0]
+    bp[bi["Head"]] = [rng.normal(0, 1.5), 4.0 + rng.normal(0, 2), 60.0]
+    bp[bi["Left Upper Arm"]], bp[bi["Right Upper Arm"]] = [-18.0, 0.0, 38.0], [18.0, 0.0, 38.0]
+    bp[bi["Left Forearm"]], bp[bi["Right Forearm"]] = [-20.0, 15.0, 12.0], [20.0, 15.0, 12.0]
+    bp[bi["Left Hand"]] = [-12.0 + rng.normal(0, 3), 40.0 + rng.normal(0, 3), 5.0]
+    bp[bi["Right Hand"]] = [12.0 + rng.normal(0, 3), 40.0 + rng.normal(0, 3), 5.0]
+    return bp
+
+
+def world_pixels(bp: np.ndarray, points: np.ndarray, pitch0: float) -> np.ndarray:
+    """The synthetic world's projection of ``points`` (N, 3), in the model's frame-side units."""
+    scene = types.SimpleNamespace(pitch0=pitch0, image_size=world.IMAGE_SIZE, focal=world.FOCAL_PX)
+    px, _ = world.camera_from_body(bp, scene).project(points)
+    return np.stack([(px[:, 0] - CROP_LEFT) / CROP_SIDE, px[:, 1] / CROP_SIDE], axis=-1)
+
+
+def test_camera_matches_the_world_rig():
+    rng = np.random.default_rng(0)
+    pitch0 = np.deg2rad(34.0)
+    proj = ProjectedHandKeypoints(64, True, ProjectionConfig(pitch0_deg=34.0))  # identity pose frame: cm in
+    for _ in range(5):
+        bp = standing_body(rng)
+        points = bp[[kin.BODY_INDEX["Left Hand"], kin.BODY_INDEX["Right Hand"], kin.BODY_INDEX["Right Forearm"]]]
+        body = torch.as_tensor(bp, dtype=torch.float32)
+        with torch.no_grad():
+            centre, rot = proj.camera.pose(body)
+            uv, z = proj.camera.project(torch.as_tensor(points, dtype=torch.float32), centre, rot)
+        assert (z > 0).all()
+        np.testing.assert_allclose(uv.numpy(), world_pixels(bp, points, pitch0), atol=1e-4)
+
+
+def test_heat_maps_peak_at_the_projected_hands_and_are_differentiable():
+    rng = np.random.default_rng(1)
+    bp = standing_body(rng)
+    hand = rng.normal(0.0, 3.0, (2, 24, 3)).astype(np.float32)
+    proj = ProjectedHandKeypoints(64, True, ProjectionConfig(pitch0_deg=36.0))
+    body_t = torch.as_tensor(bp, dtype=torch.float32)[None, None]
+    maps = proj(body_t, torch.as_tensor(hand)[None, None])  # (1, 1, 14, 64, 64)
+    assert maps.shape == (1, 1, 2 * len(GROUPS), 64, 64)
+    assert float(maps.detach().min()) >= 0.0 and float(maps.detach().max()) <= 1.0
+    # the right palm channel peaks at the right carpus' pixel (the carpus is one of its points)
+    u, v = world_pixels(bp, bp[[kin.BODY_INDEX["Right Hand"]]], np.deg2rad(36.0))[0]
+    palm = maps[0, 0, len(GROUPS) + GROUPS.index("palm")]
+    assert float(palm.detach()[int(v * 64), int(u * 64)]) > 0.5
+    # the camera's numbers learn through the maps
+    maps.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in proj.camera.parameters())
+
+
+def test_without_hand_pose_only_forearm_and_carpus_are_drawn():
+    bp = torch.as_tensor(standing_body(np.random.default_rng(2)), dtype=torch.float32)[None, None]
+    proj = ProjectedHandKeypoints(32, False)
+    maps = proj(bp, None)[0, 0]  # (14, 32, 32)
+    k = len(GROUPS)
+    for side in (0, 1):
+        assert maps[side * k + GROUPS.index("forearm")].max() > 0.5
+        assert maps[side * k + GROUPS.index("palm")].max() > 0.5  # the carpus alone
+        assert torch.equal(maps[side * k + 2: (side + 1) * k], torch.zeros_like(maps[side * k + 2: (side + 1) * k]))
+
+
+def test_points_behind_the_camera_draw_nothing():
+    bp = standing_body(np.random.default_rng(3))
+    bp[kin.BODY_INDEX["Right Hand"]] = bp[kin.BODY_INDEX["Head"]] + [0.0, -30.0, 0.0]  # behind the head
+    bp[kin.BODY_INDEX["Right Forearm"]] = bp[kin.BODY_INDEX["Head"]] + [0.0, -40.0, 0.0]
+    bp[kin.BODY_INDEX["Left Hand"]] = [-4.0, 45.0, 30.0]  # in the middle of the picture
+    u, v = world_pixels(bp, bp[[kin.BODY_INDEX["Left Hand"]]], np.deg2rad(36.0))[0]
+    assert 0.1 < u < 0.9 and 0.1 < v < 0.9
+    maps = ProjectedHandKeypoints(64, False)(torch.as_tensor(bp, dtype=torch.float32)[None, None], None)[0, 0]
+    k = len(GROUPS)
+    assert maps[k: k + 2].max() == 0  # right forearm and palm
+    assert maps[:2].max() > 0.5  # the left hand is still in front
+
+
+def test_pose_frame_takes_normalised_signals_back_to_cm():
+    rng = np.random.default_rng(4)
+    bp = standing_body(rng).astype(np.float32)
+    hand = rng.normal(0.0, 3.0, (2, 24, 3)).astype(np.float32)
+    stats = NormalizationStats(minimum={"body_pose": np.array([[-50.0, -10.0, -100.0]], np.float32),
+                                        "hand_pose": np.array([[[-15.0, -5.0, -20.0]]], np.float32)},
+                               maximum={"body_pose": np.array([[50.0, 70.0, 80.0]], np.float32),
+                                        "hand_pose": np.array([[[15.0, 20.0, 5.0]]], np.float32)})
+    from mmsim_core.schema import normalize
+
+    raw = ProjectedHandKeypoints(32, True)
+    frame = ProjectedHandKeypoints(32, True)
+    assert not bool(frame.pose_frame_set)
+    frame.set_pose_frame(stats)
+    assert bool(frame.pose_frame_set)
+    a = raw(torch.as_tensor(bp)[None, None], torch.as_tensor(hand)[None, None])
+    b = frame(torch.as_tensor(normalize("body_pose", bp, stats))[None, None],
+              torch.as_tensor(normalize("hand_pose", hand, stats))[None, None])
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    with pytest.raises(KeyError, match="body_pose"):
+        frame.set_pose_frame(NormalizationStats())
+
+
+def _actions(b=3, seed=0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(b, T, *MODALITIES[n].shape, generator=g) for n in MODALITY_NAMES}
+
+
+def _present(b=3, **absent) -> dict[str, torch.Tensor]:
+    out = {n: torch.ones(b, dtype=torch.bool) for n in MODALITY_NAMES}
+    for n, rows in absent.items():
+        out[n][rows] = False
+    return out
+
+
+def test_projected_map_channels_and_missing_modalities():
+    torch.manual_seed(0)
+    c, g, k = 3, 16, 2 * len(GROUPS)
+    hm = HandPlacementMap(MODALITY_NAMES, H, channels=c, grid=g, hidden=32, placement="projected")
+    randomize_zero_init(hm, seed=0, std=0.5)
+    assert hm.out_channels == 2 * c + 2 * k == HandPlacementMap.count_channels(MODALITY_NAMES, c, "projected")
+    acts = _actions()
+    out, occ = hm(acts, _present(body_pose=[1], hand_pose=[2]), 3, T)
+    assert occ is None  # nothing to learn by the placement loss
+    assert out.shape == (3, F, 2 * c + 2 * k, g, g) and torch.isfinite(out).all()
+    keypoints = out[:, :, 2 * c:]
+    assert keypoints[0].abs().sum() > 0
+    assert torch.equal(keypoints[1], torch.zeros_like(keypoints[1]))  # no body pose: nothing placed
+    # no hand pose: the same forearm as with it, no fingers
+    fingers = [s * len(GROUPS) + i for s in (0, 1) for i in range(2, len(GROUPS))]
+    assert keypoints[2][:, fingers].abs().sum() == 0 and keypoints[0][:, fingers].abs().sum() > 0
+    alone, _ = hm(acts, _present(hand_pose=[0, 1, 2]), 3, T)
+    torch.testing.assert_close(alone[2, :, 2 * c:], keypoints[2])
+    # the "then" keypoints (last context step) are the same for every future frame
+    then = out[:, :, 2 * c + k:]
+    torch.testing.assert_close(then, then[:, :1].expand_as(then))
+    # a projected map needs body pose; without it the map falls back to the learned/uniform one
+    no_body = tuple(m for m in MODALITY_NAMES if m != "body_pose")
+    assert HandPlacementMap(no_body, H, channels=c, grid=g, placement="projected").out_channels == 2 * c
+    assert HandPlacementMap.count_channels(no_body, c, "projected") == 2 * c
+
+
+def test_config_validates_the_placement():
+    with pytest.raises(ValueError, match="hand_map_placement must be one of"):
+        ActionEncoderConfig(hand_map_channels=2, hand_map_placement="guessed")
+    with pytest.raises(ValueError, match="hand_map_camera"):
+        ActionEncoderConfig(hand_map_channels=2, hand_map_placement="projected", hand_map_camera={"fov": 1.0})
+    cfg = get_preset("mmsim-tiny", action_encoder={"hand_map_channels": 2, "hand_map_placement": "projected"},
+                     denoiser={"spatial_cells": 4})
+    assert cfg.denoiser.spatial_channels == 2 * 2 + 2 * 2 * len(GROUPS)
+
+
+def test_projected_map_trains_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    cfg = get_preset("mmsim-tiny", condition_drop_prob=0.0,
+                     action_encoder={"hand_map_channels": 2, "hand_map_placement": "projected", "hand_map_grid": 16,
+                                     "hand_map_camera": {"pitch0_deg": 30.0}},
+                     denoiser={"spatial_cells": 4})
+    sim = MultisensorySimulator.from_config(cfg).train()
+    stats = NormalizationStats(minimum={"body_pose": np.full((1, 3), -60.0, np.float32),
+                                        "hand_pose": np.full((1, 1, 3), -15.0, np.float32)},
+                               maximum={"body_pose": np.full((1, 3), 60.0, np.float32),
+                                        "hand_pose": np.full((1, 1, 3), 15.0, np.float32)})
+    sim.action_encoder.hand_map.set_pose_frame(stats)
+    assert np.isclose(float(sim.action_encoder.hand_map.projection.camera.pitch0), np.deg2rad(30.0))
+    randomize_zero_init(sim.denoiser.spatial_in, seed=0, std=0.5)
+    rng = np.random.default_rng(0)
+    batch = {"context": rng.integers(0, 256, (4, H, 64, 64, 3), dtype=np.uint8),
+             "future": rng.integers(0, 256, (4, F, 64, 64, 3), dtype=np.uint8),
+             "actions": {n: rng.random((4, T, *MODALITIES[n].shape), dtype=np.float32) for n in MODALITY_NAMES}}
+    losses = sim(batch, generator=torch.Generator().manual_seed(0))
+    assert float(losses.placement) == 0.0
+    losses.total.backward()
+    assert sim.action_encoder.hand_map.projection.camera.log_focal.grad is not None
+
+    pipe = sim.eval().to_pipeline(normalization_stats=stats)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = MultisensoryVideoPipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    proj = loaded.action_encoder.hand_map.projection
+    assert bool(proj.pose_frame_set) and torch.allclose(proj.body_scale, torch.full((3,), 120.0))
+    kw = dict(context=batch["context"][:2], actions={n: v[:2] for n, v in batch["actions"].items()},
+              num_inference_steps=1)
+    a = pipe(**kw, generator=torch.Generator().manual_seed(0)).frames
+    b = loaded(**kw, generator=torch.Generator().manual_seed(0)).frames
+    assert np.array_equal(a, b)
