@@ -61,7 +61,9 @@ def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict
         if path == "both":
             return cond
         y = cond.y if path == "y" else encode({}, context_features, None, text).y
+        # a projected_warp map's keypoint flow moves pixels: it goes with the warp, not the map
         return replace(cond, y=y, ego_motion=cond.ego_motion if path == "warp" else None,
+                       hand_flow=cond.hand_flow if path == "warp" else None,
                        hand_map=cond.hand_map if path == "map" else None)
 
     pipe.encode_conditions = conditions  # the pipeline's one seam between actions and denoiser
@@ -74,12 +76,14 @@ def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict
 
 @torch.no_grad()
 def warped_last_frame(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict) -> torch.Tensor:
-    """The checkpoint's ego-motion warp of the last context frame, no denoiser (N, F, 3, H, W) in [0, 1];
-    the last frame itself when the checkpoint has no warp."""
+    """The checkpoint's ego-motion warp of the last context frame (with a projected_warp map, the hands moved
+    with their keypoints too), no denoiser (N, F, 3, H, W) in [0, 1]; the last frame itself when the
+    checkpoint has no warp."""
     frames, features = pipe.encode_context(context)
-    ego = pipe.encode_conditions(actions, features, context_frames=frames).ego_motion
-    last = frames[:, -1]
-    anchor = warp(last, ego) if ego is not None else last[:, None].expand(-1, pipe.future_frames, -1, -1, -1)
+    cond = pipe.encode_conditions(actions, features, context_frames=frames)
+    anchor = pipe.denoiser.anchor(frames, cond.ego_motion, cond.hand_flow)
+    if anchor is None:  # a model of whole frames: no warp
+        anchor = frames[:, -1:].expand(-1, pipe.future_frames, -1, -1, -1)
     return (anchor.float().clamp(-1, 1) + 1) / 2
 
 

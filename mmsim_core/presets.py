@@ -193,6 +193,12 @@ class SimulatorConfig:
         self.action_encoder = replace(
             self.action_encoder, num_steps=self.context_frames + self.future_frames, context_steps=self.context_frames
         )
+        if (self.action_encoder.has_hand_map and self.action_encoder.hand_map_placement == "projected_warp"
+                and self.denoiser.target != "warped_residual"):
+            raise ValueError(
+                "action_encoder.hand_map_placement='projected_warp' moves the hands in the warped residual's anchor; "
+                f"it needs denoiser.target='warped_residual', got {self.denoiser.target!r}"
+            )
         if self.action_encoder.has_ego_motion and self.denoiser.target != "warped_residual":
             raise ValueError(
                 "action_encoder.ego_motion_from / ego_motion_context need denoiser.target='warped_residual' (only that "

@@ -280,8 +280,9 @@ class MultisensorySimulator(nn.Module):
         # Diffusion loss on the future frames (or their residual from the last context frame, possibly
         # warped by the actions' ego-motion; the warp learns from its own photometric loss).
         ego_motion = getattr(enc, "ego_motion", None)  # (B, F, 2, 3) | None
-        anchor = self.denoiser.anchor(context, ego_motion)  # None | (B, F, 3, H, W)
-        if ego_motion is not None and self.denoiser.config.target == "warped_residual":
+        hand_flow = getattr(enc, "hand_flow", None)  # (B, F, 3, H, W) | None
+        anchor = self.denoiser.anchor(context, ego_motion, hand_flow)  # None | (B, F, 3, H, W)
+        if (ego_motion is not None or hand_flow is not None) and self.denoiser.config.target == "warped_residual":
             motion = photometric_loss(anchor, future)
             anchor = anchor.detach()
         else:

@@ -49,7 +49,7 @@ def spatial_spread(m: torch.Tensor) -> torch.Tensor:
 
 def test_shape_and_all_absent_sample_is_zero():
     hm = hand_map().train()
-    out, occ = hm(actions(), present(**{n: [2] for n in MODALITY_NAMES}), 3, T)
+    out, occ, _ = hm(actions(), present(**{n: [2] for n in MODALITY_NAMES}), 3, T)
     assert occ.shape == (3, F + 1, 2, G, G)
     assert out.shape == (3, F, 2 * C, G, G) and hm.out_channels == 2 * C
     assert torch.isfinite(out).all()
@@ -82,7 +82,7 @@ def test_body_pose_alone_still_places_the_hands():
 
 def test_hand_pose_alone_is_global():
     hm = hand_map(("hand_pose",)).eval()
-    out, occupancy = hm(actions(names=("hand_pose",)), present(), 3, T)
+    out, occupancy, _ = hm(actions(names=("hand_pose",)), present(), 3, T)
     assert spatial_spread(out).max() < 1e-6 and out.abs().max() > 0
     assert occupancy is None  # nothing to place, nothing for the placement loss to train
 

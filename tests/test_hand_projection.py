@@ -142,7 +142,8 @@ def test_projected_map_channels_and_missing_modalities():
     randomize_zero_init(hm, seed=0, std=0.5)
     assert hm.out_channels == 2 * c + 2 * k == HandPlacementMap.count_channels(MODALITY_NAMES, c, "projected")
     acts = _actions()
-    out, occ = hm(acts, _present(body_pose=[1], hand_pose=[2]), 3, T)
+    out, occ, flow = hm(acts, _present(body_pose=[1], hand_pose=[2]), 3, T)
+    assert flow is None  # only projected_warp moves pixels
     assert occ is None  # nothing to learn by the placement loss
     assert out.shape == (3, F, 2 * c + 2 * k, g, g) and torch.isfinite(out).all()
     keypoints = out[:, :, 2 * c:]
@@ -151,8 +152,8 @@ def test_projected_map_channels_and_missing_modalities():
     # no hand pose: the same forearm as with it, no fingers
     fingers = [s * len(GROUPS) + i for s in (0, 1) for i in range(2, len(GROUPS))]
     assert keypoints[2][:, fingers].abs().sum() == 0 and keypoints[0][:, fingers].abs().sum() > 0
-    alone, _ = hm(acts, _present(hand_pose=[0, 1, 2]), 3, T)
-    torch.testing.assert_close(alone[2, :, 2 * c:], keypoints[2])
+    alone = hm(acts, _present(hand_pose=[0, 1, 2]), 3, T)
+    torch.testing.assert_close(alone.map[2, :, 2 * c:], keypoints[2])
     # the "then" keypoints (last context step) are the same for every future frame
     then = out[:, :, 2 * c + k:]
     torch.testing.assert_close(then, then[:, :1].expand_as(then))
@@ -184,7 +185,7 @@ def test_projected_map_trains_and_round_trips(tmp_path):
                                maximum={"body_pose": np.full((1, 3), 60.0, np.float32),
                                         "hand_pose": np.full((1, 1, 3), 15.0, np.float32)})
     sim.action_encoder.hand_map.set_pose_frame(stats)
-    assert np.isclose(float(sim.action_encoder.hand_map.projection.camera.pitch0), np.deg2rad(30.0))
+    assert np.isclose(float(sim.action_encoder.hand_map.projection.camera.pitch0.detach()), np.deg2rad(30.0))
     randomize_zero_init(sim.denoiser.spatial_in, seed=0, std=0.5)
     rng = np.random.default_rng(0)
     batch = {"context": rng.integers(0, 256, (4, H, 64, 64, 3), dtype=np.uint8),
@@ -207,3 +208,69 @@ def test_projected_map_trains_and_round_trips(tmp_path):
     a = pipe(**kw, generator=torch.Generator().manual_seed(0)).frames
     b = loaded(**kw, generator=torch.Generator().manual_seed(0)).frames
     assert np.array_equal(a, b)
+
+
+def test_keypoint_flow_moves_pixels_with_their_keypoints():
+    from mmsim_core.models.hand_projection import keypoint_flow
+
+    # one visible keypoint moving from (0.25, 0.5) to (0.5, 0.5); one behind the camera at the second step
+    uv = torch.tensor([[[[0.25, 0.5], [0.8, 0.8]], [[0.5, 0.5], [0.8, 0.2]]]])  # (B=1, n=2, P=2, 2)
+    z = torch.tensor([[[50.0, 50.0], [50.0, -5.0]]])
+    flow = keypoint_flow([(uv, z)], 32, radius=2.0 / 32)  # (1, 1, 3, 32, 32)
+    assert flow.shape == (1, 1, 3, 32, 32)
+    offset, alpha = flow[0, 0, :2], flow[0, 0, 2]
+    assert float(alpha[16, 16]) > 0.8 and float(alpha[2, 2]) < 1e-3
+    assert float(alpha[6, 25]) < 1e-3  # the keypoint behind the camera moves nothing
+    # around its new place, pixels come from a quarter frame to the left: -0.25 frame sides = -0.5 grid units
+    torch.testing.assert_close(offset[:, 15:17, 15:17], torch.tensor([-0.5, 0.0])[:, None, None].expand(2, 2, 2))
+
+
+def test_anchor_moves_the_hand_pixels_with_the_flow():
+    from mmsim_core.models.ego_motion import warp
+
+    frame = -torch.ones(1, 3, 32, 32)
+    frame[:, :, 14:18, 6:10] = 1.0  # a bright patch centred at x = 0.25
+    uv = torch.tensor([[[[0.25, 0.5]], [[0.5, 0.5]]]])
+    from mmsim_core.models.hand_projection import keypoint_flow
+
+    flow = keypoint_flow([(uv, torch.full((1, 2, 1), 50.0))], 32, radius=3.0 / 32)
+    identity = torch.eye(2, 3).expand(1, 1, 2, 3)
+    moved = warp(frame, identity, flow)[0, 0]  # (3, 32, 32)
+    assert float(moved[0, 16, 16]) > 0.8  # the patch is now at x = 0.5
+    torch.testing.assert_close(warp(frame, identity)[0, 0], frame[0])  # no flow: the affine alone
+
+
+def test_projected_warp_map_hands_the_flow_to_the_anchor(tmp_path):
+    torch.manual_seed(0)
+    enc = {"hand_map_channels": 2, "hand_map_placement": "projected_warp", "hand_map_grid": 16}
+    cfg = get_preset("mmsim-tiny", condition_drop_prob=0.0, action_encoder=enc, denoiser={"spatial_cells": 4})
+    sim = MultisensorySimulator.from_config(cfg).train()
+    stats = NormalizationStats(minimum={"body_pose": np.full((1, 3), -100.0, np.float32),
+                                        "hand_pose": np.full((1, 1, 3), -15.0, np.float32)},
+                               maximum={"body_pose": np.full((1, 3), 100.0, np.float32),
+                                        "hand_pose": np.full((1, 1, 3), 15.0, np.float32)})
+    sim.action_encoder.hand_map.set_pose_frame(stats)
+    from mmsim_core.schema import normalize
+
+    acts = _actions(b=2)  # a standing body; the hands' fingers move at random around the carpus
+    body = normalize("body_pose", standing_body(np.random.default_rng(5)).astype(np.float32), stats)
+    acts["body_pose"] = torch.as_tensor(body)[None, None].expand(2, T, -1, -1).contiguous()
+    out = sim.action_encoder.hand_map(acts, _present(b=2, body_pose=[1]), 2, T)
+    assert out.flow.shape == (2, F, 3, 64, 64)
+    assert out.flow[1].abs().sum() == 0  # no body pose: nothing moves
+    assert float(out.flow[0, :, 2].detach().max()) > 0.5
+    rng = np.random.default_rng(0)
+    batch = {"context": rng.integers(0, 256, (4, H, 64, 64, 3), dtype=np.uint8),
+             "future": rng.integers(0, 256, (4, F, 64, 64, 3), dtype=np.uint8),
+             "actions": {n: rng.random((4, T, *MODALITIES[n].shape), dtype=np.float32) for n in MODALITY_NAMES}}
+    batch["actions"]["body_pose"] = np.broadcast_to(body, (4, T) + body.shape).copy()
+    losses = sim(batch, generator=torch.Generator().manual_seed(0))
+    losses.motion.backward()  # the photometric loss of the moved anchor reaches the camera
+    assert sim.action_encoder.hand_map.projection.camera.pitch0.grad is not None
+    pipe = sim.eval().to_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(context=batch["context"][:2], actions={n: v[:2] for n, v in batch["actions"].items()},
+                  num_inference_steps=1, generator=torch.Generator().manual_seed(0)).frames
+    assert frames.shape == (2, F, 64, 64, 3)
+    with pytest.raises(ValueError, match="projected_warp"):
+        get_preset("mmsim-tiny", action_encoder={**enc, "ego_motion_from": ()}, denoiser={"target": "frames"})

@@ -82,8 +82,10 @@ class ActionEncoderConfig:
     hand_map_hidden: int = 256
     """Hidden width of the hand map's where / what MLPs."""
     hand_map_placement: str = "learned"
-    """How the map finds the hands: ``learned`` (an MLP on body pose) or ``projected`` (their keypoints
-    through the head camera, ``hand_projection.py``; adds 28 keypoint channels with body pose)."""
+    """How the map finds the hands: ``learned`` (an MLP on body pose), ``projected`` (their keypoints
+    through the head camera, ``hand_projection.py``; adds 28 keypoint channels with body pose), or
+    ``projected_warp`` (also moves the hands' pixels of the last context frame with their keypoints, in
+    the anchor of a warped residual)."""
     hand_map_camera: dict | None = None
     """:class:`~mmsim_core.models.hand_projection.ProjectionConfig` fields for a projected map (the initial
     camera rig); None = the synthetic world's."""
@@ -183,18 +185,19 @@ def build_ego_motion(cfg: ActionEncoderConfig) -> EgoMotionHead | None:
 
 
 def motion_and_map(encoder: nn.Module, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int, steps: int,
-                   context_frames: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+                   context_frames: Tensor | None = None) -> dict[str, Tensor | None]:
     """What ``encoder``'s ego-motion head and hand placement map (ours; either may be None) make of the raw
-    signals: warps (B, F, 2, 3), map (B, F, 2C, G, G) and occupancy (B, F+1, 2, G, G), None where not built,
-    where there is no future step, or for a head that reads the context motion when no frames were given."""
-    ego = spatial = occupancy = None
+    signals, as :class:`ActionEncoderOutput` fields: ``ego_motion`` (B, F, 2, 3), ``hand_map`` (B, F, 2C, G, G),
+    ``hand_occupancy`` (B, F+1, 2, G, G) and ``hand_flow`` (B, F, 3, H, W); None where not built, where there
+    is no future step, or for a head that reads the context motion when no frames were given."""
+    out = dict.fromkeys(("ego_motion", "hand_map", "hand_occupancy", "hand_flow"))
     if steps <= encoder.cfg.context_steps:
-        return ego, spatial, occupancy
+        return out
     if encoder.ego_motion is not None and encoder.ego_motion.can_run(context_frames):
-        ego = encoder.ego_motion(actions, present, batch, steps, context_frames)
+        out["ego_motion"] = encoder.ego_motion(actions, present, batch, steps, context_frames)
     if encoder.hand_map is not None:
-        spatial, occupancy = encoder.hand_map(actions, present, batch, steps)
-    return ego, spatial, occupancy
+        out["hand_map"], out["hand_occupancy"], out["hand_flow"] = encoder.hand_map(actions, present, batch, steps)
+    return out
 
 
 def build_hand_map(cfg: ActionEncoderConfig) -> HandPlacementMap | None:
@@ -227,6 +230,9 @@ class ActionEncoderOutput(BaseOutput):
     hand_occupancy: Tensor | None = None
     """(B, F+1, 2, G, G) where the map placed each hand at steps h-1..T-1, trained by ``placement_loss``
     (None without a map, or for a map without body pose)."""
+    hand_flow: Tensor | None = None
+    """(B, F, 3, H, W) a ``projected_warp`` map's local warp of the last context frame: offset x, y (grid
+    units) and how much the hands own each pixel (None otherwise)."""
 
 
 class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
@@ -422,7 +428,6 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
 
         ssl = torch.stack(ssl_terms).sum() if ssl_terms else torch.zeros((), device=device, dtype=dtype)
         nl = norm_loss(inter, target_features, sample_mask=~none) if target_features is not None else None
-        ego, spatial, occupancy = motion_and_map(self, actions, present_by_name, B, T, context_frames)
         return ActionEncoderOutput(
             interaction=inter,
             fused=fused,
@@ -430,7 +435,5 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             fusion_weights=weights,
             ssl_loss=ssl,
             norm_loss=nl,
-            ego_motion=ego,
-            hand_map=spatial,
-            hand_occupancy=occupancy,
+            **motion_and_map(self, actions, present_by_name, B, T, context_frames),
         )

@@ -161,13 +161,12 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
         y = self._with_null(y, present)
         B, T = y.shape[:2]
         present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
-        ego, spatial, occupancy = motion_and_map(self, actions, present_by_name, B, T, context_frames)
+        motion = motion_and_map(self, actions, present_by_name, B, T, context_frames)
         feats = None
         if features is not None:
             feats = {name: features[:, :, i] for i, name in enumerate(self.cfg.modalities)}
         return ActionEncoderOutput(interaction=y, fused=y, modality_features=feats, fusion_weights=None,
-                                   ssl_loss=aux, norm_loss=None, ego_motion=ego, hand_map=spatial,
-                                   hand_occupancy=occupancy)
+                                   ssl_loss=aux, norm_loss=None, **motion)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -375,17 +375,20 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         return model
 
     # ------------------------------------------------------------------------------------------
-    def anchor(self, context: Tensor, ego_motion: Tensor | None = None) -> Tensor | None:
+    def anchor(self, context: Tensor, ego_motion: Tensor | None = None, hand_flow: Tensor | None = None) -> Tensor | None:
         """What the sample is measured from, (B, F, C, H, W): None for ``"frames"``, the last context
         frame for ``"residual"``, that frame warped by ``ego_motion`` (affines (B, F, 2, 3) from the
-        action encoder; None = no motion known, the identity) for ``"warped_residual"``."""
+        action encoder; None = no motion known, the identity) and, where ``hand_flow`` (B, F, 3, H, W) puts
+        the hands, moved with them, for ``"warped_residual"``."""
         cfg = self.cfg
         if cfg.target == "frames":
             return None
         last = context[:, -1]  # (B, C, H, W)
-        if cfg.target == "residual" or ego_motion is None:
+        if cfg.target == "residual" or (ego_motion is None and hand_flow is None):
             return last[:, None].expand(-1, cfg.num_frames, -1, -1, -1)
-        return warp(last, ego_motion)
+        if ego_motion is None:
+            ego_motion = torch.eye(2, 3, device=last.device, dtype=torch.float32).expand(last.shape[0], cfg.num_frames, 2, 3)
+        return warp(last, ego_motion, hand_flow)
 
     def frames_to_sample(self, future: Tensor, context: Tensor, anchor: Tensor | None = None) -> Tensor:
         """Future frames (B, F, 3, H, W) in [-1, 1] -> the clean sample x0 the diffusion models.

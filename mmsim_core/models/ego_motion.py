@@ -186,14 +186,22 @@ def masked_batch_norm(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
     return F.batch_norm(x, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
 
 
-def warp(frame: Tensor, affine: Tensor) -> Tensor:
+def warp(frame: Tensor, affine: Tensor, local: Tensor | None = None) -> Tensor:
     """Warp one frame (B, C, H, W) by each of F affines (B, F, 2, 3) -> (B, F, C, H, W).
 
     The affine maps output to input coordinates in [-1, 1] (``F.affine_grid``); pixels that come from
-    outside the frame repeat its border."""
+    outside the frame repeat its border. ``local`` (B, F, 3, H, W), a hand map's keypoint flow (offset x, y
+    in those units, alpha), takes over where alpha says the hands are: there the source is the pixel plus
+    the offset, blended with the affine's source by alpha."""
     b, f = affine.shape[:2]
     src = frame.float().repeat_interleave(f, dim=0)  # (B*F, C, H, W)
     grid = F.affine_grid(rearrange(affine.float(), "b f r c -> (b f) r c"), list(src.shape), align_corners=False)
+    if local is not None:
+        eye = torch.eye(2, 3, device=grid.device, dtype=grid.dtype).expand(b * f, 2, 3)
+        here = F.affine_grid(eye, list(src.shape), align_corners=False)  # (B*F, H, W, 2)
+        local = rearrange(local.float(), "b f c y x -> (b f) y x c")
+        alpha = local[..., 2:3]
+        grid = (1 - alpha) * grid + alpha * (here + local[..., :2])
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return rearrange(out, "(b f) c y x -> b f c y x", b=b).to(frame.dtype)
 

@@ -31,20 +31,33 @@ with the map starts exactly as one without it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from mmsim_core.models.ego_motion import masked_batch_norm
-from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig
+from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig, keypoint_flow
 from mmsim_core.schema import MODALITIES
 
 WHERE_FROM = "body_pose"
 WHAT_FROM = ("hand_pose", "emg", "hand_force")
-PLACEMENTS = ("learned", "projected")
+PLACEMENTS = ("learned", "projected", "projected_warp")
 """How *where* is found: an MLP on body pose (``learned``), or the hands' keypoints projected through the
-head camera (``projected``, :mod:`~mmsim_core.models.hand_projection`), which also adds their heat maps."""
+head camera (``projected``, :mod:`~mmsim_core.models.hand_projection`), which also adds their heat maps;
+``projected_warp`` also moves the hands' pixels of the last context frame with their keypoints
+(:func:`~mmsim_core.models.hand_projection.keypoint_flow`), into the anchor the residual is measured from."""
+
+
+class HandMapOutput(NamedTuple):
+    map: Tensor
+    """(B, F, out_channels, G, G) the spatial condition."""
+    occupancy: Tensor | None
+    """(B, F+1, 2, G, G) where a learned map placed each hand, steps h-1..T-1, for :func:`placement_loss`."""
+    flow: Tensor | None = None
+    """(B, F, 3, S, S) a ``projected_warp`` map's local warp of the last context frame (offset x, y, alpha)."""
 FORCE_POOL = 4
 """Tactile maps (32x32 per hand) are average-pooled by this factor (to 8x8) before the MLP."""
 SIDES = 2
@@ -65,7 +78,8 @@ class HandPlacementMap(nn.Module):
     """Raw action signals (B, h+F, *shape) -> spatial condition (B, F, 2C, G, G): C "now" + C "then"."""
 
     def __init__(self, modalities: tuple[str, ...], context_steps: int, channels: int = 8, grid: int = 16,
-                 hidden: int = 256, placement: str = "learned", camera: ProjectionConfig | None = None):
+                 hidden: int = 256, placement: str = "learned", camera: ProjectionConfig | None = None,
+                 frame_size: int = 64):
         super().__init__()
         if channels < 1 or grid < 1 or hidden < 1:
             raise ValueError(f"channels, grid and hidden must be positive, got {channels}, {grid}, {hidden}")
@@ -78,7 +92,10 @@ class HandPlacementMap(nn.Module):
             raise ValueError(f"a hand placement map needs body_pose or a hand modality {list(WHAT_FROM)}, got {list(modalities)}")
         # Projection needs body pose (hand pose is carpus-relative); without it the map stays learned/uniform.
         self.projection = None
-        if placement == "projected" and self.where_from:
+        self.warps = placement == "projected_warp" and self.where_from
+        self.flow_size = max(1, int(frame_size) // 2)  # the warp is smooth; half resolution, upsampled
+        self.frame_size = int(frame_size)
+        if placement in ("projected", "projected_warp") and self.where_from:
             self.projection = ProjectedHandKeypoints(grid, "hand_pose" in modalities, camera)
         elif self.where_from:
             size = MODALITIES[WHERE_FROM].size
@@ -100,7 +117,7 @@ class HandPlacementMap(nn.Module):
     @staticmethod
     def count_channels(modalities: tuple[str, ...], channels: int, placement: str) -> int:
         """:attr:`out_channels` of a map built with these arguments, without building it."""
-        projected = placement == "projected" and WHERE_FROM in modalities
+        projected = placement in ("projected", "projected_warp") and WHERE_FROM in modalities
         return 2 * channels + (2 * ProjectedHandKeypoints.CHANNELS if projected else 0)
 
     def set_pose_frame(self, stats) -> None:
@@ -108,22 +125,37 @@ class HandPlacementMap(nn.Module):
         if self.projection is not None:
             self.projection.set_pose_frame(stats)
 
-    def _keypoints(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int, steps: int) -> Tensor:
-        """Projected keypoint heat maps at steps h-1..T-1: (B, F+1, 14, G, G); zero for samples without body pose,
-        finger and palm channels from the carpus alone for samples without hand pose."""
-        h, n = self.context_steps, steps - self.context_steps + 1
+    def _keypoints(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int,
+                   steps: int) -> tuple[Tensor, Tensor | None]:
+        """Projected keypoint heat maps at steps h-1..T-1, (B, F+1, 14, G, G), and for ``projected_warp`` the
+        local warp (B, F, 3, S, S); zero for samples without body pose, forearm and carpus alone for samples
+        without hand pose."""
+        h = self.context_steps
         body_rows = self._mask(present, actions, WHERE_FROM, batch)
         body = actions[WHERE_FROM].float().reshape(batch, steps, -1, 3)[:, h - 1:]  # (B, n, 28, 3)
         hand_rows = self._mask(present, actions, "hand_pose", batch) if self.projection.with_hand_pose else None
+
+        def project(hand):
+            pts = self.projection.points(body, hand)
+            heat = torch.stack([self.projection.splat(uv, z) for uv, z in pts], dim=2)  # (B, n, 14, G, G)
+            if not self.warps:
+                return heat, None
+            flow = keypoint_flow(pts, self.flow_size, self.projection.cfg.flow_radius)  # (B, F, 3, S/2, S/2)
+            flow = F.interpolate(rearrange(flow, "b f c y x -> (b f) c y x"), size=(self.frame_size,) * 2,
+                                 mode="bilinear", align_corners=False)
+            return heat, rearrange(flow, "(b f) c y x -> b f c y x", b=batch)
+
         if hand_rows is not None and bool(hand_rows.any()):
             hand = actions["hand_pose"].float().reshape(batch, steps, SIDES, -1, 3)[:, h - 1:]  # (B, n, 2, 24, 3)
-            heat = self.projection(body, hand)
+            heat, flow = project(hand)
             if not bool(hand_rows.all()):
-                bare = self.projection(body, None)
-                heat = torch.where(hand_rows[:, None, None, None, None], heat, bare)
+                bare_heat, bare_flow = project(None)
+                heat = torch.where(hand_rows[:, None, None, None, None], heat, bare_heat)
+                flow = torch.where(hand_rows[:, None, None, None, None], flow, bare_flow) if flow is not None else None
         else:
-            heat = self.projection(body, None)
-        return heat * body_rows[:, None, None, None, None].to(heat.dtype)
+            heat, flow = project(None)
+        keep = body_rows[:, None, None, None, None].to(heat.dtype)
+        return heat * keep, (flow * keep if flow is not None else None)
 
     @staticmethod
     def _standardise(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
@@ -179,14 +211,15 @@ class HandPlacementMap(nn.Module):
         return self.what(torch.cat(parts + flags + [side], dim=-1))
 
     def forward(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int,
-                steps: int) -> tuple[Tensor, Tensor | None]:
+                steps: int) -> HandMapOutput:
         """actions: {name: (B, T, *shape)}; present: {name: bool (B,)} -> the map (B, F, 2C, G, G), F = T - h,
-        and the occupancy it was placed with (B, F+1, 2, G, G), steps h-1..T-1, for :func:`placement_loss`
-        (None for a map without body pose: its uniform occupancy has nothing to learn)."""
+        the occupancy it was placed with (B, F+1, 2, G, G), steps h-1..T-1, for :func:`placement_loss`
+        (None for a map without body pose: its uniform occupancy has nothing to learn, or a projected one),
+        and a ``projected_warp`` map's local warp (see :class:`HandMapOutput`)."""
         c, f = self.channels, steps - self.context_steps
-        keypoints = None
+        keypoints = flow = None
         if self.projection is not None and WHERE_FROM in actions:
-            keypoints = self._keypoints(actions, present, batch, steps)  # (B, F+1, 14, G, G)
+            keypoints, flow = self._keypoints(actions, present, batch, steps)  # (B, F+1, 14, G, G), (B, F, 3, S, S)
             # a hand is where any of its groups is; without body pose the blob-free 0.5 of a learned map
             where = rearrange(keypoints, "b n (s k) y x -> b n s k y x", s=SIDES).amax(dim=3)
             placed = self._mask(present, actions, WHERE_FROM, batch)[:, None, None, None, None]
@@ -206,8 +239,10 @@ class HandPlacementMap(nn.Module):
         for name in ((WHERE_FROM,) if self.where_from else ()) + self.what_from:
             known |= self._mask(present, actions, name, batch)
         out = out * known[:, None, None, None, None].to(out.dtype)  # nothing present: no map
+        if flow is not None:
+            flow = flow * known[:, None, None, None, None].to(flow.dtype)
         # a projected map has no occupancy to learn: its placement comes from the camera
-        return out, where if self.where_from and self.projection is None else None
+        return HandMapOutput(out, where if self.where_from and self.projection is None else None, flow)
 
 
 def placement_loss(occupancy: Tensor, future: Tensor, anchor: Tensor, mask: Tensor) -> Tensor:
@@ -231,4 +266,4 @@ def placement_loss(occupancy: Tensor, future: Tensor, anchor: Tensor, mask: Tens
     return loss[mask].mean()
 
 
-__all__ = ["HandPlacementMap", "placement_loss"]
+__all__ = ["HandMapOutput", "HandPlacementMap", "PLACEMENTS", "placement_loss"]

@@ -49,6 +49,8 @@ class ActionConditions:
     """(B, F, 2, 3) affine warps of the last context frame, None without an ego-motion head."""
     hand_map: torch.Tensor | None = None
     """(B, F, 2C, G, G) hand placement map, None without one."""
+    hand_flow: torch.Tensor | None = None
+    """(B, F, 3, H, W) a ``projected_warp`` hand map's local warp of the last context frame, else None."""
 
 
 def frames_to_model(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -285,7 +287,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         text_features = encode_text(self.text_encoder, text, device) if text is not None else None
         out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features,
                                   context_frames=context_frames)
-        return ActionConditions(out.interaction, getattr(out, "ego_motion", None), getattr(out, "hand_map", None))
+        return ActionConditions(out.interaction, getattr(out, "ego_motion", None), getattr(out, "hand_map", None),
+                                getattr(out, "hand_flow", None))
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -350,7 +353,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             context_in = context_frames.to(dtype)
             # What the sample is measured from (None | (B, F, 3, H, W)); with a warped residual, the
             # last frame moved by the actions' ego-motion, shared by both guidance halves.
-            anchor = self.denoiser.anchor(context_in, cond.ego_motion)
+            anchor = self.denoiser.anchor(context_in, cond.ego_motion, cond.hand_flow)
             anchor_in = anchor
             if do_cfg:
                 y_null = self.encode_actions({}, context_features)
