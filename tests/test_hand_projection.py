@@ -274,3 +274,26 @@ def test_projected_warp_map_hands_the_flow_to_the_anchor(tmp_path):
     assert frames.shape == (2, F, 64, 64, 3)
     with pytest.raises(ValueError, match="projected_warp"):
         get_preset("mmsim-tiny", action_encoder={**enc, "ego_motion_from": ()}, denoiser={"target": "frames"})
+
+
+def test_calibrate_pitch_finds_the_rig_the_context_frames_show():
+    from mmsim_core.models.ego_motion import warp
+    from mmsim_core.models.hand_projection import calibrate_pitch
+
+    rng = np.random.default_rng(6)
+    b0 = standing_body(rng)
+    b1 = b0.copy()
+    for side in ("Left Hand", "Right Hand"):  # the hands move 4 cm right and 3 cm forward between the steps
+        b1[kin.BODY_INDEX[side]] += [4.0, 3.0, 0.0]
+    body = torch.as_tensor(np.stack([b0, b1]), dtype=torch.float32)[None]  # (1, 2, 28, 3)
+    hand = torch.as_tensor(rng.normal(0.0, 3.0, (1, 1, 2, 24, 3)), dtype=torch.float32).expand(1, 2, 2, 24, 3)
+    true = ProjectedHandKeypoints(64, True, ProjectionConfig(pitch0_deg=39.0, sigma=2.0 / 64))
+    background = torch.as_tensor(rng.uniform(-1, 1, (1, 3, 64, 64)), dtype=torch.float32)
+    with torch.no_grad():
+        heat = true(body, hand).amax(dim=2)[0]  # (2, 64, 64): where the hands are at each step
+    first, last = (background * (1 - h) + h for h in heat[:, None, None])  # skin-white hands on a texture
+    guess = ProjectedHandKeypoints(64, True, ProjectionConfig(pitch0_deg=36.0))
+    offset = calibrate_pitch(guess, body, hand, first, last, warp)
+    assert offset.shape == (1,) and abs(np.degrees(float(offset[0])) - 3.0) <= 1.0
+    none = ProjectedHandKeypoints(64, True, ProjectionConfig(calibration_deg=()))
+    assert float(calibrate_pitch(none, body, hand, first, last, warp)[0]) == 0.0

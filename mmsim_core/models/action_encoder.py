@@ -196,7 +196,8 @@ def motion_and_map(encoder: nn.Module, actions: dict[str, Tensor], present: dict
     if encoder.ego_motion is not None and encoder.ego_motion.can_run(context_frames):
         out["ego_motion"] = encoder.ego_motion(actions, present, batch, steps, context_frames)
     if encoder.hand_map is not None:
-        out["hand_map"], out["hand_occupancy"], out["hand_flow"] = encoder.hand_map(actions, present, batch, steps)
+        out["hand_map"], out["hand_occupancy"], out["hand_flow"] = encoder.hand_map(actions, present, batch, steps,
+                                                                                  context_frames)
     return out
 
 

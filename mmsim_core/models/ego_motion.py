@@ -186,23 +186,42 @@ def masked_batch_norm(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
     return F.batch_norm(x, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
 
 
+def fill_hidden(frame: Tensor, hide: Tensor, sizes: tuple[int, ...] = (9, 25)) -> Tensor:
+    """``frame`` (N, C, H, W) with the pixels ``hide`` (N, 1, H, W) in [0, 1] covers replaced by the mean of
+    the uncovered pixels around them (a box of the first of ``sizes`` that holds enough of them)."""
+    keep = 1.0 - hide
+    fill = frame.mean(dim=(-2, -1), keepdim=True).expand_as(frame)
+    for k in reversed(sizes):  # coarse first, finer where it has support
+        num = F.avg_pool2d(frame * keep, k, stride=1, padding=k // 2, count_include_pad=False)
+        den = F.avg_pool2d(keep, k, stride=1, padding=k // 2, count_include_pad=False)
+        fill = torch.where(den > 0.1, num / den.clamp_min(1e-6), fill)
+    return frame * keep + fill * hide
+
+
 def warp(frame: Tensor, affine: Tensor, local: Tensor | None = None) -> Tensor:
     """Warp one frame (B, C, H, W) by each of F affines (B, F, 2, 3) -> (B, F, C, H, W).
 
     The affine maps output to input coordinates in [-1, 1] (``F.affine_grid``); pixels that come from
-    outside the frame repeat its border. ``local`` (B, F, 3, H, W), a hand map's keypoint flow (offset x, y
-    in those units, alpha), takes over where alpha says the hands are: there the source is the pixel plus
-    the offset, blended with the affine's source by alpha."""
+    outside the frame repeat its border. ``local`` (B, F, 3 or 4, H, W) is a hand map's keypoint flow
+    (:func:`~mmsim_core.models.hand_projection.keypoint_flow`: offset x, y in those units, alpha, hide).
+    Where alpha says the hands are now, the pixel comes from itself plus the offset; elsewhere from the
+    affine's source, in a copy of the frame whose pixels under ``hide`` (where the hands were) are filled
+    from their surroundings, so that the affine does not carry the hands' old picture along."""
     b, f = affine.shape[:2]
     src = frame.float().repeat_interleave(f, dim=0)  # (B*F, C, H, W)
     grid = F.affine_grid(rearrange(affine.float(), "b f r c -> (b f) r c"), list(src.shape), align_corners=False)
-    if local is not None:
-        eye = torch.eye(2, 3, device=grid.device, dtype=grid.dtype).expand(b * f, 2, 3)
-        here = F.affine_grid(eye, list(src.shape), align_corners=False)  # (B*F, H, W, 2)
-        local = rearrange(local.float(), "b f c y x -> (b f) y x c")
-        alpha = local[..., 2:3]
-        grid = (1 - alpha) * grid + alpha * (here + local[..., :2])
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if local is None:
+        out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return rearrange(out, "(b f) c y x -> b f c y x", b=b).to(frame.dtype)
+    local = rearrange(local.float(), "b f c y x -> (b f) c y x")
+    eye = torch.eye(2, 3, device=grid.device, dtype=grid.dtype).expand(b * f, 2, 3)
+    here = F.affine_grid(eye, list(src.shape), align_corners=False)  # (B*F, H, W, 2)
+    alpha = local[:, 2:3]
+    background = fill_hidden(src, local[:, 3:4]) if local.shape[1] > 3 else src
+    rest = F.grid_sample(background, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    hands = F.grid_sample(src, here + rearrange(local[:, :2], "n c y x -> n y x c"), mode="bilinear",
+                          padding_mode="border", align_corners=False)
+    out = (1 - alpha) * rest + alpha * hands
     return rearrange(out, "(b f) c y x -> b f c y x", b=b).to(frame.dtype)
 
 

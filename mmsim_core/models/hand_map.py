@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mmsim_core.models.ego_motion import masked_batch_norm
-from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig, keypoint_flow
+from mmsim_core.models.ego_motion import masked_batch_norm, warp
+from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig, calibrate_pitch, keypoint_flow
 from mmsim_core.schema import MODALITIES
 
 WHERE_FROM = "body_pose"
@@ -126,17 +126,30 @@ class HandPlacementMap(nn.Module):
             self.projection.set_pose_frame(stats)
 
     def _keypoints(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int,
-                   steps: int) -> tuple[Tensor, Tensor | None]:
+                   steps: int, context_frames: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Projected keypoint heat maps at steps h-1..T-1, (B, F+1, 14, G, G), and for ``projected_warp`` the
         local warp (B, F, 3, S, S); zero for samples without body pose, forearm and carpus alone for samples
-        without hand pose."""
+        without hand pose. With ``context_frames`` (B, h, 3, H, W), each clip's camera pitch is first
+        calibrated on them (:func:`~mmsim_core.models.hand_projection.calibrate_pitch`)."""
         h = self.context_steps
         body_rows = self._mask(present, actions, WHERE_FROM, batch)
-        body = actions[WHERE_FROM].float().reshape(batch, steps, -1, 3)[:, h - 1:]  # (B, n, 28, 3)
+        body_all = actions[WHERE_FROM].float().reshape(batch, steps, -1, 3)  # (B, T, 28, 3)
+        body = body_all[:, h - 1:]  # (B, n, 28, 3)
         hand_rows = self._mask(present, actions, "hand_pose", batch) if self.projection.with_hand_pose else None
+        hand_all = None
+        if hand_rows is not None and bool(hand_rows.any()):
+            hand_all = actions["hand_pose"].float().reshape(batch, steps, SIDES, -1, 3)  # (B, T, 2, 24, 3)
+        offset = None
+        calibrate = context_frames is not None and h >= 2 and bool(self.projection.cfg.calibration_deg)
+        if calibrate:
+            ends, first, last = [0, h - 1], context_frames[:, 0], context_frames[:, h - 1]
+            offset = calibrate_pitch(self.projection, body_all[:, ends], None, first, last, warp)
+            if hand_all is not None:
+                with_hand = calibrate_pitch(self.projection, body_all[:, ends], hand_all[:, ends], first, last, warp)
+                offset = torch.where(hand_rows, with_hand, offset)
 
         def project(hand):
-            pts = self.projection.points(body, hand)
+            pts = self.projection.points(body, hand, offset)
             heat = torch.stack([self.projection.splat(uv, z) for uv, z in pts], dim=2)  # (B, n, 14, G, G)
             if not self.warps:
                 return heat, None
@@ -145,9 +158,8 @@ class HandPlacementMap(nn.Module):
                                  mode="bilinear", align_corners=False)
             return heat, rearrange(flow, "(b f) c y x -> b f c y x", b=batch)
 
-        if hand_rows is not None and bool(hand_rows.any()):
-            hand = actions["hand_pose"].float().reshape(batch, steps, SIDES, -1, 3)[:, h - 1:]  # (B, n, 2, 24, 3)
-            heat, flow = project(hand)
+        if hand_all is not None:
+            heat, flow = project(hand_all[:, h - 1:])  # hand (B, n, 2, 24, 3)
             if not bool(hand_rows.all()):
                 bare_heat, bare_flow = project(None)
                 heat = torch.where(hand_rows[:, None, None, None, None], heat, bare_heat)
@@ -211,15 +223,16 @@ class HandPlacementMap(nn.Module):
         return self.what(torch.cat(parts + flags + [side], dim=-1))
 
     def forward(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int,
-                steps: int) -> HandMapOutput:
+                steps: int, context_frames: Tensor | None = None) -> HandMapOutput:
         """actions: {name: (B, T, *shape)}; present: {name: bool (B,)} -> the map (B, F, 2C, G, G), F = T - h,
         the occupancy it was placed with (B, F+1, 2, G, G), steps h-1..T-1, for :func:`placement_loss`
         (None for a map without body pose: its uniform occupancy has nothing to learn, or a projected one),
-        and a ``projected_warp`` map's local warp (see :class:`HandMapOutput`)."""
+        and a ``projected_warp`` map's local warp (see :class:`HandMapOutput`). ``context_frames`` (B, h, 3, H, W)
+        in [-1, 1] let a projected map calibrate each clip's camera pitch."""
         c, f = self.channels, steps - self.context_steps
         keypoints = flow = None
         if self.projection is not None and WHERE_FROM in actions:
-            keypoints, flow = self._keypoints(actions, present, batch, steps)  # (B, F+1, 14, G, G), (B, F, 3, S, S)
+            keypoints, flow = self._keypoints(actions, present, batch, steps, context_frames)  # (B, F+1, 14, G, G), (B, F, 3, S, S)
             # a hand is where any of its groups is; without body pose the blob-free 0.5 of a learned map
             where = rearrange(keypoints, "b n (s k) y x -> b n s k y x", s=SIDES).amax(dim=3)
             placed = self._mask(present, actions, WHERE_FROM, batch)[:, None, None, None, None]

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from einops import rearrange
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsim_core import schema
@@ -76,6 +76,8 @@ class ProjectionConfig:
     principal_point: tuple[float, float] = (0.5, 0.5)
     sigma: float = 1.25 / 64.0
     """Keypoint blob radius (frame sides): about a finger's width at 64x64."""
+    calibration_deg: tuple[float, ...] = tuple(float(d) for d in range(-8, 9))
+    """Pitch corrections :func:`calibrate_pitch` tries per clip (degrees); empty = no calibration."""
     flow_radius: float = 4.0 / 64.0
     """Reach of a keypoint's motion in :func:`keypoint_flow` (frame sides). On the synthetic test subject the
     moved anchor is best at 4 px of 64 (radius 2.5: -0.17 dB, 5.5: -0.01, 7: -0.12; 64 clips)."""
@@ -83,6 +85,7 @@ class ProjectionConfig:
     def __post_init__(self):
         self.eye_offset_cm = tuple(float(v) for v in self.eye_offset_cm)
         self.principal_point = tuple(float(v) for v in self.principal_point)
+        self.calibration_deg = tuple(float(v) for v in self.calibration_deg)
         if len(self.eye_offset_cm) != 2 or len(self.principal_point) != 2:
             raise ValueError("eye_offset_cm and principal_point must each have 2 values")
         if self.focal <= 0 or self.sigma <= 0 or self.flow_radius <= 0:
@@ -107,7 +110,8 @@ class EgocentricCamera(nn.Module):
         self.log_focal = nn.Parameter(torch.tensor(math.log(cfg.focal)))
         self.principal_point = nn.Parameter(torch.tensor(cfg.principal_point))
 
-    def pose(self, body: Tensor) -> tuple[Tensor, Tensor]:
+    def pose(self, body: Tensor, pitch_offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``pitch_offset`` (B,) radians: a per-sample correction of ``pitch0`` (:func:`calibrate_pitch`)."""
         head, neck = body[..., BODY["Head"], :], body[..., BODY["Neck"], :]
         v = body[..., BODY["Right Upper Arm"], :] - body[..., BODY["Left Upper Arm"], :]
         torso_yaw = torch.atan2(v[..., 1], v[..., 0])
@@ -115,6 +119,8 @@ class EgocentricCamera(nn.Module):
         head_pitch = torch.atan2(d[..., 1], d[..., 2])
         tilt = torch.asin((d[..., 0] / d.norm(dim=-1).clamp_min(1e-6)).clamp(-1.0, 1.0))
         yaw, pitch = torso_yaw - tilt, self.pitch0 + head_pitch
+        if pitch_offset is not None:
+            pitch = pitch + pitch_offset.reshape(pitch_offset.shape + (1,) * (pitch.dim() - 1))
         zero = torch.zeros_like(yaw)
         fwd = _rz(yaw, torch.stack([zero, torch.cos(pitch), -torch.sin(pitch)], dim=-1))
         right = _rz(yaw, torch.stack([torch.ones_like(yaw), zero, zero], dim=-1))
@@ -199,12 +205,13 @@ class ProjectedHandKeypoints(nn.Module):
         heat = heat * (depth > 2.0).to(heat.dtype)[..., None, None]
         return heat.amax(dim=-3) if heat.shape[-3] else heat.new_zeros(heat.shape[:-3] + (g, g))
 
-    def points(self, body: Tensor, hand: Tensor | None) -> list[tuple[Tensor, Tensor]]:
+    def points(self, body: Tensor, hand: Tensor | None, pitch_offset: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
         """body (B, n, 28, 3) normalised; hand (B, n, 2, 24, 3) normalised or None -> per (side, group), in
-        ``SIDES`` x ``GROUPS`` order, the projected points: uv (B, n, P, 2) in frame sides and depth (B, n, P) cm."""
+        ``SIDES`` x ``GROUPS`` order, the projected points: uv (B, n, P, 2) in frame sides and depth (B, n, P) cm.
+        ``pitch_offset`` (B,): per-sample camera pitch correction (radians)."""
         body_cm = body.float() * self.body_scale + self.body_offset
         hand_cm = hand.float() * self.hand_scale + self.hand_offset if hand is not None else None
-        centre, rot = self.camera.pose(body_cm)  # (B, n, 3), (B, n, 3, 3)
+        centre, rot = self.camera.pose(body_cm, pitch_offset)  # (B, n, 3), (B, n, 3, 3)
         out = []
         for s, side in enumerate(SIDES):
             groups = hand_keypoints(body_cm[..., BODY[f"{side} Hand"], :], body_cm[..., BODY[f"{side} Forearm"], :],
@@ -227,8 +234,9 @@ def keypoint_flow(points: list[tuple[Tensor, Tensor]], size: int, radius: float)
 
         offset(q) = -sum_k w_k delta_k / sum_k w_k        (source = q + offset, in [-1, 1] grid units x 0.5)
         alpha(q)  = max_k w_k                             (how much the hands own the pixel)
+        hide(p)   = max_k exp(-|p - uv_k(0)|^2 / 2 radius^2)   (where the hands were, first step's picture)
 
-    Channels: offset_x, offset_y in the [-1, 1] units of ``F.grid_sample``, alpha in [0, 1]."""
+    Channels: offset_x, offset_y in the [-1, 1] units of ``F.grid_sample``, alpha and hide in [0, 1]."""
     uv = torch.cat([p[0] for p in points], dim=-2)  # (B, n, P, 2)
     z = torch.cat([p[1] for p in points], dim=-1)  # (B, n, P)
     seen = (z > 2.0)
@@ -241,7 +249,45 @@ def keypoint_flow(points: list[tuple[Tensor, Tensor]], size: int, radius: float)
     total = w.sum(dim=2).clamp_min(1e-8)
     offset = -torch.einsum("bnpyx,bnpc->bncyx", w, delta) / total[:, :, None] * 2.0  # frame sides -> [-1, 1]
     alpha = w.amax(dim=2) if w.shape[2] else total.new_zeros(total.shape)
-    return torch.cat([offset, alpha[:, :, None]], dim=2)
+    # where the hands were at the first step, in its own picture: what the warp must not carry along
+    was = uv[:, 0]  # (B, P, 2)
+    seen0 = seen[:, 0].to(uv.dtype)
+    vx = torch.exp(-((centres - was[..., 0:1]) ** 2) / (2 * radius**2))  # (B, P, X)
+    vy = torch.exp(-((centres - was[..., 1:2]) ** 2) / (2 * radius**2))  # (B, P, Y)
+    hide = torch.einsum("bpy,bpx->bpyx", vy * seen0[..., None], vx)
+    hide = hide.amax(dim=1) if hide.shape[1] else total.new_zeros(total.shape[:1] + total.shape[2:])  # (B, Y, X)
+    hide = hide[:, None].expand_as(alpha)  # (B, n-1, Y, X)
+    return torch.cat([offset, alpha[:, :, None], hide[:, :, None]], dim=2)
 
 
-__all__ = ["EgocentricCamera", "ProjectedHandKeypoints", "ProjectionConfig", "GROUPS", "hand_keypoints", "keypoint_flow"]
+@torch.no_grad()
+def calibrate_pitch(projection: ProjectedHandKeypoints, body: Tensor, hand: Tensor | None, first: Tensor,
+                    last: Tensor, warp_fn) -> Tensor:
+    """Per clip, the pitch correction (radians, (B,)) under which the hands' keypoint flow best explains the
+    context frames: ``first`` (B, 3, H, W) warped by the flow of the keypoints from its step to ``last``'s,
+    for each of ``projection.cfg.calibration_deg``, against ``last`` (mean absolute error over the frame).
+
+    The rig's pitch is the one camera number a subject changes (how the glasses sit; 32-40 deg across the
+    synthetic world's subjects): a wrong pitch puts the hands' motion onto the background beside them, which
+    the frames show. ``body``/``hand``: (B, 2, ...) normalised poses at the two steps; ``warp_fn`` is
+    :func:`mmsim_core.models.ego_motion.warp`."""
+    cands = projection.cfg.calibration_deg
+    b = body.shape[0]
+    if not cands:
+        return body.new_zeros(b)
+    size = first.shape[-1]
+    identity = torch.eye(2, 3, device=first.device, dtype=torch.float32).expand(b, 1, 2, 3)
+    errors = []
+    for deg in cands:
+        offset = body.new_full((b,), math.radians(deg))
+        flow = keypoint_flow(projection.points(body, hand, offset), size // 2, projection.cfg.flow_radius)
+        # without the hide channel: the fill is the costly part and the moved hands decide the match
+        flow = F.interpolate(flow[:, 0, :3].float(), size=first.shape[-2:], mode="bilinear", align_corners=False)
+        moved = warp_fn(first, identity, flow[:, None])[:, 0]  # (B, 3, H, W)
+        errors.append((moved - last.float()).abs().flatten(1).mean(1))
+    best = torch.stack(errors, dim=1).argmin(dim=1)  # (B,)
+    return torch.tensor([math.radians(d) for d in cands], device=body.device, dtype=body.dtype)[best]
+
+
+__all__ = ["EgocentricCamera", "ProjectedHandKeypoints", "ProjectionConfig", "GROUPS", "calibrate_pitch", "hand_keypoints",
+           "keypoint_flow"]
