@@ -216,10 +216,12 @@ def test_keypoint_flow_moves_pixels_with_their_keypoints():
     # one visible keypoint moving from (0.25, 0.5) to (0.5, 0.5); one behind the camera at the second step
     uv = torch.tensor([[[[0.25, 0.5], [0.8, 0.8]], [[0.5, 0.5], [0.8, 0.2]]]])  # (B=1, n=2, P=2, 2)
     z = torch.tensor([[[50.0, 50.0], [50.0, -5.0]]])
-    flow = keypoint_flow([(uv, z)], 32, radius=2.0 / 32)  # (1, 1, 3, 32, 32)
-    assert flow.shape == (1, 1, 3, 32, 32)
-    offset, alpha = flow[0, 0, :2], flow[0, 0, 2]
+    flow = keypoint_flow([(uv, z)], 32, radius=2.0 / 32)  # (1, 1, 4, 32, 32)
+    assert flow.shape == (1, 1, 4, 32, 32)
+    offset, alpha, hide = flow[0, 0, :2], flow[0, 0, 2], flow[0, 0, 3]
     assert float(alpha[16, 16]) > 0.8 and float(alpha[2, 2]) < 1e-3
+    assert float(hide[16, 8]) > 0.8 and float(hide[16, 16]) < 1e-3  # where the keypoint was, not where it is
+    assert float(hide[25, 25]) > 0.8  # the second keypoint was visible at the first step
     assert float(alpha[6, 25]) < 1e-3  # the keypoint behind the camera moves nothing
     # around its new place, pixels come from a quarter frame to the left: -0.25 frame sides = -0.5 grid units
     torch.testing.assert_close(offset[:, 15:17, 15:17], torch.tensor([-0.5, 0.0])[:, None, None].expand(2, 2, 2))
@@ -229,7 +231,7 @@ def test_anchor_moves_the_hand_pixels_with_the_flow():
     from mmsim_core.models.ego_motion import warp
 
     frame = -torch.ones(1, 3, 32, 32)
-    frame[:, :, 14:18, 6:10] = 1.0  # a bright patch centred at x = 0.25
+    frame[:, :, 14:18, 6:10] = 1.0  # a bright patch centred at x = 0.25 on a dark background
     uv = torch.tensor([[[[0.25, 0.5]], [[0.5, 0.5]]]])
     from mmsim_core.models.hand_projection import keypoint_flow
 
@@ -237,6 +239,9 @@ def test_anchor_moves_the_hand_pixels_with_the_flow():
     identity = torch.eye(2, 3).expand(1, 1, 2, 3)
     moved = warp(frame, identity, flow)[0, 0]  # (3, 32, 32)
     assert float(moved[0, 16, 16]) > 0.8  # the patch is now at x = 0.5
+    assert float(moved[0, 16, 8]) < -0.8  # and gone from where it was: filled from the background around it
+    torch.testing.assert_close(warp(frame, identity, flow[:, :, :3])[0, 0, :, 16, 16], moved[:, 16, 16])
+    assert float(warp(frame, identity, flow[:, :, :3])[0, 0, 0, 16, 8]) > 0.5  # without hide, a ghost stays
     torch.testing.assert_close(warp(frame, identity)[0, 0], frame[0])  # no flow: the affine alone
 
 
@@ -256,7 +261,7 @@ def test_projected_warp_map_hands_the_flow_to_the_anchor(tmp_path):
     body = normalize("body_pose", standing_body(np.random.default_rng(5)).astype(np.float32), stats)
     acts["body_pose"] = torch.as_tensor(body)[None, None].expand(2, T, -1, -1).contiguous()
     out = sim.action_encoder.hand_map(acts, _present(b=2, body_pose=[1]), 2, T)
-    assert out.flow.shape == (2, F, 3, 64, 64)
+    assert out.flow.shape == (2, F, 4, 64, 64)
     assert out.flow[1].abs().sum() == 0  # no body pose: nothing moves
     assert float(out.flow[0, :, 2].detach().max()) > 0.5
     rng = np.random.default_rng(0)

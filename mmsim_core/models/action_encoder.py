@@ -188,7 +188,7 @@ def motion_and_map(encoder: nn.Module, actions: dict[str, Tensor], present: dict
                    context_frames: Tensor | None = None) -> dict[str, Tensor | None]:
     """What ``encoder``'s ego-motion head and hand placement map (ours; either may be None) make of the raw
     signals, as :class:`ActionEncoderOutput` fields: ``ego_motion`` (B, F, 2, 3), ``hand_map`` (B, F, 2C, G, G),
-    ``hand_occupancy`` (B, F+1, 2, G, G) and ``hand_flow`` (B, F, 3, H, W); None where not built, where there
+    ``hand_occupancy`` (B, F+1, 2, G, G) and ``hand_flow`` (B, F, 4, H, W); None where not built, where there
     is no future step, or for a head that reads the context motion when no frames were given."""
     out = dict.fromkeys(("ego_motion", "hand_map", "hand_occupancy", "hand_flow"))
     if steps <= encoder.cfg.context_steps:
@@ -232,8 +232,8 @@ class ActionEncoderOutput(BaseOutput):
     """(B, F+1, 2, G, G) where the map placed each hand at steps h-1..T-1, trained by ``placement_loss``
     (None without a map, or for a map without body pose)."""
     hand_flow: Tensor | None = None
-    """(B, F, 3, H, W) a ``projected_warp`` map's local warp of the last context frame: offset x, y (grid
-    units) and how much the hands own each pixel (None otherwise)."""
+    """(B, F, 4, H, W) a ``projected_warp`` map's local warp of the last context frame: offset x, y (grid
+    units), how much the hands own each pixel now, and where they were (None otherwise)."""
 
 
 class MultisensoryActionEncoder(ModelMixin, ConfigMixin):

@@ -378,7 +378,7 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
     def anchor(self, context: Tensor, ego_motion: Tensor | None = None, hand_flow: Tensor | None = None) -> Tensor | None:
         """What the sample is measured from, (B, F, C, H, W): None for ``"frames"``, the last context
         frame for ``"residual"``, that frame warped by ``ego_motion`` (affines (B, F, 2, 3) from the
-        action encoder; None = no motion known, the identity) and, where ``hand_flow`` (B, F, 3, H, W) puts
+        action encoder; None = no motion known, the identity) and, where ``hand_flow`` (B, F, 4, H, W) puts
         the hands, moved with them, for ``"warped_residual"``."""
         cfg = self.cfg
         if cfg.target == "frames":

@@ -27,6 +27,12 @@ with batch statistics of the rows that carry them (as in :class:`~mmsim_core.mod
 a sample with none of them present (condition dropout, every action dropped) gets an all-zero map.
 The denoiser adds the map to its first feature map through a zero-initialised convolution, so a model
 with the map starts exactly as one without it.
+
+``placement="projected"`` / ``"projected_warp"`` replace the learned *where* with geometry
+(:mod:`~mmsim_core.models.hand_projection`): the hands' keypoints projected through the head camera, whose
+heat maps (forearm, palm, five fingers per hand, "now" and "then") join the map, and whose union is the
+occupancy the *what* features are placed with. ``projected_warp`` also returns the keypoints' flow, which
+moves the hands' pixels of the last context frame in the warped residual's anchor.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ class HandMapOutput(NamedTuple):
     occupancy: Tensor | None
     """(B, F+1, 2, G, G) where a learned map placed each hand, steps h-1..T-1, for :func:`placement_loss`."""
     flow: Tensor | None = None
-    """(B, F, 3, S, S) a ``projected_warp`` map's local warp of the last context frame (offset x, y, alpha)."""
+    """(B, F, 4, H, W) a ``projected_warp`` map's local warp of the last context frame (offset x, y, alpha, hide)."""
 FORCE_POOL = 4
 """Tactile maps (32x32 per hand) are average-pooled by this factor (to 8x8) before the MLP."""
 SIDES = 2
@@ -128,7 +134,7 @@ class HandPlacementMap(nn.Module):
     def _keypoints(self, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int,
                    steps: int, context_frames: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Projected keypoint heat maps at steps h-1..T-1, (B, F+1, 14, G, G), and for ``projected_warp`` the
-        local warp (B, F, 3, S, S); zero for samples without body pose, forearm and carpus alone for samples
+        local warp (B, F, 4, H, W); zero for samples without body pose, forearm and carpus alone for samples
         without hand pose. With ``context_frames`` (B, h, 3, H, W), each clip's camera pitch is first
         calibrated on them (:func:`~mmsim_core.models.hand_projection.calibrate_pitch`)."""
         h = self.context_steps
@@ -153,7 +159,7 @@ class HandPlacementMap(nn.Module):
             heat = torch.stack([self.projection.splat(uv, z) for uv, z in pts], dim=2)  # (B, n, 14, G, G)
             if not self.warps:
                 return heat, None
-            flow = keypoint_flow(pts, self.flow_size, self.projection.cfg.flow_radius)  # (B, F, 3, S/2, S/2)
+            flow = keypoint_flow(pts, self.flow_size, self.projection.cfg.flow_radius)  # (B, F, 4, H/2, W/2)
             flow = F.interpolate(rearrange(flow, "b f c y x -> (b f) c y x"), size=(self.frame_size,) * 2,
                                  mode="bilinear", align_corners=False)
             return heat, rearrange(flow, "(b f) c y x -> b f c y x", b=batch)
@@ -232,7 +238,7 @@ class HandPlacementMap(nn.Module):
         c, f = self.channels, steps - self.context_steps
         keypoints = flow = None
         if self.projection is not None and WHERE_FROM in actions:
-            keypoints, flow = self._keypoints(actions, present, batch, steps, context_frames)  # (B, F+1, 14, G, G), (B, F, 3, S, S)
+            keypoints, flow = self._keypoints(actions, present, batch, steps, context_frames)  # (B, F+1, 14, G, G), (B, F, 4, H, W)
             # a hand is where any of its groups is; without body pose the blob-free 0.5 of a learned map
             where = rearrange(keypoints, "b n (s k) y x -> b n s k y x", s=SIDES).amax(dim=3)
             placed = self._mask(present, actions, WHERE_FROM, batch)[:, None, None, None, None]

@@ -50,7 +50,7 @@ class ActionConditions:
     hand_map: torch.Tensor | None = None
     """(B, F, 2C, G, G) hand placement map, None without one."""
     hand_flow: torch.Tensor | None = None
-    """(B, F, 3, H, W) a ``projected_warp`` hand map's local warp of the last context frame, else None."""
+    """(B, F, 4, H, W) a ``projected_warp`` hand map's local warp of the last context frame, else None."""
 
 
 def frames_to_model(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
