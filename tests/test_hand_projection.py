@@ -299,6 +299,6 @@ def test_calibrate_pitch_finds_the_rig_the_context_frames_show():
     first, last = (background * (1 - h) + h for h in heat[:, None, None])  # skin-white hands on a texture
     guess = ProjectedHandKeypoints(64, True, ProjectionConfig(pitch0_deg=36.0))
     offset = calibrate_pitch(guess, body, hand, first, last, warp)
-    assert offset.shape == (1,) and abs(np.degrees(float(offset[0])) - 3.0) <= 1.0
+    assert offset.shape == (1,) and abs(np.degrees(float(offset[0])) - 3.0) <= 1.0 + 1e-6  # 1-degree candidates
     none = ProjectedHandKeypoints(64, True, ProjectionConfig(calibration_deg=()))
     assert float(calibrate_pitch(none, body, hand, first, last, warp)[0]) == 0.0
