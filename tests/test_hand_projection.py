@@ -18,6 +18,8 @@ from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
 from mmsim_core.synth import kinematics as kin
 from mmsim_core.synth import world
 from mmsim_core.training_step import MultisensorySimulator
+from test_hand_map import actions as _actions
+from test_hand_map import present as _present
 
 H, F, T = 4, 8, 12
 CROP_LEFT, CROP_SIDE = 70.0, 180.0  # the 320x180 world frame's centre crop
@@ -123,16 +125,12 @@ def test_pose_frame_takes_normalised_signals_back_to_cm():
         frame.set_pose_frame(NormalizationStats())
 
 
-def _actions(b=3, seed=0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(b, T, *MODALITIES[n].shape, generator=g) for n in MODALITY_NAMES}
-
-
-def _present(b=3, **absent) -> dict[str, torch.Tensor]:
-    out = {n: torch.ones(b, dtype=torch.bool) for n in MODALITY_NAMES}
-    for n, rows in absent.items():
-        out[n][rows] = False
-    return out
+def pose_stats(body_cm: float, hand_cm: float = 15.0) -> NormalizationStats:
+    """Min-max statistics of +-body_cm for body pose and +-hand_cm for hand pose, per axis."""
+    return NormalizationStats(minimum={"body_pose": np.full((1, 3), -body_cm, np.float32),
+                                       "hand_pose": np.full((1, 1, 3), -hand_cm, np.float32)},
+                              maximum={"body_pose": np.full((1, 3), body_cm, np.float32),
+                                       "hand_pose": np.full((1, 1, 3), hand_cm, np.float32)})
 
 
 def test_projected_map_channels_and_missing_modalities():
@@ -180,10 +178,7 @@ def test_projected_map_trains_and_round_trips(tmp_path):
                                      "hand_map_camera": {"pitch0_deg": 30.0}},
                      denoiser={"spatial_cells": 4})
     sim = MultisensorySimulator.from_config(cfg).train()
-    stats = NormalizationStats(minimum={"body_pose": np.full((1, 3), -60.0, np.float32),
-                                        "hand_pose": np.full((1, 1, 3), -15.0, np.float32)},
-                               maximum={"body_pose": np.full((1, 3), 60.0, np.float32),
-                                        "hand_pose": np.full((1, 1, 3), 15.0, np.float32)})
+    stats = pose_stats(body_cm=60.0)
     sim.action_encoder.hand_map.set_pose_frame(stats)
     assert np.isclose(float(sim.action_encoder.hand_map.projection.camera.pitch0.detach()), np.deg2rad(30.0))
     randomize_zero_init(sim.denoiser.spatial_in, seed=0, std=0.5)
@@ -250,10 +245,7 @@ def test_projected_warp_map_hands_the_flow_to_the_anchor(tmp_path):
     enc = {"hand_map_channels": 2, "hand_map_placement": "projected_warp", "hand_map_grid": 16}
     cfg = get_preset("mmsim-tiny", condition_drop_prob=0.0, action_encoder=enc, denoiser={"spatial_cells": 4})
     sim = MultisensorySimulator.from_config(cfg).train()
-    stats = NormalizationStats(minimum={"body_pose": np.full((1, 3), -100.0, np.float32),
-                                        "hand_pose": np.full((1, 1, 3), -15.0, np.float32)},
-                               maximum={"body_pose": np.full((1, 3), 100.0, np.float32),
-                                        "hand_pose": np.full((1, 1, 3), 15.0, np.float32)})
+    stats = pose_stats(body_cm=100.0)
     sim.action_encoder.hand_map.set_pose_frame(stats)
     from mmsim_core.schema import normalize
 
