@@ -82,6 +82,10 @@ def test_without_hand_pose_only_forearm_and_carpus_are_drawn():
     bp = torch.as_tensor(standing_body(np.random.default_rng(2)), dtype=torch.float32)[None, None]
     proj = ProjectedHandKeypoints(32, False)
     maps = proj(bp, None)[0, 0]  # (14, 32, 32)
+    # a sample marked without hand pose draws exactly what no hand pose draws, whatever its hand values
+    junk = torch.randn(1, 1, 2, 24, 3) * 5
+    torch.testing.assert_close(proj(bp, junk, hand_rows=torch.tensor([False]))[0, 0], maps, atol=0, rtol=0)
+    assert not torch.equal(proj(bp, junk, hand_rows=torch.tensor([True]))[0, 0], maps)
     k = len(GROUPS)
     for side in (0, 1):
         assert maps[side * k + GROUPS.index("forearm")].max() > 0.5
@@ -274,7 +278,6 @@ def test_projected_warp_map_hands_the_flow_to_the_anchor(tmp_path):
 
 
 def test_calibrate_pitch_finds_the_rig_the_context_frames_show():
-    from mmsim_core.models.ego_motion import warp
     from mmsim_core.models.hand_projection import calibrate_pitch
 
     rng = np.random.default_rng(6)
@@ -290,7 +293,7 @@ def test_calibrate_pitch_finds_the_rig_the_context_frames_show():
         heat = true(body, hand).amax(dim=2)[0]  # (2, 64, 64): where the hands are at each step
     first, last = (background * (1 - h) + h for h in heat[:, None, None])  # skin-white hands on a texture
     guess = ProjectedHandKeypoints(64, True, ProjectionConfig(pitch0_deg=36.0))
-    offset = calibrate_pitch(guess, body, hand, first, last, warp)
+    offset = calibrate_pitch(guess, body, hand, first, last)
     assert offset.shape == (1,) and abs(np.degrees(float(offset[0])) - 3.0) <= 1.0 + 1e-6  # 1-degree candidates
     none = ProjectedHandKeypoints(64, True, ProjectionConfig(calibration_deg=()))
-    assert float(calibrate_pitch(none, body, hand, first, last, warp)[0]) == 0.0
+    assert float(calibrate_pitch(none, body, hand, first, last)[0]) == 0.0

@@ -44,9 +44,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mmsim_core.models.ego_motion import masked_batch_norm, warp
+from mmsim_core.models.ego_motion import masked_batch_norm
 from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig, calibrate_pitch, keypoint_flow
-from mmsim_core.schema import MODALITIES
+from mmsim_core.schema import FRAME_SIZE, MODALITIES
 
 WHERE_FROM = "body_pose"
 WHAT_FROM = ("hand_pose", "emg", "hand_force")
@@ -85,7 +85,7 @@ class HandPlacementMap(nn.Module):
 
     def __init__(self, modalities: tuple[str, ...], context_steps: int, channels: int = 8, grid: int = 16,
                  hidden: int = 256, placement: str = "learned", camera: ProjectionConfig | None = None,
-                 frame_size: int = 64):
+                 frame_size: int = FRAME_SIZE):
         super().__init__()
         if channels < 1 or grid < 1 or hidden < 1:
             raise ValueError(f"channels, grid and hidden must be positive, got {channels}, {grid}, {hidden}")
@@ -145,33 +145,20 @@ class HandPlacementMap(nn.Module):
         hand_all = None
         if hand_rows is not None and bool(hand_rows.any()):
             hand_all = actions["hand_pose"].float().reshape(batch, steps, SIDES, -1, 3)  # (B, T, 2, 24, 3)
+        hand = hand_all[:, h - 1:] if hand_all is not None else None  # (B, n, 2, 24, 3) | None
         offset = None
-        calibrate = context_frames is not None and h >= 2 and bool(self.projection.cfg.calibration_deg)
-        if calibrate:
-            ends, first, last = [0, h - 1], context_frames[:, 0], context_frames[:, h - 1]
-            offset = calibrate_pitch(self.projection, body_all[:, ends], None, first, last, warp)
-            if hand_all is not None:
-                with_hand = calibrate_pitch(self.projection, body_all[:, ends], hand_all[:, ends], first, last, warp)
-                offset = torch.where(hand_rows, with_hand, offset)
-
-        def project(hand):
-            pts = self.projection.points(body, hand, offset)
-            heat = torch.stack([self.projection.splat(uv, z) for uv, z in pts], dim=2)  # (B, n, 14, G, G)
-            if not self.warps:
-                return heat, None
+        if context_frames is not None and h >= 2 and self.projection.cfg.calibration_deg:
+            ends = [0, h - 1]
+            offset = calibrate_pitch(self.projection, body_all[:, ends], hand_all[:, ends] if hand is not None else None,
+                                     context_frames[:, 0], context_frames[:, h - 1], hand_rows)
+        pts = self.projection.points(body, hand, offset, hand_rows)
+        heat = self.projection.heat(pts)  # (B, n, 14, G, G)
+        flow = None
+        if self.warps:
             flow = keypoint_flow(pts, self.flow_size, self.projection.cfg.flow_radius)  # (B, F, 4, H/2, W/2)
             flow = F.interpolate(rearrange(flow, "b f c y x -> (b f) c y x"), size=(self.frame_size,) * 2,
                                  mode="bilinear", align_corners=False)
-            return heat, rearrange(flow, "(b f) c y x -> b f c y x", b=batch)
-
-        if hand_all is not None:
-            heat, flow = project(hand_all[:, h - 1:])  # hand (B, n, 2, 24, 3)
-            if not bool(hand_rows.all()):
-                bare_heat, bare_flow = project(None)
-                heat = torch.where(hand_rows[:, None, None, None, None], heat, bare_heat)
-                flow = torch.where(hand_rows[:, None, None, None, None], flow, bare_flow) if flow is not None else None
-        else:
-            heat, flow = project(None)
+            flow = rearrange(flow, "(b f) c y x -> b f c y x", b=batch)  # (B, F, 4, H, W)
         keep = body_rows[:, None, None, None, None].to(heat.dtype)
         return heat * keep, (flow * keep if flow is not None else None)
 

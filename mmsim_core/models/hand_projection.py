@@ -36,6 +36,7 @@ min-max statistics (buffers, saved with the weights) that take them back to cent
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -45,7 +46,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsim_core import schema
+from mmsim_core.models.ego_motion import warp
 from mmsim_core.synth import kinematics as kin
+
+logger = logging.getLogger(__name__)
 
 SIDES = ("Left", "Right")
 GROUPS = ("forearm", "palm", "thumb", "index", "middle", "ring", "pinky")
@@ -175,6 +179,7 @@ class ProjectedHandKeypoints(nn.Module):
             self.register_buffer(f"{name}_offset", torch.zeros(3))
             self.register_buffer(f"{name}_scale", torch.ones(3))
         self.register_buffer("pose_frame_set", torch.zeros((), dtype=torch.bool))
+        self._warned_pose_frame = False
 
     CHANNELS = len(SIDES) * len(GROUPS)
 
@@ -205,10 +210,17 @@ class ProjectedHandKeypoints(nn.Module):
         heat = heat * (depth > 2.0).to(heat.dtype)[..., None, None]
         return heat.amax(dim=-3) if heat.shape[-3] else heat.new_zeros(heat.shape[:-3] + (g, g))
 
-    def points(self, body: Tensor, hand: Tensor | None, pitch_offset: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+    def points(self, body: Tensor, hand: Tensor | None, pitch_offset: Tensor | None = None,
+               hand_rows: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
         """body (B, n, 28, 3) normalised; hand (B, n, 2, 24, 3) normalised or None -> per (side, group), in
         ``SIDES`` x ``GROUPS`` order, the projected points: uv (B, n, P, 2) in frame sides and depth (B, n, P) cm.
-        ``pitch_offset`` (B,): per-sample camera pitch correction (radians)."""
+        ``pitch_offset`` (B,): per-sample camera pitch correction (radians). ``hand_rows`` (B,) bool: the samples
+        whose hand pose is real; the others' hand points get depth -1 (not drawn, not moved), which leaves them
+        the forearm and the carpus, as with ``hand=None``."""
+        if not bool(self.pose_frame_set) and not self._warned_pose_frame:
+            logger.warning("projected hand map without min-max statistics: its input is taken as cm "
+                           "(train with `mmsim train`, or call set_pose_frame)")
+            self._warned_pose_frame = True
         body_cm = body.float() * self.body_scale + self.body_offset
         hand_cm = hand.float() * self.hand_scale + self.hand_offset if hand is not None else None
         centre, rot = self.camera.pose(body_cm, pitch_offset)  # (B, n, 3), (B, n, 3, 3)
@@ -216,12 +228,24 @@ class ProjectedHandKeypoints(nn.Module):
         for s, side in enumerate(SIDES):
             groups = hand_keypoints(body_cm[..., BODY[f"{side} Hand"], :], body_cm[..., BODY[f"{side} Forearm"], :],
                                     hand_cm[..., s, :, :] if hand_cm is not None else None)
-            out += [self.camera.project(points, centre, rot) for points in groups]
+            for g, points in enumerate(groups):
+                uv, z = self.camera.project(points, centre, rot)
+                if hand_rows is not None and hand_cm is not None and g > 0:  # palm and fingers come from hand pose
+                    hidden = ~hand_rows[:, None, None].expand_as(z)
+                    if g == GROUPS.index("palm"):
+                        hidden = hidden.clone()
+                        hidden[..., 0] = False  # the palm's first point is the carpus (body pose)
+                    z = z.masked_fill(hidden, -1.0)
+                out.append((uv, z))
         return out
 
-    def forward(self, body: Tensor, hand: Tensor | None) -> Tensor:
+    def heat(self, points: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """:meth:`points` -> heat maps (B, n, 14, G, G), one per (side, group)."""
+        return torch.stack([self.splat(uv, z) for uv, z in points], dim=2)
+
+    def forward(self, body: Tensor, hand: Tensor | None, hand_rows: Tensor | None = None) -> Tensor:
         """body (B, n, 28, 3) normalised; hand (B, n, 2, 24, 3) normalised or None -> (B, n, 14, G, G)."""
-        return torch.stack([self.splat(uv, z) for uv, z in self.points(body, hand)], dim=2)
+        return self.heat(self.points(body, hand, hand_rows=hand_rows))
 
 
 def keypoint_flow(points: list[tuple[Tensor, Tensor]], size: int, radius: float) -> Tensor:
@@ -262,15 +286,15 @@ def keypoint_flow(points: list[tuple[Tensor, Tensor]], size: int, radius: float)
 
 @torch.no_grad()
 def calibrate_pitch(projection: ProjectedHandKeypoints, body: Tensor, hand: Tensor | None, first: Tensor,
-                    last: Tensor, warp_fn) -> Tensor:
+                    last: Tensor, hand_rows: Tensor | None = None) -> Tensor:
     """Per clip, the pitch correction (radians, (B,)) under which the hands' keypoint flow best explains the
     context frames: ``first`` (B, 3, H, W) warped by the flow of the keypoints from its step to ``last``'s,
     for each of ``projection.cfg.calibration_deg``, against ``last`` (mean absolute error over the frame).
 
     The rig's pitch is the one camera number a subject changes (how the glasses sit; 32-40 deg across the
     synthetic world's subjects): a wrong pitch puts the hands' motion onto the background beside them, which
-    the frames show. ``body``/``hand``: (B, 2, ...) normalised poses at the two steps; ``warp_fn`` is
-    :func:`mmsim_core.models.ego_motion.warp`."""
+    the frames show. ``body``/``hand``: (B, 2, ...) normalised poses at the two steps; ``hand_rows`` as in
+    :meth:`ProjectedHandKeypoints.points`."""
     cands = projection.cfg.calibration_deg
     b = body.shape[0]
     if not cands:
@@ -280,10 +304,10 @@ def calibrate_pitch(projection: ProjectedHandKeypoints, body: Tensor, hand: Tens
     errors = []
     for deg in cands:
         offset = body.new_full((b,), math.radians(deg))
-        flow = keypoint_flow(projection.points(body, hand, offset), size // 2, projection.cfg.flow_radius)
+        flow = keypoint_flow(projection.points(body, hand, offset, hand_rows), size // 2, projection.cfg.flow_radius)
         # without the hide channel: the fill is the costly part and the moved hands decide the match
         flow = F.interpolate(flow[:, 0, :3].float(), size=first.shape[-2:], mode="bilinear", align_corners=False)
-        moved = warp_fn(first, identity, flow[:, None])[:, 0]  # (B, 3, H, W)
+        moved = warp(first, identity, flow[:, None])[:, 0]  # (B, 3, H, W)
         errors.append((moved - last.float()).abs().flatten(1).mean(1))
     best = torch.stack(errors, dim=1).argmin(dim=1)  # (B,)
     return torch.tensor([math.radians(d) for d in cands], device=body.device, dtype=body.dtype)[best]
