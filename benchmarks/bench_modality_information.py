@@ -35,9 +35,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':28s} {'MSE':>9s} {'PSNR of mean MSE':>17s} {'mean clip PSNR':>15s}  clips visibly changed "
           f"(< {r['visible_psnr']:.0f} dB)")
     rows = [(f"{m} held", x) for m, x in r["held"].items()]
+    rows += [(f"{m} extrapolated", x) for m, x in r["extrapolated"].items()]
+    rows += [(f"only {m} known", x) for m, x in r["alone"].items()]
     rows += [("every modality held", r["every_modality_held"]), ("copy last frame", r["copy_last_frame"])]
     for name, x in rows:
         print(f"{name:28s} {x['mse']:9.5f} {x['psnr_pooled']:17.2f} {x['psnr']:15.2f}  {x['visible_clips']}/{r['num_clips']}")
+    f = r["feasibility"]
+    print(f"\nIssue 4's goals (margin >= {f['margin_db']} dB over every single modality, any drop <= {f['drop_db']} dB)"
+          f" need, per modality, loss(m unknown) / loss(only m known) <= {f['ratio_required']:.2f}"
+          f" (guesses: {', '.join(f'{m} {g}' for m, g in r['guess'].items())}):")
+    for m, x in f["modalities"].items():
+        print(f"  {m:10s} {x['unknown_mse']:.5f} / {x['alone_mse']:.5f} = {x['ratio']:6.2f}  "
+              f"{'possible' if x['feasible'] else 'impossible'}")
+    print(f"both goals at once: {'possible' if f['feasible'] else 'ruled out (additive errors, these guesses)'}")
     print(f"({r['seconds']:.0f} s)")
     if args.out:
         Path(args.out).write_text(json.dumps(r, indent=2) + "\n")

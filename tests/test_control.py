@@ -9,7 +9,11 @@ from training.control import (
     EDITS,
     _CHAIN_POS,
     control_fidelity,
+    FEASIBLE_RATIO,
+    GOAL_MARGIN_DB,
+    GOAL_MAX_DROP_DB,
     delay_body,
+    extrapolate_future,
     firm_grip,
     hold_future,
     margin_ceiling,
@@ -114,15 +118,46 @@ def test_hold_future_freezes_one_modality_after_the_history():
     assert not np.array_equal(raw["emg"][H:], held["emg"][H:])  # the input is left alone
 
 
+def test_extrapolate_future_continues_poses_at_their_last_velocity_and_holds_signals():
+    raw = _raw(4)
+    out = extrapolate_future(raw, H, "body_pose")
+    v = raw["body_pose"][H - 1] - raw["body_pose"][H - 2]
+    assert np.array_equal(out["body_pose"][:H], raw["body_pose"][:H])
+    for k in range(1, T - H + 1):
+        np.testing.assert_allclose(out["body_pose"][H - 1 + k], raw["body_pose"][H - 1] + k * v, rtol=1e-5, atol=1e-5)
+    assert all(out[m] is raw[m] for m in schema.MODALITY_NAMES if m != "body_pose")
+    # Tactile and EMG signals are not extrapolated: they are held.
+    assert np.array_equal(extrapolate_future(raw, H, "emg")["emg"], hold_future(raw, H, "emg")["emg"])
+
+
+def test_feasible_ratio_is_where_both_goals_are_just_met():
+    # A model errs e0 with every modality; without m it errs e0 + L_unknown, with only m e0 + L_alone.
+    e0 = 0.003
+    unknown = (10 ** (GOAL_MAX_DROP_DB / 10) - 1) * e0  # the drop goal exactly
+    alone = unknown / FEASIBLE_RATIO
+    assert 10 * np.log10((e0 + unknown) / e0) == pytest.approx(GOAL_MAX_DROP_DB)
+    assert 10 * np.log10((e0 + alone) / e0) == pytest.approx(GOAL_MARGIN_DB)  # the margin goal exactly
+    assert 0.45 < FEASIBLE_RATIO < 0.5
+
+
 def test_modality_information_from_the_oracle(synth):
     r = modality_information(str(synth), "test", clips=3)
     assert r["num_clips"] == 3 and set(r["held"]) == set(schema.MODALITY_NAMES)
     # The camera rides on the body: holding body pose changes every clip's future.
     assert r["held"]["body_pose"]["visible_clips"] == 3 and r["held"]["body_pose"]["psnr_pooled"] < 40
-    for x in [*r["held"].values(), r["every_modality_held"], r["copy_last_frame"]]:
+    for x in [*r["held"].values(), *r["extrapolated"].values(), *r["alone"].values(), r["every_modality_held"],
+              r["copy_last_frame"]]:
         assert x["mse"] >= 0 and np.isfinite(x["psnr_pooled"]) and 0 <= x["visible_clips"] <= 3
     # Holding everything costs at least as much as holding the body alone (up to rendering noise).
     assert r["every_modality_held"]["mse"] >= 0.5 * r["held"]["body_pose"]["mse"] > 0
+    assert set(r["extrapolated"]) == {"body_pose", "hand_pose"} and set(r["guess"].values()) <= {"hold", "extrapolate"}
+    # Knowing only hand force leaves the camera and the arms to guess: that costs far more than not knowing force.
+    f = r["feasibility"]
+    force = f["modalities"]["hand_force"]
+    assert force["alone_mse"] > force["unknown_mse"] and force["ratio"] < 1
+    assert force["unknown_mse"] <= r["held"]["hand_force"]["mse"]  # the better of the two guesses
+    assert f["ratio_required"] == FEASIBLE_RATIO
+    assert f["feasible"] == all(x["ratio"] <= FEASIBLE_RATIO for x in f["modalities"].values())
 
 
 def test_margin_ceiling_fills_exactly_the_pixels_the_hands_decide(synth, tmp_path):

@@ -227,6 +227,27 @@ def test_paper_tables_table1_all_variants(synth, tmp_path):
     assert {"vs_best_text", "vs_best_single_modality"} <= set(result["goals"])
 
 
+def test_goals_say_whether_the_margin_and_the_drop_can_hold_at_once(tmp_path):
+    suite = bench.PaperTables(bench.SuiteConfig(work=str(tmp_path), tables=("table1", "table3a"), config="tiny"))
+
+    def done(psnr, mse):
+        return {"status": "done", "metrics": {"psnr": psnr, "mse": mse}}
+
+    e0 = 0.003
+    t1 = {n: done(25.0, 0.006) for n in ("UniSim verb", "UniSim phrase", "UniSim sentence", "Hand-pose only",
+                                         "Muscle-EMG only", "Hand-force only")}
+    t1["Ours multisensory"] = done(28.0, e0)
+    t1["Body-pose only"] = done(27.0, e0 + 0.0004)
+    t3 = {n: done(27.9, e0 + 0.0001) for n in ("No hand pose", "No hand force", "No muscle EMG")}
+    t3["All sensory used"] = done(28.0, e0)
+    t3["No body pose"] = done(26.0, e0 + 0.0024)  # losing body pose costs six times what knowing only it does
+    joint = suite.goals({"table1": t1, "table3a": t3})["joint"]
+    assert joint["modality"] == "Body-pose only" and joint["ratio"] == pytest.approx(6.0)
+    assert not joint["possible"] and joint["ratio_required"] == bench.FEASIBLE_RATIO
+    t3["No body pose"] = done(27.8, e0 + 0.0001)
+    assert suite.goals({"table1": t1, "table3a": t3})["joint"]["possible"]
+
+
 def test_paper_tables_report_the_margin_ceiling(synth, tmp_path, monkeypatch):
     import training.control
 
