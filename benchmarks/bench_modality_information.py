@@ -5,9 +5,11 @@
 For test clips of synthetic recordings, the oracle re-renders the future with one modality's future held
 at its last history value (``training.control.modality_information``). The PSNR between that video and
 the video of the recorded actions is what not knowing that modality costs: a model's margin from a
-modality cannot exceed it by much. Prints one line per modality and the two bounds (every modality held,
-copying the last frame); ``--data`` is a processed folder of synthetic recordings (``mmsim synth`` +
-``mmsim preprocess``).
+modality cannot exceed it by much. Prints one line per modality held, per pose extrapolated, per modality
+known alone (the others guessed), per part of body pose held, and the two bounds (every modality held,
+copying the last frame); then whether issue 4's margin and drop goals can hold together on these losses
+(``training.control.FEASIBLE_RATIO``). ``--data`` is a processed folder of synthetic recordings
+(``mmsim synth`` + ``mmsim preprocess``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [(f"{m} held", x) for m, x in r["held"].items()]
     rows += [(f"{m} extrapolated", x) for m, x in r["extrapolated"].items()]
     rows += [(f"only {m} known", x) for m, x in r["alone"].items()]
+    rows += [(f"body_pose {part} held", x) for part, x in r["body_parts"].items()]
     rows += [("every modality held", r["every_modality_held"]), ("copy last frame", r["copy_last_frame"])]
     for name, x in rows:
         print(f"{name:28s} {x['mse']:9.5f} {x['psnr_pooled']:17.2f} {x['psnr']:15.2f}  {x['visible_clips']}/{r['num_clips']}")

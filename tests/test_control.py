@@ -6,6 +6,8 @@ import torch
 
 from mmsim_core import schema
 from training.control import (
+    ARM_POINTS,
+    BODY_PARTS,
     EDITS,
     _CHAIN_POS,
     control_fidelity,
@@ -15,6 +17,7 @@ from training.control import (
     delay_body,
     extrapolate_future,
     firm_grip,
+    hold_body_points,
     hold_future,
     margin_ceiling,
     markdown,
@@ -158,6 +161,18 @@ def test_modality_information_from_the_oracle(synth):
     assert force["unknown_mse"] <= r["held"]["hand_force"]["mse"]  # the better of the two guesses
     assert f["ratio_required"] == FEASIBLE_RATIO
     assert f["feasible"] == all(x["ratio"] <= FEASIBLE_RATIO for x in f["modalities"].values())
+    assert set(r["body_parts"]) == {"arms", "camera and trunk"}
+    assert r["body_parts"]["camera and trunk"]["visible_clips"] == 3  # the head camera moves in every clip
+
+
+def test_hold_body_points_freezes_only_those_points():
+    raw = _raw(5)
+    out = hold_body_points(raw, H, ARM_POINTS)
+    bp, orig = out["body_pose"], raw["body_pose"]
+    assert len(ARM_POINTS) == 4 and set(ARM_POINTS) | set(BODY_PARTS["camera and trunk"]) == set(range(28))
+    assert np.array_equal(bp[H:, list(ARM_POINTS)], np.broadcast_to(orig[H - 1, list(ARM_POINTS)], bp[H:, list(ARM_POINTS)].shape))
+    others = list(BODY_PARTS["camera and trunk"])
+    assert np.array_equal(bp[:, others], orig[:, others]) and np.array_equal(bp[:H], orig[:H])
 
 
 def test_margin_ceiling_fills_exactly_the_pixels_the_hands_decide(synth, tmp_path):

@@ -650,6 +650,10 @@ def _modality_information_md(mi: dict) -> list[str]:
     for name, x in (("every modality", mi["every_modality_held"]), ("(copy last frame)", mi["copy_last_frame"])):
         share = f"{100 * x['mse'] / total:.0f}%" if total > 0 else "n/a"
         lines.append(f"| {name} | {x['mse']:.5f} | {x['psnr_pooled']:.2f} | {share} | {x['visible_clips']}/{n} | | |")
+    if "body_parts" in mi:
+        bp = mi["body_parts"]
+        lines += ["", f"Body pose's own parts held: only the arms (where the hands are) {bp['arms']['mse']:.5f}; only the "
+                  f"camera and trunk (where the head camera looks) {bp['camera and trunk']['mse']:.5f}."]
     if feas:
         f = mi["feasibility"]
         bad = [ex.MODALITY_LABELS.get(m, m) for m, x in feas.items() if not x["feasible"]]

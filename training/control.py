@@ -280,6 +280,21 @@ def hold_future(raw: dict, h: int, modality: str) -> dict:
     return {**raw, modality: x}
 
 
+ARM_POINTS = tuple(i for i, s in enumerate(schema.BODY_POSE_INDICES)
+                   if schema.XSENS_BODY_SEGMENTS[s] in ("Left Forearm", "Left Hand", "Right Forearm", "Right Hand"))
+"""The body_pose points that place the hands; the others (head, neck, trunk, shoulders, upper arms, legs) aim
+the head camera."""
+BODY_PARTS = {"arms": ARM_POINTS, "camera and trunk": tuple(i for i in range(len(schema.BODY_POSE_INDICES))
+                                                              if i not in ARM_POINTS)}
+
+
+def hold_body_points(raw: dict, h: int, points: Sequence[int]) -> dict:
+    """Only these ``body_pose`` points' futures held at their last history value (see :func:`hold_future`)."""
+    x = raw["body_pose"].copy()
+    x[h:, list(points)] = x[h - 1, list(points)]
+    return {**raw, "body_pose": x}
+
+
 POSE_MODALITIES = ("body_pose", "hand_pose")
 """Trajectories a guesser can extrapolate; the tactile and EMG signals are not smooth enough to, so
 :func:`extrapolate_future` holds them."""
@@ -320,6 +335,8 @@ def modality_information(data: str, split: str = "test", clips: int | None = 64)
     * ``extrapolated[m]`` — m's future continued at its last velocity (:func:`extrapolate_future`);
     * ``alone[m]`` — only m recorded, every other modality guessed with the guess that costs it less
       (``guess``): what a single-modality model could at best see;
+    * ``body_parts`` — only the arm points (forearm, hand: where the hands are) or only the rest (what
+      aims the camera) of body pose held (:data:`BODY_PARTS`);
     * ``every_modality_held`` bounds what all actions together decide, and ``copy_last_frame`` is the
       trivial predictor on the same oracle frames.
 
@@ -363,12 +380,14 @@ def modality_information(data: str, split: str = "test", clips: int | None = 64)
                           "feasible": bool(ratio <= FEASIBLE_RATIO)}
         logger.info("modality information: %s held %.2f dB, alone %.2f dB, ratio %.2f", m,
                     held[m]["psnr_pooled"], alone[m]["psnr_pooled"], ratio)
+    body_parts = {part: entry(np.stack([render(it["meta"], hold_body_points(raw, h, pts))
+                                        for it, raw in zip(items, raws)])) for part, pts in BODY_PARTS.items()}
     every = guessed({m: "hold" for m in names})
     ds.close()
     return {
         "format": "mmsim-modality-information-v2",
         "data": str(data), "split": split, "num_clips": len(items), "visible_psnr": VISIBLE_PSNR,
-        "held": held, "extrapolated": extrapolated, "guess": best, "alone": alone,
+        "held": held, "extrapolated": extrapolated, "guess": best, "alone": alone, "body_parts": body_parts,
         "every_modality_held": every, "copy_last_frame": entry(last),
         "feasibility": {"ratio_required": FEASIBLE_RATIO, "drop_db": GOAL_MAX_DROP_DB, "margin_db": GOAL_MARGIN_DB,
                         "modalities": feasibility, "feasible": all(f["feasible"] for f in feasibility.values())},
