@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def test_config_overrides_and_validation():
         resolve_config(None, ["bogus=1"])
     with pytest.raises(ValueError, match="config must be one of"):
         resolve_config("no-such-config")
+
+
+def test_a_config_that_extends_another_changes_only_what_it_names(tmp_path):
+    base = asdict(resolve_config("bench-cpu"))
+    warp = asdict(resolve_config("bench-cpu-warp"))
+    assert warp["model"]["action_encoder"]["hand_map_placement"] == "projected_warp"
+    assert warp["model"]["denoiser"]["spatial_cells"] == 4
+    assert warp["model"]["denoiser"]["target"] == base["model"]["denoiser"]["target"] == "warped_residual"
+    assert {k: v for k, v in warp.items() if k != "model"} == {k: v for k, v in base.items() if k != "model"}
+    loop = tmp_path / "loop.json"
+    loop.write_text(json.dumps({"extends": str(loop)}))
+    with pytest.raises(ValueError, match="extends itself"):
+        resolve_config(str(loop))
 
 
 def test_interrupted_run_resumes_where_it_stopped(processed, tmp_path):

@@ -4,8 +4,9 @@
         --set model.action_encoder.fusion=mean
 
 A config is resolved in this order: dataclass defaults < named preset file (``training/configs/NAME.json``
-or any JSON path) < explicit flags (``--preset``, ``--data``...) < ``--set key=value`` overrides. The
-resolved config is written to ``OUT/config.json`` with every run.
+or any JSON path) < explicit flags (``--preset``, ``--data``...) < ``--set key=value`` overrides. A file
+with ``"extends": NAME`` is merged, section by section, into that config (``bench-cpu-warp`` is ``bench-cpu``
+plus the projected hand warp). The resolved config is written to ``OUT/config.json`` with every run.
 """
 
 from __future__ import annotations
@@ -89,13 +90,28 @@ def named_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
-def _load_file(name_or_path: str) -> dict:
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _load_file(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
+    """A config file's keys. ``"extends": NAME`` starts from that config and merges this file's keys into it,
+    section by section (so a variant config names only what it changes)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.json"
     if not path.exists():
         raise ValueError(f"config must be one of {named_configs()} or a JSON file, got {name_or_path!r}")
-    return json.loads(path.read_text())
+    d = json.loads(path.read_text())
+    base = d.pop("extends", None)
+    if base is None:
+        return d
+    if base in _seen:
+        raise ValueError(f"config {name_or_path!r} extends itself through {' -> '.join((*_seen, base))}")
+    return _merge(_load_file(base, (*_seen, name_or_path)), d)
 
 
 def _parse_value(text: str):
