@@ -51,7 +51,7 @@ import torch
 from mmsim_core.errors import MMSimError
 from training import experiments as ex
 from training.config import TrainConfig, named_configs, resolve_config
-from training.control import FEASIBLE_RATIO, GOAL_MARGIN_DB, GOAL_MAX_DROP_DB
+from training.control import FEASIBLE_RATIO, GOAL_MARGIN_DB, GOAL_MAX_DROP_DB, MODALITY_INFORMATION_FORMAT
 
 logger = logging.getLogger("mmsim.bench")
 
@@ -375,7 +375,7 @@ class PaperTables:
         from training.control import modality_information
 
         data = self.data_for(ex.MAIN)
-        key = {"data": str(data), "clips": self.cfg.eval_clips, "format": "mmsim-modality-information-v2"}
+        key = {"data": str(data), "clips": self.cfg.eval_clips, "format": MODALITY_INFORMATION_FORMAT}
         path = self.work / "evals" / "modality_information.json"
         self.modality_info = _cached(path, key)
         if self.modality_info is not None or not allow_eval:
@@ -502,13 +502,11 @@ class PaperTables:
         return entry
 
     def goals(self, tables: dict) -> dict:
-        def psnr(t, name):
+        def metric(t, name, key="psnr"):
             e = tables.get(t, {}).get(name, {})
-            return e.get("metrics", {}).get("psnr") if e.get("status") == "done" else None
+            return e.get("metrics", {}).get(key) if e.get("status") == "done" else None
 
-        def mse(t, name):
-            e = tables.get(t, {}).get(name, {})
-            return e.get("metrics", {}).get("mse") if e.get("status") == "done" else None
+        psnr = metric
 
         out = {"margin_db_required": GOAL_MARGIN_DB, "max_drop_db_allowed": GOAL_MAX_DROP_DB}
         ours = psnr("table1", "Ours multisensory")
@@ -538,7 +536,8 @@ class PaperTables:
         # hearing a modality costs Ours over what hearing only it costs, both as MSE above Ours' own.
         if "vs_best_single_modality" in out and "test_time_drop" in out:
             best = out["vs_best_single_modality"]["best"]
-            e0, alone, unknown = mse("table3a", "All sensory used"), mse("table1", best), mse("table3a", DROP_ROW[best])
+            e0, alone, unknown = (metric(t, n, "mse") for t, n in (("table3a", "All sensory used"), ("table1", best),
+                                                                   ("table3a", DROP_ROW[best])))
             if None not in (e0, alone, unknown) and alone > e0:
                 ratio = max(unknown - e0, 0.0) / (alone - e0)
                 out["joint"] = {"modality": best, "unknown_mse_above_ours": unknown - e0,

@@ -312,6 +312,8 @@ def extrapolate_future(raw: dict, h: int, modality: str) -> dict:
     return {**raw, modality: out.astype(raw[modality].dtype)}
 
 
+MODALITY_INFORMATION_FORMAT = "mmsim-modality-information-v2"
+
 GUESSES: dict[str, Callable[[dict, int, str], dict]] = {"hold": hold_future, "extrapolate": extrapolate_future}
 
 GOAL_MARGIN_DB, GOAL_MAX_DROP_DB = 1.5, 0.8
@@ -385,7 +387,7 @@ def modality_information(data: str, split: str = "test", clips: int | None = 64)
     every = guessed({m: "hold" for m in names})
     ds.close()
     return {
-        "format": "mmsim-modality-information-v2",
+        "format": MODALITY_INFORMATION_FORMAT,
         "data": str(data), "split": split, "num_clips": len(items), "visible_psnr": VISIBLE_PSNR,
         "held": held, "extrapolated": extrapolated, "guess": best, "alone": alone, "body_parts": body_parts,
         "every_modality_held": every, "copy_last_frame": entry(last),
