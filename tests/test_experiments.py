@@ -207,6 +207,25 @@ def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
     assert _run(synth, work, out, "--budget-steps", "3", "--lr", "0.5", only="table1") == 1
 
 
+def test_training_time_counts_every_session_including_a_killed_one(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert bench.logged_train_seconds(run) is None
+    (run / "config.json").write_text(json.dumps({"checkpoint_every": 100}))
+    lines = [
+        # first session, before window_s was logged: 50 steps at 2/s, then 50 at 1/s; killed after step 150
+        {"step": 50, "steps_per_s": 2.0}, {"step": 100, "steps_per_s": 1.0}, {"step": 150, "window_s": 30.0},
+        # second session resumes from the step-100 checkpoint and finishes
+        {"step": 125, "window_s": 20.0}, {"step": 150, "window_s": 20.0},
+    ]
+    (run / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + '\n{"step": 17')  # last line cut by a kill
+    assert bench.logged_train_seconds(run) == pytest.approx(25.0 + 50.0 + 30.0 + 20.0 + 20.0)
+    # a resumed first window without window_s starts at the checkpoint it resumed from
+    (run / "log.jsonl").write_text("\n".join(json.dumps(x) for x in [{"step": 150, "steps_per_s": 1.0},
+                                                                   {"step": 125, "steps_per_s": 0.5}]))
+    assert bench.logged_train_seconds(run) == pytest.approx(150.0 + 50.0)
+
+
 def test_suite_config_validates():
     with pytest.raises(MMSimError, match="unknown variant"):
         bench.SuiteConfig(variants=("ours", "nope"))

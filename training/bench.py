@@ -164,6 +164,33 @@ def _test_subjects(data: str) -> list[str] | None:
         return None
 
 
+def logged_train_seconds(run: Path) -> float | None:
+    """Wall seconds of training in ``run/log.jsonl``, summed over every session that logged, killed ones
+    included (up to their last log line). Lines written before ``window_s`` existed are estimated as
+    their steps over ``steps_per_s``; a step lower than the line before marks a resumed session.
+    ``None`` when the run has no log."""
+    path = run / "log.jsonl"
+    if not path.is_file():
+        return None
+    config = run / "config.json"
+    every = json.loads(config.read_text()).get("checkpoint_every", 500) if config.is_file() else 500
+    total, prev = 0.0, 0
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a kill
+            continue
+        step = int(rec.get("step", 0))
+        if "window_s" in rec:
+            total += float(rec["window_s"])
+        elif rec.get("steps_per_s"):
+            # A resumed session's first window starts at the checkpoint it resumed from.
+            steps = step - prev if step > prev else step - (step - 1) // every * every
+            total += steps / float(rec["steps_per_s"])
+        prev = step
+    return total
+
+
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -311,7 +338,8 @@ class PaperTables:
                                  f"delete it or use another --work")
         if done and done["max_steps"] == cfg.max_steps and (run / "final" / "model_index.json").is_file():
             logger.info("variant %s: reusing the finished run (%d steps)", v.key, cfg.max_steps)
-            return done
+            logged = logged_train_seconds(run)  # runs finished before killed sessions were counted
+            return done if logged is None else {**done, "train_seconds": logged}
         if not allow_train:
             return None
         if done and done["max_steps"] > cfg.max_steps:
@@ -323,9 +351,9 @@ class PaperTables:
         t0 = time.perf_counter()
         train(cfg, resume=resume)
         seconds = time.perf_counter() - t0
-        # Wall time of the sessions that reached a budget (a session killed midway is not counted).
+        logged = logged_train_seconds(run)  # every session, killed ones included
         record = {"variant": v.key, "max_steps": cfg.max_steps,
-                  "train_seconds": seconds + (done or {}).get("train_seconds", 0.0),
+                  "train_seconds": logged if logged is not None else seconds + (done or {}).get("train_seconds", 0.0),
                   "sessions": (done or {}).get("sessions", 0) + 1, "resumed": resume, "data": str(data),
                   "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
         _write_json(done_file, record)

@@ -203,7 +203,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 dt = time.perf_counter() - t_window
                 record = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                record.update(step=step, epoch=epoch, lr=lr_schedule.get_last_lr()[0], steps_per_s=len(window) / dt)
+                record.update(step=step, epoch=epoch, lr=lr_schedule.get_last_lr()[0], steps_per_s=len(window) / dt,
+                              window_s=dt)
                 bar.set_postfix({k: f"{record[k]:.4f}" for k in ("total", "diffusion", "ssl", "norm", "motion", "placement")}
                                 | {"it/s": f"{record['steps_per_s']:.2f}"})
                 if log_file:
