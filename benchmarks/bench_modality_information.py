@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {m:10s} {x['unknown_mse']:.5f} / {x['alone_mse']:.5f} = {x['ratio']:6.2f}  "
               f"{'possible' if x['feasible'] else 'impossible'}")
     print(f"both goals at once: {'possible' if f['feasible'] else 'ruled out (additive errors, these guesses)'}")
+    print(f"\nThe text margin (>= {f['margin_db']} dB) with the drop goal needs, per modality, loss(m unknown) / "
+          f"loss(nothing known) <= {f['ratio_required']:.2f}:")
+    for m, x in f["modalities"].items():
+        v = x["vs_text"]
+        print(f"  {m:10s} {x['unknown_mse']:.5f} / {v['nothing_known_mse']:.5f} = {v['ratio']:6.2f}  "
+              f"{'possible' if v['feasible'] else 'impossible'}")
+    print(f"both goals at once: {'possible' if f['feasible_vs_text'] else 'ruled out (additive errors, these guesses)'}")
     print(f"({r['seconds']:.0f} s)")
     if args.out:
         Path(args.out).write_text(json.dumps(r, indent=2) + "\n")

@@ -161,6 +161,11 @@ def test_modality_information_from_the_oracle(synth):
     assert force["unknown_mse"] <= r["held"]["hand_force"]["mse"]  # the better of the two guesses
     assert f["ratio_required"] == FEASIBLE_RATIO
     assert f["feasible"] == all(x["ratio"] <= FEASIBLE_RATIO for x in f["modalities"].values())
+    # Against a text row (no trajectory known): body pose decides most of what the actions decide.
+    body = f["modalities"]["body_pose"]["vs_text"]
+    assert body["nothing_known_mse"] == r["every_modality_held"]["mse"]
+    assert body["ratio"] == pytest.approx(f["modalities"]["body_pose"]["unknown_mse"] / body["nothing_known_mse"])
+    assert f["feasible_vs_text"] == all(x["vs_text"]["ratio"] <= FEASIBLE_RATIO for x in f["modalities"].values())
     assert set(r["body_parts"]) == {"arms", "camera and trunk"}
     assert r["body_parts"]["camera and trunk"]["visible_clips"] == 3  # the head camera moves in every clip
 
