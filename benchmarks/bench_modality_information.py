@@ -44,20 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     for name, x in rows:
         print(f"{name:28s} {x['mse']:9.5f} {x['psnr_pooled']:17.2f} {x['psnr']:15.2f}  {x['visible_clips']}/{r['num_clips']}")
     f = r["feasibility"]
-    print(f"\nIssue 4's goals (margin >= {f['margin_db']} dB over every single modality, any drop <= {f['drop_db']} dB)"
-          f" need, per modality, loss(m unknown) / loss(only m known) <= {f['ratio_required']:.2f}"
-          f" (guesses: {', '.join(f'{m} {g}' for m, g in r['guess'].items())}):")
-    for m, x in f["modalities"].items():
-        print(f"  {m:10s} {x['unknown_mse']:.5f} / {x['alone_mse']:.5f} = {x['ratio']:6.2f}  "
-              f"{'possible' if x['feasible'] else 'impossible'}")
-    print(f"both goals at once: {'possible' if f['feasible'] else 'ruled out (additive errors, these guesses)'}")
-    print(f"\nThe text margin (>= {f['margin_db']} dB) with the drop goal needs, per modality, loss(m unknown) / "
-          f"loss(nothing known) <= {f['ratio_required']:.2f}:")
-    for m, x in f["modalities"].items():
-        v = x["vs_text"]
-        print(f"  {m:10s} {x['unknown_mse']:.5f} / {v['nothing_known_mse']:.5f} = {v['ratio']:6.2f}  "
-              f"{'possible' if v['feasible'] else 'impossible'}")
-    print(f"both goals at once: {'possible' if f['feasible_vs_text'] else 'ruled out (additive errors, these guesses)'}")
+
+    def ratios(goals: str, denominator: str, other, feasible: bool, note: str = "") -> None:
+        print(f"\n{goals} need, per modality, loss(m unknown) / loss({denominator}) <= {f['ratio_required']:.2f}{note}:")
+        for m, x in f["modalities"].items():
+            mse, ratio, ok = other(x)
+            print(f"  {m:10s} {x['unknown_mse']:.5f} / {mse:.5f} = {ratio:6.2f}  {'possible' if ok else 'impossible'}")
+        print(f"both goals at once: {'possible' if feasible else 'ruled out (additive errors, these guesses)'}")
+
+    ratios(f"Issue 4's goals (margin >= {f['margin_db']} dB over every single modality, any drop <= {f['drop_db']} dB)",
+           "only m known", lambda x: (x["alone_mse"], x["ratio"], x["feasible"]), f["feasible"],
+           f" (guesses: {', '.join(f'{m} {g}' for m, g in r['guess'].items())})")
+    ratios(f"The text margin (>= {f['margin_db']} dB) and the drop goal", "nothing known",
+           lambda x: (x["vs_text"]["nothing_known_mse"], x["vs_text"]["ratio"], x["vs_text"]["feasible"]),
+           f["feasible_vs_text"])
     print(f"({r['seconds']:.0f} s)")
     if args.out:
         Path(args.out).write_text(json.dumps(r, indent=2) + "\n")

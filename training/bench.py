@@ -534,13 +534,11 @@ class PaperTables:
             e = tables.get(t, {}).get(name, {})
             return e.get("metrics", {}).get(key) if e.get("status") == "done" else None
 
-        psnr = metric
-
         out = {"margin_db_required": GOAL_MARGIN_DB, "max_drop_db_allowed": GOAL_MAX_DROP_DB}
-        ours = psnr("table1", "Ours multisensory")
-        text = {n: psnr("table1", n) for n in ("UniSim verb", "UniSim phrase", "UniSim sentence")}
-        single = {n: psnr("table1", n) for n in ("Body-pose only", "Hand-pose only", "Muscle-EMG only", "Hand-force only")}
-        drops = {n: psnr("table3a", n) for n in ("No hand pose", "No hand force", "No body pose", "No muscle EMG")}
+        ours = metric("table1", "Ours multisensory")
+        text = {n: metric("table1", n) for n in ("UniSim verb", "UniSim phrase", "UniSim sentence")}
+        single = {n: metric("table1", n) for n in ("Body-pose only", "Hand-pose only", "Muscle-EMG only", "Hand-force only")}
+        drops = {n: metric("table3a", n) for n in ("No hand pose", "No hand force", "No body pose", "No muscle EMG")}
         if ours is not None and all(x is not None for x in text.values()):
             best = max(text, key=text.get)
             out["vs_best_text"] = {"best": best, "margin_db": ours - text[best], "met": ours - text[best] >= GOAL_MARGIN_DB}
@@ -554,7 +552,7 @@ class PaperTables:
             # How much the actions help at all: when ~0, every margin above is noise, not a ranking.
             out["actions_used"] = {"ours_minus_all_actions_dropped_db": ours - dropped["metrics"]["psnr"],
                                    "ours_minus_copy_last_db": ours - copy["metrics"]["psnr"] if copy else None}
-        all_used = psnr("table3a", "All sensory used")
+        all_used = metric("table3a", "All sensory used")
         if all_used is not None and all(x is not None for x in drops.values()):
             worst = min(drops, key=drops.get)
             out["test_time_drop"] = {"worst": worst, "drop_db": all_used - drops[worst],
@@ -693,23 +691,24 @@ def _modality_information_md(mi: dict) -> list[str]:
                   f"camera and trunk (where the head camera looks) {bp['camera and trunk']['mse']:.5f}."]
     if feas:
         f = mi["feasibility"]
-        bad = [ex.MODALITY_LABELS.get(m, m) for m, x in feas.items() if not x["feasible"]]
+
+        def verdict(feasible, consequence: str) -> str:
+            bad = [ex.MODALITY_LABELS.get(m, m) for m, x in feas.items() if not feasible(x)]
+            return "Every modality passes." if not bad else f"{', '.join(bad)} fails: {consequence}"
+
         lines += ["", f"Ratio: not known / only it known. Ours ≥ {f['margin_db']} dB above every single-modality row "
                   f"while no dropped modality costs more than {f['drop_db']} dB needs every ratio ≤ "
                   f"{f['ratio_required']:.2f}, if a model's MSE is its own rendering error plus the oracle's loss "
                   "(`training.control.FEASIBLE_RATIO`). "
-                  + ("Every modality passes." if not bad else
-                     f"{', '.join(bad)} fails: on this data the two goals exclude each other for any model that "
-                     "errs additively.")]
+                  + verdict(lambda x: x["feasible"], "on this data the two goals exclude each other for any "
+                            "model that errs additively.")]
         if all("vs_text" in x for x in feas.values()):
-            bad = [ex.MODALITY_LABELS.get(m, m) for m, x in feas.items() if not x["vs_text"]["feasible"]]
             per = ", ".join(f"{ex.MODALITY_LABELS.get(m, m)} {x['vs_text']['ratio']:.2f}" for m, x in feas.items())
             lines += ["", f"The text margin and the drop goal pair the same way, with a text row's loss taken as that of "
                       f"knowing no action (every modality held): not known / nothing known = {per} (each ≤ "
                       f"{f['ratio_required']:.2f} needed). "
-                      + ("Every modality passes." if not bad else
-                         f"{', '.join(bad)} fails: without it, the other modalities cannot lift Ours "
-                         f"{f['margin_db'] - f['drop_db']:.1f} dB above a text row.")]
+                      + verdict(lambda x: x["vs_text"]["feasible"], "without it, the other modalities cannot lift "
+                                f"Ours {f['margin_db'] - f['drop_db']:.1f} dB above a text row.")]
     return lines + [""]
 
 
