@@ -36,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DATA), device: str = "cpu"):
     """``(demo, engine)``: the Blocks, unlaunched."""
-    from app.engine import Engine, load_model
-    from app.session import Gallery
-    from app.ui import build_demo
+    from mmsim.app.engine import Engine, load_model
+    from mmsim.app.session import Gallery
+    from mmsim.app.ui import build_demo
 
     gallery = Gallery.load(data)
     ckpt = checkpoint

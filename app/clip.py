@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from app.edits import EditHistory
+from mmsim.app.edits import EditHistory
 from mmsim_core import schema
 from mmsim_core.errors import ActionInputError
 

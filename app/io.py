@@ -27,8 +27,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from app.clip import Annotation, Clip
-from app.edits import EditHistory
+from mmsim.app.clip import Annotation, Clip
+from mmsim.app.edits import EditHistory
 from mmsim_core import schema
 from mmsim_core.errors import ActionInputError, MMSimError
 

@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.clip import Clip
-from app.edits import channel_groups, curves, default_channels
+from mmsim.app.clip import Clip
+from mmsim.app.edits import channel_groups, curves, default_channels
 from mmsim_core import schema
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -189,7 +189,7 @@ def upscale(img: np.ndarray, k: int) -> np.ndarray:
 
 def frame_panel(clip: Clip, prediction: np.ndarray | None, cursor: int, scale: int = 4) -> np.ndarray:
     """[ground truth | prediction | |difference|] at the cursor (context steps show the context)."""
-    from training.generate import difference_image
+    from mmsim.training.generate import difference_image
 
     S = clip.context.shape[1]
     blank = np.full((S, S, 3), 40, np.uint8)

@@ -11,10 +11,10 @@ from typing import Sequence
 
 import numpy as np
 
-from app import io as sio
-from app.clip import Annotation, Clip
-from app.edits import EditHistory, default_channels, parse_recipe
-from app.engine import Engine, frame_metrics
+from mmsim.app import io as sio
+from mmsim.app.clip import Annotation, Clip
+from mmsim.app.edits import EditHistory, default_channels, parse_recipe
+from mmsim.app.engine import Engine, frame_metrics
 from mmsim_core import schema
 from mmsim_core.errors import ActionInputError, MMSimError
 
@@ -148,7 +148,7 @@ class Session:
 
     def write_video(self, fps: float = 4.0) -> str:
         from mmsim_core.video import write_video
-        from training.generate import compose_video
+        from mmsim.training.generate import compose_video
 
         clip = self.require_clip()
         if self.prediction is None:
@@ -156,7 +156,7 @@ class Session:
         if clip.future is not None:
             frames = compose_video(clip.context, clip.future, self.prediction)
         else:  # no ground truth: context then prediction, upscaled
-            from app.plots import upscale
+            from mmsim.app.plots import upscale
 
             frames = upscale(np.concatenate([clip.context, self.prediction]), 4)
         path = self.dir() / f"{sio.safe_name(clip.label)}_seed{self.render_info['seed']}_v{len(clip.edits.recipe)}.mp4"
@@ -165,7 +165,7 @@ class Session:
         return str(path)
 
     def filmstrip(self) -> np.ndarray | None:
-        from training.generate import compose_filmstrip
+        from mmsim.training.generate import compose_filmstrip
 
         clip = self.clip
         if clip is None or self.prediction is None:
@@ -252,7 +252,7 @@ def _fill_text(a: Annotation) -> Annotation:
 
 def clips_to_records(clips: Sequence[Clip], predictions: Sequence[np.ndarray | None] | None = None) -> list[tuple]:
     """Clips -> ``(frames, actions, text, meta)`` for :func:`app.io.write_dataset`."""
-    from app.io import _clip_meta
+    from mmsim.app.io import _clip_meta
 
     out = []
     for i, c in enumerate(clips):

@@ -14,11 +14,11 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from app import io as sio
-from app import plots
-from app.edits import RANGE_OPS, channel_groups, default_channels, parse_recipe
-from app.engine import Engine, check_model_error
-from app.session import Gallery, Session, clips_to_records, recipe_json
+from mmsim.app import io as sio
+from mmsim.app import plots
+from mmsim.app.edits import RANGE_OPS, channel_groups, default_channels, parse_recipe
+from mmsim.app.engine import Engine, check_model_error
+from mmsim.app.session import Gallery, Session, clips_to_records, recipe_json
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
 

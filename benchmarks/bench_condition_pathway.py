@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mmsim_core.data.dataset import ClipDataset  # noqa: E402
 from mmsim_core.models.ego_motion import estimate_context_motion, warp  # noqa: E402
 from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline  # noqa: E402
-from training.metrics import frame_psnr, to_unit  # noqa: E402
+from mmsim.training.metrics import frame_psnr, to_unit  # noqa: E402
 
 PATHS = ("both", "warp", "y", "map")
 

@@ -57,13 +57,13 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
 
-    from training.evaluate import EvalConfig, evaluate, write_results
+    from mmsim.training.evaluate import EvalConfig, evaluate, write_results
 
     work = Path(args.work)
     if args.data:
         data = Path(args.data)
     else:
-        from training.evaluate import resolve_checkpoint
+        from mmsim.training.evaluate import resolve_checkpoint
 
         stats = Path(resolve_checkpoint(args.checkpoint)) / "normalization.json"
         if not stats.is_file():

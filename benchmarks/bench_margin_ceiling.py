@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.control import DIRECT_MODALITIES, margin_ceiling
+    from mmsim.training.control import DIRECT_MODALITIES, margin_ceiling
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+")

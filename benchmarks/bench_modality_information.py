@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.control import modality_information
+    from mmsim.training.control import modality_information
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="processed synthetic clips (with oracle sidecars)")

@@ -30,10 +30,10 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from app import plots
-    from app.cli import DEFAULT_CHECKPOINT
-    from app.engine import Engine, load_model
-    from app.session import Gallery, Session
+    from mmsim.app import plots
+    from mmsim.app.cli import DEFAULT_CHECKPOINT
+    from mmsim.app.engine import Engine, load_model
+    from mmsim.app.session import Gallery, Session
 
     gallery = Gallery.load(args.data, limit=16)
     ckpt = args.checkpoint or (str(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.exists() else None)

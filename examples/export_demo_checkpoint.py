@@ -111,7 +111,7 @@ def main() -> int:
     args = p.parse_args()
 
     from mmsim_core import MultisensoryVideoPipeline
-    from training.train import latest_checkpoint
+    from mmsim.training.train import latest_checkpoint
 
     run = Path(args.run)
     src = run / "final" if (run / "final" / "model_index.json").is_file() else latest_checkpoint(run) / "pipeline"

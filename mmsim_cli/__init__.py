@@ -73,11 +73,11 @@ def _run_preprocess(args) -> int:
 
 
 DELEGATED = {
-    "train": ("train a simulator (accelerate)", "training.train"),
-    "evaluate": ("evaluate a checkpoint on a split", "training.evaluate"),
-    "generate": ("generate a future video for one clip", "training.generate"),
-    "bench": ("experiment suites, e.g. 'paper-tables'", "training.bench"),
-    "app": ("launch the Gradio studio", "app.cli"),
+    "train": ("train a simulator (accelerate)", "mmsim.training.train"),
+    "evaluate": ("evaluate a checkpoint on a split", "mmsim.training.evaluate"),
+    "generate": ("generate a future video for one clip", "mmsim.training.generate"),
+    "bench": ("experiment suites, e.g. 'paper-tables'", "mmsim.training.bench"),
+    "app": ("launch the Gradio studio", "mmsim.app.cli"),
 }
 
 

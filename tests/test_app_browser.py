@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    from app.cli import create_app, launch
+    from mmsim.app.cli import create_app, launch
     from mmsim_core import MultisensoryVideoPipeline
     from mmsim_core.data import ClipDataset
 

@@ -38,7 +38,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint):
-    from app.cli import create_app, launch
+    from mmsim.app.cli import create_app, launch
 
     demo, engine = create_app(str(tiny_checkpoint), str(DEMO))
     port = _free_port()
@@ -83,7 +83,7 @@ def test_load_edit_generate_export(server, tmp_path):
     paths = [Path(f) for f in files]
     h5 = next(p for p in paths if p.suffix == ".h5")
     assert any(p.suffix == ".mp4" for p in paths)
-    from app.io import read_trajectories
+    from mmsim.app.io import read_trajectories
 
     traj = read_trajectories(h5)
     item = ClipDataset(DEMO, split="test")[3]

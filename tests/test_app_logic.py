@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
-from app import io as sio
-from app.clip import Clip
-from app.edits import EditHistory, apply_op, apply_recipe, channel_groups, curves, parse_recipe
-from app.session import Gallery, Session, clips_to_records
+from mmsim.app import io as sio
+from mmsim.app.clip import Clip
+from mmsim.app.edits import EditHistory, apply_op, apply_recipe, channel_groups, curves, parse_recipe
+from mmsim.app.session import Gallery, Session, clips_to_records
 from mmsim_core import schema
 from mmsim_core.data import ClipDataset
 from mmsim_core.errors import ActionInputError

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmsim_core import schema
-from training.control import (
+from mmsim.training.control import (
     ARM_POINTS,
     BODY_PARTS,
     EDITS,

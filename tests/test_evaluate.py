@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training import metrics as M
-from training.evaluate import main
+from mmsim.training import metrics as M
+from mmsim.training.evaluate import main
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,7 +292,7 @@ def test_checkpoint_resolution(setup, tmp_path):
     import shutil
 
     from mmsim_core.errors import MMSimError
-    from training.evaluate import resolve_checkpoint
+    from mmsim.training.evaluate import resolve_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(setup["ckpt"], run / "final")

@@ -34,9 +34,9 @@ def test_export_demo_checkpoint_writes_fp16_and_a_card(tiny_setup, tmp_path):
     import torch
     from safetensors import safe_open
 
-    from training.config import resolve_config
-    from training.evaluate import load_pipeline
-    from training.train import train
+    from mmsim.training.config import resolve_config
+    from mmsim.training.evaluate import load_pipeline
+    from mmsim.training.train import train
 
     run = tmp_path / "run"
     train(resolve_config("tiny", data=str(tiny_setup["data"]), out=str(run), max_steps=2, checkpoint_every=2))

@@ -8,9 +8,9 @@ import torch
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
-from training import bench
-from training import experiments as ex
-from training.config import resolve_config
+from mmsim.training import bench
+from mmsim.training import experiments as ex
+from mmsim.training.config import resolve_config
 
 PAPER_ROWS = {
     "table1": ["UniSim verb", "UniSim phrase", "UniSim sentence", "Body-pose only", "Hand-pose only",
@@ -57,7 +57,7 @@ def test_every_paper_row_is_registered():
 
 
 def test_context_motion_builds_for_every_variant_and_drops_out_with_one_context_frame():
-    from training.train import build_simulator
+    from mmsim.training.train import build_simulator
 
     torch.manual_seed(0)
     base = resolve_config("tiny", overrides=["model.action_encoder.ego_motion_context=true"])
@@ -75,7 +75,7 @@ def test_context_motion_builds_for_every_variant_and_drops_out_with_one_context_
 
 
 def test_every_variant_builds_with_the_same_budget():
-    from training.train import build_simulator
+    from mmsim.training.train import build_simulator
 
     torch.manual_seed(0)
     base = resolve_config("tiny", modality_drop=0.2)
@@ -131,9 +131,9 @@ def _run(synth, work, out, *extra, only="table1,table3a"):
 
 
 def test_paper_tables_end_to_end_and_resume(synth, tmp_path, monkeypatch):
-    import training.control
-    import training.evaluate
-    import training.train
+    import mmsim.training.control
+    import mmsim.training.evaluate
+    import mmsim.training.train
 
     work, out = tmp_path / "work", tmp_path / "results"
     assert _run(synth, work, out, "--budget-steps", "2") == 0
@@ -275,7 +275,7 @@ def test_goals_say_whether_the_margin_and_the_drop_can_hold_at_once(tmp_path):
 
 
 def test_paper_tables_report_the_margin_ceiling(synth, tmp_path, monkeypatch):
-    import training.control
+    import mmsim.training.control
 
     work, out = tmp_path / "work", tmp_path / "results"
     argv = ["paper-tables", "--only", "table1", "--variants", "ours,only-body-pose", "--config", "tiny",

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.generate import compose_filmstrip, compose_video, difference_image, filmstrip_path, main
+from mmsim.training.generate import compose_filmstrip, compose_video, difference_image, filmstrip_path, main
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_generate_writes_mp4_and_filmstrip(setup, tmp_path, capsys, monkeypatch)
     assert "['hand_pose', 'body_pose', 'hand_force']" in printed and "psnr=" in printed
 
     # Same noise as `mmsim evaluate` for this clip and seed: the printed metrics match its per-clip row.
-    from training.evaluate import main as evaluate_main
+    from mmsim.training.evaluate import main as evaluate_main
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     res = tmp_path / "res.json"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainConfig, resolve_config
-from training.train import latest_checkpoint, main
+from mmsim.training.config import TrainConfig, resolve_config
+from mmsim.training.train import latest_checkpoint, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_where_it_stopped(processed, tmp_path):
 @pytest.mark.slow
 def test_killed_process_loses_at_most_one_checkpoint_interval(processed, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "training.train", "--config", "tiny", "--data", str(processed), "--out", str(out),
+    cmd = [sys.executable, "-m", "mmsim.training.train", "--config", "tiny", "--data", str(processed), "--out", str(out),
            "--batch-size", "2", "--max-steps", "400", "--set", "checkpoint_every=2", "--set", "log_every=1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})

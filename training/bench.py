@@ -49,9 +49,9 @@ from pathlib import Path
 import torch
 
 from mmsim_core.errors import MMSimError
-from training import experiments as ex
-from training.config import TrainConfig, named_configs, resolve_config
-from training.control import FEASIBLE_RATIO, GOAL_MARGIN_DB, GOAL_MAX_DROP_DB, MODALITY_INFORMATION_FORMAT
+from mmsim.training import experiments as ex
+from mmsim.training.config import TrainConfig, named_configs, resolve_config
+from mmsim.training.control import FEASIBLE_RATIO, GOAL_MARGIN_DB, GOAL_MAX_DROP_DB, MODALITY_INFORMATION_FORMAT
 
 logger = logging.getLogger("mmsim.bench")
 
@@ -317,7 +317,7 @@ class PaperTables:
     def train_variant(self, v: ex.Variant, allow_train: bool = True) -> dict | None:
         """Train (or reuse, or resume) one variant; returns its bench_done.json record. With
         ``allow_train=False`` only a finished run is returned (None otherwise)."""
-        from training.train import latest_checkpoint, train
+        from mmsim.training.train import latest_checkpoint, train
 
         data = self.data_for(v.data)
         want = _fingerprint(ex.train_config(v, self.base, data, "."))
@@ -362,7 +362,7 @@ class PaperTables:
     # ------------------------------------------------------------------ evaluation
     def evaluate_row(self, row: ex.Row, trained: dict, allow_eval: bool = True) -> dict | None:
         """Evaluate one row (cached in WORK/evals); with ``allow_eval=False`` only the cache is read."""
-        from training.evaluate import EvalConfig, evaluate
+        from mmsim.training.evaluate import EvalConfig, evaluate
 
         v = ex.VARIANTS[row.variant]
         run_key = self.alias.get(v.key, v.key)
@@ -383,7 +383,7 @@ class PaperTables:
         return _cache(path, key, results)
 
     def run_control(self, trained: dict, allow_eval: bool = True) -> None:
-        from training.control import control_fidelity
+        from mmsim.training.control import control_fidelity
 
         data = self.data_for(ex.MAIN)
         key = {"trained_steps": trained["max_steps"], "clips": self.cfg.control_clips, "data": str(data),
@@ -400,7 +400,7 @@ class PaperTables:
     def run_modality_information(self, allow_eval: bool = True) -> None:
         """The oracle's answer to "is each modality's information in the video?" on the same test clips
         (no model; see ``training.control.modality_information``). Synthetic data only."""
-        from training.control import modality_information
+        from mmsim.training.control import modality_information
 
         data = self.data_for(ex.MAIN)
         key = {"data": str(data), "clips": self.cfg.eval_clips, "format": MODALITY_INFORMATION_FORMAT}
@@ -418,7 +418,7 @@ class PaperTables:
     def run_margin_ceiling(self, allow_eval: bool = True) -> None:
         """The oracle's estimate of the most Ours could lead Body-pose only by: both checkpoints with the pixels hand pose,
         EMG and force decide filled by the truth (``training.control.margin_ceiling``). Synthetic data only."""
-        from training.control import margin_ceiling
+        from mmsim.training.control import margin_ceiling
 
         runs = {"Body-pose only": "only-body-pose", "Ours multisensory": "ours"}
         if any(k not in self.train_log for k in runs.values()):
@@ -444,7 +444,7 @@ class PaperTables:
     def evaluate_references(self, trained: dict | None, allow_eval: bool = True) -> None:
         """Reference rows beside the tables: copying the last context frame, and "Ours" with every action
         dropped. A variant below them has not learned to use its conditioning at this budget."""
-        from training.evaluate import EvalConfig, evaluate
+        from mmsim.training.evaluate import EvalConfig, evaluate
 
         data = self.data_for(ex.MAIN)
         todo = {"Copy last context frame": ("copy-last", None)}
@@ -620,7 +620,7 @@ class PaperTables:
 
     def drift_figure(self, tables: dict) -> dict:
         """Per-frame curves (paper Fig. 4) of the Table 1 rows (or whatever rows are done)."""
-        from training.evaluate import curves_figure
+        from mmsim.training.evaluate import curves_figure
 
         src = "table1" if "table1" in tables else next(iter(tables), None)
         curves = [{"label": name, "per_frame": e["per_frame"]} for name, e in tables.get(src, {}).items()
@@ -817,7 +817,7 @@ def markdown(result: dict) -> str:
     cf = result.get("control_fidelity") or {}
     lines += ["## Control fidelity (beyond the paper)", ""]
     if "edits" in cf:
-        from training.control import markdown as control_md
+        from mmsim.training.control import markdown as control_md
 
         lines.append(control_md(cf, title="Ours multisensory on edited trajectories, scored against the oracle"))
     else:

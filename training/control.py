@@ -1,8 +1,8 @@
 """Counterfactual control fidelity (beyond the paper): does the simulator follow EDITED actions?
 
-    from training.control import control_fidelity
+    from mmsim.training.control import control_fidelity
     report = control_fidelity("runs/ours/final", "data/processed", clips=16)
-    python -m training.control runs/ours/final data/processed --clips 16 --out results/control.json
+    python -m mmsim.training.control runs/ours/final data/processed --clips 16 --out results/control.json
 
 No real dataset can say what the video would have shown under other actions; the synthetic world can.
 For held-out clips of synthetic recordings, each edit below changes the FUTURE steps of one modality
@@ -116,7 +116,7 @@ EDITS: dict[str, tuple[str, Callable[[dict, int], dict]]] = {
 
 def _scores(pred: np.ndarray, target: np.ndarray, ssim: bool = True) -> dict[str, np.ndarray]:
     """Per-clip mean MSE / PSNR (/ SSIM, the costly one) of future frames, uint8 (N, F, H, W, 3)."""
-    from training.metrics import frame_mse, frame_ssim, psnr_from_mse, to_unit
+    from mmsim.training.metrics import frame_mse, frame_ssim, psnr_from_mse, to_unit
 
     p, t = to_unit(pred), to_unit(target)
     mse = frame_mse(p, t)  # (N, F)
@@ -140,7 +140,7 @@ def _delta_cosine(pred_e, pred_o, ora_e, ora_o) -> np.ndarray:
 
 def _open_split(data: str, split: str):
     """``split`` of ``data`` with every modality the oracle needs, refusing an empty split."""
-    from training.evaluate import open_dataset
+    from mmsim.training.evaluate import open_dataset
 
     ds = open_dataset(data, split, schema.MODALITY_NAMES)
     if len(ds) == 0:
@@ -153,7 +153,7 @@ def _oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
     needs them): (items, skipped indices, their raw actions, ``render(meta, raw)`` -> future frames
     (F, H, W, 3) the world shows under ``raw``)."""
     from mmsim_core.synth import load_oracle
-    from training.evaluate import pick_indices
+    from mmsim.training.evaluate import pick_indices
 
     items, skipped = [], []
     for i in pick_indices(len(ds), clips):
@@ -184,7 +184,7 @@ def _predict(pipe, items: list[dict], acts_list: list[dict], used: list[str], te
              seed: int, batch_size: int) -> np.ndarray:
     """The pipeline's future frames uint8 (N, F, H, W, 3) for ``items`` under the (normalised) actions
     ``acts_list``, with one fixed noise draw per clip (as ``mmsim evaluate``)."""
-    from training.evaluate import clip_noise
+    from mmsim.training.evaluate import clip_noise
 
     out = []
     for s in range(0, len(items), batch_size):
@@ -202,7 +202,7 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
                      edits: Mapping[str, tuple[str, Callable]] | None = None, batch_size: int = 8,
                      num_inference_steps: int | None = None, device: str = "auto") -> dict:
     """Score the simulator on edited action trajectories against the oracle (see module doc)."""
-    from training.evaluate import load_pipeline, training_text_kind
+    from mmsim.training.evaluate import load_pipeline, training_text_kind
 
     edits = dict(EDITS if edits is None else edits)
     t0 = time.perf_counter()
@@ -432,7 +432,7 @@ def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", c
     few pixels more (``dilate`` covers their edges). Scores are against the oracle's
     frames (no video compression), per frame on [0, 1], averaged; ``share_of_mse_in_mask`` pools the
     squared error over every clip."""
-    from training.evaluate import load_pipeline, training_text_kind
+    from mmsim.training.evaluate import load_pipeline, training_text_kind
 
     unknown = [m for m in modalities if m not in schema.MODALITY_NAMES]
     if unknown or not modalities:
@@ -520,7 +520,7 @@ def markdown(report: dict, title: str = "Control fidelity") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.control", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mmsim.training.control", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--split", default="test")

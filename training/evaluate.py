@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
-from training.metrics import FRAME_METRICS, LOWER_IS_BETTER, PSNR_MAX, VideoMetrics
+from mmsim.training.metrics import FRAME_METRICS, LOWER_IS_BETTER, PSNR_MAX, VideoMetrics
 
 logger = logging.getLogger("mmsim.evaluate")
 

@@ -1,6 +1,6 @@
 """Every conditioning variant of the paper as a config, and every table row as (variant, test protocol).
 
-    from training.experiments import VARIANTS, TABLES, rows, variants_for, train_config
+    from mmsim.training.experiments import VARIANTS, TABLES, rows, variants_for, train_config
     cfg = train_config(VARIANTS["fusion-max"], base_cfg, data_dir, out_dir)   # a TrainConfig
     for row in TABLES["table3a"]: print(row.name, row.variant, row.drop)
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mmsim_core import schema
 from mmsim_core.errors import DatasetError
-from training.config import TrainConfig
+from mmsim.training.config import TrainConfig
 
 MAIN = "main"
 CONTEXT1 = "context1"

@@ -23,8 +23,8 @@ import numpy as np
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
 from mmsim_core.video import write_video
-from training.evaluate import EvalConfig, load_pipeline, open_dataset, predict, training_text_kind
-from training.metrics import VideoMetrics
+from mmsim.training.evaluate import EvalConfig, load_pipeline, open_dataset, predict, training_text_kind
+from mmsim.training.metrics import VideoMetrics
 
 logger = logging.getLogger("mmsim.generate")
 

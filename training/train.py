@@ -3,7 +3,7 @@
     mmsim train --config demo-cpu --data data/processed --out runs/demo
     mmsim train --preset mmsim-tiny --data examples/demo_data --out /tmp/run --max-steps 50
     mmsim train --out runs/demo --resume                     # continue after an interruption
-    accelerate launch -m training.train --config paper ...   # several GPUs / nodes, unchanged
+    accelerate launch -m mmsim.training.train --config paper ...   # several GPUs / nodes, unchanged
 
 Every run writes ``OUT/config.json`` (the resolved config), ``OUT/log.jsonl`` (loss parts, steps/s)
 and checkpoints ``OUT/checkpoints/step_NNNNNNN/`` holding the EMA weights as a ``save_pretrained``
@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from mmsim_core.data import ClipDataset, collate_clips
 from mmsim_core.presets import get_preset
 from mmsim_core.training_step import MultisensorySimulator
-from training.config import TrainConfig, named_configs, resolve_config
+from mmsim.training.config import TrainConfig, named_configs, resolve_config
 
 logger = logging.getLogger("mmsim.train")
 
