@@ -72,6 +72,21 @@ def _run_preprocess(args) -> int:
     return 0
 
 
+def _add_convert(sub):
+    p = sub.add_parser("convert", help="convert a pipeline folder saved by an older mmsim to the current layout")
+    p.add_argument("src", type=Path, help="the old pipeline folder (model_index.json inside)")
+    p.add_argument("dst", type=Path, help="a new folder for the converted pipeline (must not exist)")
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from mmsim_core.conversion import convert_legacy_pipeline
+
+    convert_legacy_pipeline(args.src, args.dst)
+    print(f"wrote {args.dst} (same weights; the action warp is now its own component, simulator_config.json added)")
+    return 0
+
+
 DELEGATED = {
     "train": ("train a simulator (accelerate)", "mmsim.training.train"),
     "evaluate": ("evaluate a checkpoint on a split", "mmsim.training.evaluate"),
@@ -107,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_preprocess(sub)
+    _add_convert(sub)
     for name, (help_text, module) in DELEGATED.items():
         _add_later(sub, name, help_text, module)
     return parser

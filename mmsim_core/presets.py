@@ -9,16 +9,21 @@
 
 ``get_preset(name, **overrides)`` returns a validated :class:`SimulatorConfig`; nested parts take dicts,
 e.g. ``get_preset("mmsim-cpu", denoiser={"patch_size": 2}, scheduler={"num_inference_steps": 12})``.
+:func:`build_components` builds the (untrained) pipeline components of a config.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+import warnings
+from dataclasses import dataclass, field, fields, replace
 
+from mmsim_core.configuration import apply_overrides, from_dict, to_dict
+from mmsim_core.errors import MMSimError
 from mmsim_core.models.action_encoder import ActionEncoderConfig
-from mmsim_core.models.baselines import FEATURE_EXTRACTORS
-from mmsim_core.models.denoiser import DenoiserConfig
+from mmsim_core.models.action_warp import ActionWarp, ActionWarpConfig
+from mmsim_core.models.baselines import FEATURE_EXTRACTORS, action_encoder_config, build_action_encoder
+from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
 from mmsim_core.schema import CONTEXT_FRAMES, FRAME_SIZE, FUTURE_FRAMES, TEXT_KINDS
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -118,9 +123,9 @@ class SchedulerConfig:
 
 @dataclass
 class LossWeights:
-    """L = diffusion·L_diff + ssl·L_ssl + norm·L_norm (paper §2.3: 10, 1, 0.1), plus motion·L_motion for
-    a denoiser with a warped-residual target and placement·L_place for a hand placement map placed by
-    body pose (ours; each term is zero otherwise)."""
+    """L = diffusion·L_diff + ssl·L_ssl + norm·L_norm (paper §2.3: 10, 1, 0.1), plus the action warp's own
+    losses (ours; zero without one): motion·L_motion (photometric, the warped anchor) and placement·L_place
+    (a hand placement map placed by body pose)."""
 
     diffusion: float = 10.0
     ssl: float = 1.0
@@ -145,8 +150,11 @@ class SimulatorConfig:
     action_encoder: ActionEncoderConfig = field(default_factory=ActionEncoderConfig)
     feature_extractor: str = "multisensory"
     """Which action feature extractor conditions the denoiser: ours ("multisensory") or a paper Table 2
-    baseline ("mutex", "imagebind", "languagebind", "signal_agnostic"; ``models/baselines.py``), all
-    sized by ``action_encoder``."""
+    baseline ("mutex", "imagebind", "languagebind", "signal_agnostic"; ``models/baselines.py``). Each has its
+    own typed ``action_encoder`` config, sharing our encoder's sizes."""
+    action_warp: ActionWarpConfig | None = None
+    """The optional action warp component (ours, ``models/action_warp/``): ego-motion anchor and hand map.
+    None = the paper's conditioning only."""
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig)
     context_encoder: str = "small"
     """"small": trainable CNN (offline default); "openclip": frozen OpenCLIP image tower."""
@@ -164,17 +172,14 @@ class SimulatorConfig:
     condition used by classifier-free guidance and the 'actions dropped' baseline."""
 
     def __post_init__(self):
-        # Accept plain dicts for the nested parts (JSON round trips, CLI overrides).
-        if isinstance(self.action_encoder, dict):
-            self.action_encoder = ActionEncoderConfig(**self.action_encoder)
-        if isinstance(self.denoiser, dict):
-            self.denoiser = DenoiserConfig(**self.denoiser)
-        if isinstance(self.scheduler, dict):
-            self.scheduler = SchedulerConfig(**self.scheduler)
-        if isinstance(self.loss_weights, dict):
-            self.loss_weights = LossWeights(**self.loss_weights)
+        # Plain dicts for the nested parts (JSON round trips, overrides) become their typed configs.
+        self.action_encoder = action_encoder_config(self.feature_extractor, self.action_encoder)
+        for name, config_class in (("denoiser", DenoiserConfig), ("scheduler", SchedulerConfig),
+                                   ("loss_weights", LossWeights), ("action_warp", ActionWarpConfig)):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, from_dict(config_class, value, name))
         _check_choice("context_encoder", self.context_encoder, CONTEXT_ENCODERS)
-        _check_choice("feature_extractor", self.feature_extractor, FEATURE_EXTRACTORS)
         if self.text_encoder is not None:
             _check_choice("text_encoder", self.text_encoder, TEXT_ENCODERS)
         if self.text_kind is not None:
@@ -185,33 +190,26 @@ class SimulatorConfig:
             raise ValueError(f"condition_drop_prob must be in [0, 1), got {self.condition_drop_prob}")
         if self.context_frames < 1 or self.future_frames < 1:
             raise ValueError("context_frames and future_frames must be >= 1")
-        # One source of truth for the clip geometry and the feature size d: the parts follow it.
-        d = self.action_encoder.feature_dim
-        text_dim = self.action_encoder.text_dim
-        if self.text_encoder is not None and text_dim is None:
+        if self.text_encoder is not None and self.action_encoder.text_dim is None:
             raise ValueError("text_encoder is set but action_encoder.text_dim is None (the text expert's input size)")
-        self.action_encoder = replace(
-            self.action_encoder, num_steps=self.context_frames + self.future_frames, context_steps=self.context_frames
-        )
-        if (self.action_encoder.has_hand_map and self.action_encoder.hand_map_placement == "projected_warp"
-                and self.denoiser.target != "warped_residual"):
-            raise ValueError(
-                "action_encoder.hand_map_placement='projected_warp' moves the hands in the warped residual's anchor; "
-                f"it needs denoiser.target='warped_residual', got {self.denoiser.target!r}"
-            )
-        if self.action_encoder.has_ego_motion and self.denoiser.target != "warped_residual":
-            raise ValueError(
-                "action_encoder.ego_motion_from / ego_motion_context need denoiser.target='warped_residual' (only that "
-                f"target uses and trains the warp), got target={self.denoiser.target!r}; set ego_motion_from=[] and "
-                "ego_motion_context=false to drop the head"
-            )
+        # One source of truth for the clip geometry, the modalities and the feature size d: the parts follow it.
+        self.action_encoder = replace(self.action_encoder, num_steps=self.num_steps)
+        if self.action_warp is not None:
+            self.action_warp = replace(self.action_warp, modalities=self.action_encoder.modalities,
+                                       context_steps=self.context_frames, sample_size=self.sample_size)
+            if self.action_warp.builds_anything and self.denoiser.target != "warped_residual":
+                raise ValueError(
+                    "action_warp moves the last context frame into the anchor of a warped residual: it needs "
+                    f"denoiser.target='warped_residual', got {self.denoiser.target!r} (or set action_warp to null)"
+                )
+        warp = self.action_warp if self.action_warp is not None and self.action_warp.builds_anything else None
         self.denoiser = replace(
             self.denoiser,
             context_frames=self.context_frames,
             num_frames=self.future_frames,
             sample_size=self.sample_size,
-            cross_attention_dim=d,
-            spatial_channels=self.action_encoder.hand_map_out_channels,
+            cross_attention_dim=self.action_encoder.feature_dim,
+            spatial_channels=warp.spatial_channels if warp is not None else 0,
         )
 
     @property
@@ -219,18 +217,10 @@ class SimulatorConfig:
         return self.context_frames + self.future_frames
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SimulatorConfig":
-        d = dict(d)
-        for key, typ in (("action_encoder", ActionEncoderConfig), ("denoiser", DenoiserConfig)):
-            if isinstance(d.get(key), dict):
-                sub = dict(d[key])
-                for k, v in sub.items():
-                    if isinstance(v, list):
-                        sub[k] = tuple(v)
-                d[key] = typ(**sub)
         return cls(**d)
 
 
@@ -242,8 +232,8 @@ def _tiny() -> SimulatorConfig:
         name="mmsim-tiny",
         action_encoder=ActionEncoderConfig(
             feature_dim=32, expert_hidden=16, expert_layers=4, projection_dims=(32, 32), expert_dropout=0.0,
-            ego_motion_from=("body_pose",), ego_motion_hidden=32,
         ),
+        action_warp=ActionWarpConfig(ego_motion_from=("body_pose",), ego_motion_hidden=32),
         denoiser=DenoiserConfig(
             patch_size=4, block_channels=(32, 64), attention_levels=(False, True),
             attention_head_dim=16, cond_tokens=2, norm_groups=8, ff_mult=2, target="warped_residual",
@@ -259,8 +249,8 @@ def _cpu() -> SimulatorConfig:
         name="mmsim-cpu",
         action_encoder=ActionEncoderConfig(
             feature_dim=256, expert_hidden=128, expert_layers=4, projection_dims=(256, 256),
-            ego_motion_from=("body_pose",),
         ),
+        action_warp=ActionWarpConfig(ego_motion_from=("body_pose",)),
         denoiser=DenoiserConfig(
             patch_size=4, block_channels=(64, 128, 192), attention_levels=(True, True, True),
             attention_head_dim=32, cond_tokens=4, ff_mult=2, target="warped_residual",
@@ -293,27 +283,16 @@ def _paper() -> SimulatorConfig:
 PRESETS = {"mmsim-tiny": _tiny, "mmsim-cpu": _cpu, "mmsim-paper": _paper}
 
 
-def _merge(base, overrides: dict, where: str):
-    """Return ``base`` (a dataclass) with ``overrides`` applied; nested dataclasses take dicts."""
-    names = {f.name for f in fields(base)}
-    kwargs = {}
-    for key, value in overrides.items():
-        if key not in names:
-            raise ValueError(f"{where} has no field {key!r}; fields are {sorted(names)}")
-        current = getattr(base, key)
-        if is_dataclass(current) and isinstance(value, dict):
-            value = _merge(current, value, f"{where}.{key}")
-        kwargs[key] = value
-    return replace(base, **kwargs)
-
-
 def get_preset(name: str, **overrides) -> SimulatorConfig:
     """The named preset's :class:`SimulatorConfig`, with ``overrides`` applied and validated."""
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     cfg = PRESETS[name]()
     if overrides:
-        cfg = _merge(cfg, copy.deepcopy(overrides), "SimulatorConfig")
+        overrides = copy.deepcopy(overrides)
+        if "feature_extractor" in overrides:  # first, so that action_encoder overrides meet its typed config
+            cfg = replace(cfg, feature_extractor=overrides.pop("feature_extractor"))
+        cfg = apply_overrides(cfg, overrides, "model")
     return cfg
 
 
@@ -321,8 +300,68 @@ def list_presets() -> list[str]:
     return sorted(PRESETS)
 
 
+# ----------------------------------------------------------------------------------------------
+# Building the components of a SimulatorConfig
+# ----------------------------------------------------------------------------------------------
+def build_context_encoder(cfg: SimulatorConfig):
+    d = cfg.action_encoder.feature_dim
+    kwargs = dict(cfg.context_encoder_kwargs)
+    if cfg.context_encoder == "small":
+        from mmsim_core.models.context_encoder import SmallContextEncoder
+
+        if kwargs.setdefault("feature_dim", d) != d:
+            raise ValueError(f"context_encoder_kwargs.feature_dim={kwargs['feature_dim']} must equal action_encoder.feature_dim={d}")
+        kwargs.setdefault("image_size", cfg.sample_size)
+        return SmallContextEncoder(**kwargs)
+
+    from mmsim_core.models.context_encoder import OpenCLIPContextEncoder
+
+    try:
+        enc = OpenCLIPContextEncoder(**kwargs)
+    except MMSimError as e:
+        if kwargs.get("weights", "pretrained") != "pretrained":
+            raise
+        bar = "!" * 100
+        warnings.warn(
+            f"\n{bar}\n!! OpenCLIP weights unavailable: {e}\n"
+            f"!! Building {kwargs.get('model_name', 'ViT-H-14')} with RANDOM weights. Results of this model are NOT the\n"
+            "!! paper's: its context features are meaningless. Provide the weights for real runs.\n" + bar,
+            stacklevel=2,
+        )
+        enc = OpenCLIPContextEncoder(**{**kwargs, "weights": "random"})
+    if enc.feature_dim != d:
+        raise ValueError(f"the OpenCLIP tower gives {enc.feature_dim}-d features but action_encoder.feature_dim={d}")
+    return enc
+
+
+def build_text_encoder(cfg: SimulatorConfig):
+    if cfg.text_encoder is None:
+        return None
+    from mmsim_core.models import text_encoder as te
+
+    kwargs = dict(cfg.text_encoder_kwargs)
+    if cfg.text_encoder == "bow":
+        kwargs.setdefault("text_dim", cfg.action_encoder.text_dim)
+        return te.BagOfWordsTextEncoder(**kwargs)
+    return te.OpenCLIPTextEncoder(**kwargs)
+
+
+def build_components(cfg: SimulatorConfig) -> dict:
+    """{denoiser, action_encoder, action_warp, context_encoder, text_encoder} of a config (random init; the
+    optional ones None when the config has none)."""
+    warp = cfg.action_warp if cfg.action_warp is not None and cfg.action_warp.builds_anything else None
+    return dict(
+        denoiser=VideoDenoiser.from_config_object(cfg.denoiser),
+        action_encoder=build_action_encoder(cfg.feature_extractor, cfg.action_encoder),
+        action_warp=ActionWarp.from_config_object(warp) if warp is not None else None,
+        context_encoder=build_context_encoder(cfg),
+        text_encoder=build_text_encoder(cfg),
+    )
+
+
 __all__ = [
     "LossWeights",
+    "build_components",
     "PRESETS",
     "SchedulerConfig",
     "SimulatorConfig",

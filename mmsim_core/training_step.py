@@ -16,7 +16,6 @@ Guidance and samplers stay out of this forward: training only needs the noise sc
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -25,72 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmsim_core.errors import ActionInputError, MMSimError
+from mmsim_core.errors import ActionInputError
 from mmsim_core.models.action_encoder import MultisensoryActionEncoder
-from mmsim_core.models.baselines import build_action_encoder
-from mmsim_core.models.ego_motion import photometric_loss
-from mmsim_core.models.hand_map import WHERE_FROM, placement_loss
+from mmsim_core.models.action_warp import ActionWarp
+from mmsim_core.models.action_warp.ego_motion import photometric_loss
+from mmsim_core.models.action_warp.hand_map import WHERE_FROM, placement_loss
 from mmsim_core.models.denoiser import VideoDenoiser
-from mmsim_core.presets import LossWeights, SimulatorConfig
-from mmsim_core.schema import TEXT_KINDS
+from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline, encode_text, uint8_to_model
+from mmsim_core.presets import LossWeights, SimulatorConfig, build_components
 
 TEXT_SLOT = "text"  # the action encoder's mask key for the text expert
-
-
-# ----------------------------------------------------------------------------------------------
-# Building the components of a SimulatorConfig
-# ----------------------------------------------------------------------------------------------
-def build_context_encoder(cfg: SimulatorConfig):
-    d = cfg.action_encoder.feature_dim
-    kwargs = dict(cfg.context_encoder_kwargs)
-    if cfg.context_encoder == "small":
-        from mmsim_core.models.context_encoder import SmallContextEncoder
-
-        if kwargs.setdefault("feature_dim", d) != d:
-            raise ValueError(f"context_encoder_kwargs.feature_dim={kwargs['feature_dim']} must equal action_encoder.feature_dim={d}")
-        kwargs.setdefault("image_size", cfg.sample_size)
-        return SmallContextEncoder(**kwargs)
-
-    from mmsim_core.models.context_encoder import OpenCLIPContextEncoder
-
-    try:
-        enc = OpenCLIPContextEncoder(**kwargs)
-    except MMSimError as e:
-        if kwargs.get("weights", "pretrained") != "pretrained":
-            raise
-        bar = "!" * 100
-        warnings.warn(
-            f"\n{bar}\n!! OpenCLIP weights unavailable: {e}\n"
-            f"!! Building {kwargs.get('model_name', 'ViT-H-14')} with RANDOM weights. Results of this model are NOT the\n"
-            "!! paper's: its context features are meaningless. Provide the weights for real runs.\n" + bar,
-            stacklevel=2,
-        )
-        enc = OpenCLIPContextEncoder(**{**kwargs, "weights": "random"})
-    if enc.feature_dim != d:
-        raise ValueError(f"the OpenCLIP tower gives {enc.feature_dim}-d features but action_encoder.feature_dim={d}")
-    return enc
-
-
-def build_text_encoder(cfg: SimulatorConfig):
-    if cfg.text_encoder is None:
-        return None
-    from mmsim_core.models import text_encoder as te
-
-    kwargs = dict(cfg.text_encoder_kwargs)
-    if cfg.text_encoder == "bow":
-        kwargs.setdefault("text_dim", cfg.action_encoder.text_dim)
-        return te.BagOfWordsTextEncoder(**kwargs)
-    return te.OpenCLIPTextEncoder(**kwargs)
-
-
-def build_components(cfg: SimulatorConfig) -> dict:
-    """{denoiser, action_encoder, context_encoder, text_encoder} of a config (random init)."""
-    return dict(
-        denoiser=VideoDenoiser.from_config_dataclass(cfg.denoiser),
-        action_encoder=build_action_encoder(cfg.feature_extractor, cfg.action_encoder),
-        context_encoder=build_context_encoder(cfg),
-        text_encoder=build_text_encoder(cfg),
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,116 +62,90 @@ def _to_tensor(x, device) -> Tensor:
 
 
 def frames_to_model(frames, device) -> Tensor:
-    """uint8 (B, N, H, W, 3) -> float32 (B, N, 3, H, W) in [-1, 1]."""
+    """uint8 (B, N, H, W, 3) -> float32 (B, N, 3, H, W) in [-1, 1], on ``device``."""
     x = _to_tensor(frames, device)
     if x.dtype != torch.uint8:
         raise ActionInputError(f"frames must be uint8 (B, N, H, W, 3), got {x.dtype}")
-    return x.permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)
+    return uint8_to_model(x)
 
 
 class MultisensorySimulator(nn.Module):
-    """The trainable parts of the simulator and its training loss."""
+    """The trainable parts of the simulator and its training loss. ``config`` is the
+    :class:`~mmsim_core.presets.SimulatorConfig` it was built from; it travels with :meth:`to_pipeline` into
+    the saved checkpoint (text kind, loss weights, condition dropout)."""
 
     def __init__(
         self,
+        config: SimulatorConfig,
         denoiser: VideoDenoiser,
         action_encoder: MultisensoryActionEncoder,
         context_encoder: nn.Module,
         noise_scheduler,
+        sampler,
         text_encoder: nn.Module | None = None,
-        loss_weights: LossWeights | None = None,
-        text_kind: str | None = None,
-        condition_drop_prob: float = 0.1,
-        sampler=None,
-        default_num_inference_steps: int = 8,
-        sampler_timestep_prob: float = 0.0,
+        action_warp: ActionWarp | None = None,
+        default_num_inference_steps: int | None = None,
     ):
         super().__init__()
-        if not 0.0 <= sampler_timestep_prob <= 1.0:
-            raise ValueError(f"sampler_timestep_prob must be in [0, 1], got {sampler_timestep_prob}")
-        if sampler_timestep_prob > 0 and sampler is None:
-            raise ValueError("sampler_timestep_prob > 0 needs the sampler whose timesteps it trains")
-        if text_kind is not None:
-            if text_kind not in TEXT_KINDS:
-                raise ValueError(f"text_kind must be one of {list(TEXT_KINDS)}, got {text_kind!r}")
-            if text_encoder is None:
-                raise ValueError(f"text_kind={text_kind!r} needs a text encoder")
-        if not 0.0 <= condition_drop_prob < 1.0:
-            raise ValueError(f"condition_drop_prob must be in [0, 1), got {condition_drop_prob}")
+        self.config = config
         self.denoiser = denoiser
         self.action_encoder = action_encoder
+        self.action_warp = action_warp
         self.context_encoder = context_encoder
         self.text_encoder = text_encoder
         self.noise_scheduler = noise_scheduler
-        self.loss_weights = loss_weights or LossWeights()
-        self.text_kind = text_kind
-        self.condition_drop_prob = condition_drop_prob
         self.sampler = sampler
-        self.default_num_inference_steps = default_num_inference_steps
-        self.sampler_timestep_prob = sampler_timestep_prob
+        self.default_num_inference_steps = int(default_num_inference_steps or config.scheduler.num_inference_steps)
         sampler_timesteps = torch.zeros(0, dtype=torch.long)
-        if sampler_timestep_prob > 0:
+        if config.scheduler.sampler_timestep_prob > 0:
             probe = sampler.__class__.from_config(sampler.config)  # leaves the pipeline's sampler untouched
-            probe.set_timesteps(default_num_inference_steps)
+            probe.set_timesteps(self.default_num_inference_steps)
             sampler_timesteps = torch.as_tensor(probe.timesteps, dtype=torch.long)
         self.register_buffer("sampler_timesteps", sampler_timesteps, persistent=False)
         self.register_buffer(
             "alphas_cumprod", noise_scheduler.alphas_cumprod.detach().clone().float(), persistent=False
         )
 
+    @property
+    def loss_weights(self) -> LossWeights:
+        return self.config.loss_weights
+
+    @property
+    def text_kind(self) -> str | None:
+        return self.config.text_kind
+
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_config(cls, cfg: SimulatorConfig) -> "MultisensorySimulator":
-        comps = build_components(cfg)
-        return cls(
-            **comps,
-            noise_scheduler=cfg.scheduler.build_train_scheduler(),
-            loss_weights=cfg.loss_weights,
-            text_kind=cfg.text_kind,
-            condition_drop_prob=cfg.condition_drop_prob,
-            sampler=cfg.scheduler.build_sampler(),
-            default_num_inference_steps=cfg.scheduler.num_inference_steps,
-            sampler_timestep_prob=cfg.scheduler.sampler_timestep_prob,
-        )
+        return cls(cfg, **build_components(cfg), noise_scheduler=cfg.scheduler.build_train_scheduler(),
+                   sampler=cfg.scheduler.build_sampler())
 
     @classmethod
-    def from_pipeline(cls, pipe, **kwargs) -> "MultisensorySimulator":
-        """Train (or fine-tune) a pipeline's components; shares their weights with ``pipe``."""
-        from diffusers import DDPMScheduler
+    def from_pipeline(cls, pipe: MultisensoryVideoPipeline, config: SimulatorConfig | None = None) -> "MultisensorySimulator":
+        """Train (or fine-tune) a pipeline's components; shares their weights with ``pipe``. ``config`` defaults
+        to the one saved with the pipeline."""
+        config = config or pipe.simulator_config
+        if config is None:
+            raise ValueError("this pipeline carries no simulator config; pass config= (a SimulatorConfig)")
+        return cls(config, denoiser=pipe.denoiser, action_encoder=pipe.action_encoder, action_warp=pipe.action_warp,
+                   context_encoder=pipe.context_encoder, text_encoder=pipe.text_encoder,
+                   noise_scheduler=config.scheduler.build_train_scheduler(), sampler=pipe.scheduler,
+                   default_num_inference_steps=pipe.config.default_num_inference_steps)
 
-        sc = pipe.scheduler.config
-        noise_scheduler = DDPMScheduler(
-            num_train_timesteps=sc.num_train_timesteps, beta_schedule=sc.beta_schedule,
-            prediction_type=sc.prediction_type, trained_betas=sc.get("trained_betas"),
-            beta_start=sc.beta_start, beta_end=sc.beta_end, clip_sample=False,
-            rescale_betas_zero_snr=sc.get("rescale_betas_zero_snr", False),
-        )  # fmt: skip
-        kwargs.setdefault("sampler", pipe.scheduler)
-        kwargs.setdefault("default_num_inference_steps", pipe.config.default_num_inference_steps)
-        return cls(
-            denoiser=pipe.denoiser,
-            action_encoder=pipe.action_encoder,
-            context_encoder=pipe.context_encoder,
-            text_encoder=pipe.text_encoder,
-            noise_scheduler=noise_scheduler,
-            **kwargs,
-        )
-
-    def to_pipeline(self, scheduler=None, normalization_stats=None):
-        """A :class:`MultisensoryVideoPipeline` sharing these modules (no copy)."""
-        from mmsim_core.pipelines import MultisensoryVideoPipeline
-
-        scheduler = scheduler or self.sampler
-        if scheduler is None:
-            raise ValueError("to_pipeline needs a scheduler (this simulator was built without a sampler)")
+    def to_pipeline(self, scheduler=None, normalization_stats=None, training_recipe: dict | None = None):
+        """A :class:`MultisensoryVideoPipeline` sharing these modules (no copy), carrying this config (and,
+        when given, a summary of how it was trained) for ``save_pretrained``."""
         return MultisensoryVideoPipeline(
             denoiser=self.denoiser,
             action_encoder=self.action_encoder,
+            action_warp=self.action_warp,
             context_encoder=self.context_encoder,
-            scheduler=scheduler,
+            scheduler=scheduler or self.sampler,
             text_encoder=self.text_encoder,
             default_num_inference_steps=self.default_num_inference_steps,
             normalization_stats=normalization_stats,
+            simulator_config=self.config,
+            training_recipe=training_recipe,
         )
 
     @property
@@ -263,42 +180,37 @@ class MultisensorySimulator(nn.Module):
         text_features = None
         if self.text_kind is not None:
             texts = batch["text"][self.text_kind]
-            from mmsim_core.pipelines.multisensory import encode_text
-
             text_features = encode_text(self.text_encoder, texts, device)
             mask.setdefault(TEXT_SLOT, torch.ones(b, dtype=torch.bool, device=device))
-        if self.training and self.condition_drop_prob > 0:
-            keep = torch.rand(b, generator=generator, device=device) >= self.condition_drop_prob
+        if self.training and self.config.condition_drop_prob > 0:
+            keep = torch.rand(b, generator=generator, device=device) >= self.config.condition_drop_prob
             mask = {k: m & keep for k, m in mask.items()}
 
         enc = self.action_encoder(
             actions, context_features, action_mask=mask or None, text_features=text_features, target_features=feats,
-            context_frames=context,
         )
         y = enc.interaction  # (B, T, d)
 
-        # Diffusion loss on the future frames (or their residual from the last context frame, possibly
-        # warped by the actions' ego-motion; the warp learns from its own photometric loss).
-        ego_motion = getattr(enc, "ego_motion", None)  # (B, F, 2, 3) | None
-        hand_flow = getattr(enc, "hand_flow", None)  # (B, F, 3, H, W) | None
-        anchor = self.denoiser.anchor(context, ego_motion, hand_flow)  # None | (B, F, 3, H, W)
-        if (ego_motion is not None or hand_flow is not None) and self.denoiser.config.target == "warped_residual":
+        # The action warp (ours, optional): the anchor the residual is measured from, trained by its own
+        # photometric loss (the denoiser sees it detached), and the hand map placed by its placement loss.
+        warp = self.action_warp(actions, mask, b, h + f, context) if self.action_warp is not None else None
+        anchor = warp.anchor if warp is not None and warp.anchor is not None else self.denoiser.anchor(context)
+        motion = placement = future.new_zeros(())
+        if warp is not None and warp.anchor is not None:
             motion = photometric_loss(anchor, future)
             anchor = anchor.detach()
-        else:
-            motion = future.new_zeros(())
-        # Where the hand map places the hands: self-supervised by what the warp leaves unexplained.
-        occupancy = getattr(enc, "hand_occupancy", None)  # (B, F+1, 2, G, G) | None: only a body-pose map has one
-        placement = future.new_zeros(())
-        if occupancy is not None and anchor is not None and WHERE_FROM in actions:
-            placement = placement_loss(occupancy, future, anchor.detach(), mask[WHERE_FROM])
+        if warp is not None and warp.hand_occupancy is not None and anchor is not None and WHERE_FROM in actions:
+            placement = placement_loss(warp.hand_occupancy, future, anchor, mask[WHERE_FROM])
+        spatial = warp.spatial if warp is not None else None  # (B, F, C, G, G) | None
+
+        # Diffusion loss on the future frames (or their residual from the anchor).
         x0 = self.denoiser.frames_to_sample(future, context, anchor)  # (B, F, 3, H, W)
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         t = torch.randint(
             0, self.noise_scheduler.config.num_train_timesteps, (b,), generator=generator, device=device
         )
-        if self.sampler_timestep_prob > 0:
-            on_grid = torch.rand(b, generator=generator, device=device) < self.sampler_timestep_prob
+        if self.config.scheduler.sampler_timestep_prob > 0:
+            on_grid = torch.rand(b, generator=generator, device=device) < self.config.scheduler.sampler_timestep_prob
             pick = torch.randint(0, len(self.sampler_timesteps), (b,), generator=generator, device=device)
             t = torch.where(on_grid, self.sampler_timesteps[pick], t)
         noisy = self.noise_scheduler.add_noise(x0, noise, t)
@@ -308,7 +220,6 @@ class MultisensorySimulator(nn.Module):
             target = self.noise_scheduler.get_velocity(x0, noise, t)
         else:
             target = x0
-        spatial = getattr(enc, "hand_map", None)  # (B, F, 2C, G, G) | None
         pred = self.denoiser(noisy, t, context, y, anchor=anchor, spatial=spatial).sample
         diffusion = F.mse_loss(pred.float(), target.float())
 
@@ -320,11 +231,5 @@ class MultisensorySimulator(nn.Module):
         return TrainingLosses(total=total, diffusion=diffusion, ssl=ssl, norm=norm, motion=motion, placement=placement)
 
 
-__all__ = [
-    "MultisensorySimulator",
-    "TrainingLosses",
-    "build_components",
-    "build_context_encoder",
-    "build_text_encoder",
-]
+__all__ = ["MultisensorySimulator", "TrainingLosses"]
 

@@ -21,21 +21,19 @@ the others out. When no modality at all is present for a sample (classifier-free
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import Tensor, nn
 
+from mmsim_core.configuration import config_init
 from mmsim_core.errors import ActionInputError
 from mmsim_core.models.anchoring import ChannelAnchoring
-from mmsim_core.models.ego_motion import EgoMotionHead
 from mmsim_core.models.experts import ModalityDecoder, ModalityExpert, ProjectionHead
 from mmsim_core.models.fusion import FUSIONS, Fusion
-from mmsim_core.models.hand_map import PLACEMENTS, WHAT_FROM, WHERE_FROM, HandPlacementMap
-from mmsim_core.models.hand_projection import ProjectionConfig
 from mmsim_core.models.interaction import INTERACTIONS, LatentInteraction, context_vectors
 from mmsim_core.models.losses import norm_loss, reconstruction_loss
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, check_modality_names
@@ -46,6 +44,8 @@ TEXT = "text"
 
 @dataclass
 class ActionEncoderConfig:
+    """The paper's action encoder (and the sizes the Table 2 baselines share). Validates early."""
+
     modalities: tuple[str, ...] = MODALITY_NAMES
     """Sensory modalities the encoder has experts for (subset of ``schema.MODALITY_NAMES``)."""
     feature_dim: int = 1024
@@ -63,50 +63,9 @@ class ActionEncoderConfig:
     """h + F: steps covered by the step embedding and the null embedding."""
     anchor_group_size: int = 64
     """Channels per attention group in the anchoring (see ``anchoring.py``); capped at d."""
-    ego_motion_from: tuple[str, ...] = ()
-    """Modalities whose raw signals drive the :class:`EgoMotionHead` (ours, see ``ego_motion.py``);
-    those the encoder is not configured with are skipped; empty = no head (the paper's encoder)."""
-    ego_motion_hidden: int = 256
-    ego_motion_context: bool = False
-    """The ego-motion head also reads the camera motion the context frames show (ours, see
-    ``ego_motion.py``): a sample missing the ``ego_motion_from`` modalities, or a text-only model, still
-    gets a warp. Needs ``context_steps >= 2``; builds the head even with no ``ego_motion_from``."""
-    context_steps: int = 4
-    """h: context steps among the ``num_steps`` (the ego-motion is measured from the last one)."""
-    hand_map_channels: int = 0
-    """Channels C of the :class:`HandPlacementMap` (ours, see ``hand_map.py``): a spatial condition telling
-    the denoiser where each hand is and what it does, C channels for every future step plus C for the
-    last context step; 0 = no map (the paper's conditioning only)."""
-    hand_map_grid: int = 16
-    """Resolution G of the hand map (G x G cells over the frame)."""
-    hand_map_hidden: int = 256
-    """Hidden width of the hand map's where / what MLPs."""
-    hand_map_placement: str = "learned"
-    """How the map finds the hands: ``learned`` (an MLP on body pose), ``projected`` (their keypoints
-    through the head camera, ``hand_projection.py``; adds 28 keypoint channels with body pose), or
-    ``projected_warp`` (also moves the hands' pixels of the last context frame with their keypoints, in
-    the anchor of a warped residual)."""
-    hand_map_camera: dict | None = None
-    """:class:`~mmsim_core.models.hand_projection.ProjectionConfig` fields for a projected map (the initial
-    camera rig); None = the synthetic world's."""
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
-        self.ego_motion_from = tuple(self.ego_motion_from)
-        try:
-            check_modality_names(self.ego_motion_from)
-        except ValueError as e:
-            raise ValueError(f"ego_motion_from: {e}") from None
-        if self.ego_motion_from and not 1 <= self.context_steps < self.num_steps:
-            raise ValueError(
-                f"context_steps must be in [1, num_steps={self.num_steps}) for the ego-motion head, got {self.context_steps}"
-            )
-        self.ego_motion_context = bool(self.ego_motion_context)
-        if self.ego_motion_context and not 2 <= self.context_steps < self.num_steps:
-            raise ValueError(
-                f"context_steps must be in [2, num_steps={self.num_steps}) for ego_motion_context (a pair of context "
-                f"frames to measure), got {self.context_steps}"
-            )
         self.projection_dims = tuple(int(x) for x in self.projection_dims)
         try:
             check_modality_names(self.modalities)
@@ -116,23 +75,11 @@ class ActionEncoderConfig:
             raise ValueError(f"modalities must not repeat, got {list(self.modalities)}")
         if not self.modalities and self.text_dim is None:
             raise ValueError("modalities must not be empty unless text_dim is set (text-only conditioning)")
-        if self.anchoring not in ANCHORINGS:
-            raise ValueError(f"anchoring must be one of {list(ANCHORINGS)}, got {self.anchoring!r}")
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {list(FUSIONS)}, got {self.fusion!r}")
-        if self.interaction not in INTERACTIONS:
-            raise ValueError(f"interaction must be one of {list(INTERACTIONS)}, got {self.interaction!r}")
-        if self.hand_map_placement not in PLACEMENTS:
-            raise ValueError(f"hand_map_placement must be one of {list(PLACEMENTS)}, got {self.hand_map_placement!r}")
-        if self.hand_map_camera is not None:
-            try:
-                ProjectionConfig(**self.hand_map_camera)
-            except TypeError as e:
-                raise ValueError(f"hand_map_camera: {e}") from None
-        if self.hand_map_channels < 0:
-            raise ValueError(f"hand_map_channels must be >= 0 (0 = no hand map), got {self.hand_map_channels}")
-        for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size", "ego_motion_hidden",
-                     "hand_map_grid", "hand_map_hidden"):
+        for name, value, choices in (("anchoring", self.anchoring, ANCHORINGS), ("fusion", self.fusion, FUSIONS),
+                                     ("interaction", self.interaction, INTERACTIONS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        for name in ("feature_dim", "expert_hidden", "num_steps", "anchor_group_size"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.expert_layers < 2:
@@ -150,64 +97,9 @@ class ActionEncoderConfig:
             )
 
     @property
-    def ego_motion_modalities(self) -> tuple[str, ...]:
-        """The ``ego_motion_from`` modalities this encoder actually receives."""
-        return tuple(m for m in self.ego_motion_from if m in self.modalities)
-
-    @property
-    def has_ego_motion(self) -> bool:
-        """An :class:`EgoMotionHead` is built: a modality it reads, or the context frames' motion."""
-        return bool(self.ego_motion_modalities) or self.ego_motion_context
-
-    @property
-    def has_hand_map(self) -> bool:
-        """A :class:`HandPlacementMap` is built: channels asked for and a modality it can read."""
-        return self.hand_map_channels > 0 and any(m in self.modalities for m in (WHERE_FROM,) + WHAT_FROM)
-
-    @property
-    def hand_map_out_channels(self) -> int:
-        """Channels of the map the denoiser receives (C now + C then), 0 when no map is built."""
-        if not self.has_hand_map:
-            return 0
-        return HandPlacementMap.count_channels(self.modalities, self.hand_map_channels, self.hand_map_placement)
-
-    @property
     def fused_names(self) -> tuple[str, ...]:
         """Modality slots in fusion order: the sensory modalities, then text if configured."""
         return self.modalities + ((TEXT,) if self.text_dim is not None else ())
-
-
-def build_ego_motion(cfg: ActionEncoderConfig) -> EgoMotionHead | None:
-    """The encoder's :class:`EgoMotionHead`, or None when it has nothing to read."""
-    if not cfg.has_ego_motion:
-        return None
-    return EgoMotionHead(cfg.ego_motion_modalities, cfg.context_steps, cfg.ego_motion_hidden, cfg.ego_motion_context)
-
-
-def motion_and_map(encoder: nn.Module, actions: dict[str, Tensor], present: dict[str, Tensor], batch: int, steps: int,
-                   context_frames: Tensor | None = None) -> dict[str, Tensor | None]:
-    """What ``encoder``'s ego-motion head and hand placement map (ours; either may be None) make of the raw
-    signals, as :class:`ActionEncoderOutput` fields: ``ego_motion`` (B, F, 2, 3), ``hand_map`` (B, F, 2C, G, G),
-    ``hand_occupancy`` (B, F+1, 2, G, G) and ``hand_flow`` (B, F, 4, H, W); None where not built, where there
-    is no future step, or for a head that reads the context motion when no frames were given."""
-    out = dict.fromkeys(("ego_motion", "hand_map", "hand_occupancy", "hand_flow"))
-    if steps <= encoder.cfg.context_steps:
-        return out
-    if encoder.ego_motion is not None and encoder.ego_motion.can_run(context_frames):
-        out["ego_motion"] = encoder.ego_motion(actions, present, batch, steps, context_frames)
-    if encoder.hand_map is not None:
-        out["hand_map"], out["hand_occupancy"], out["hand_flow"] = encoder.hand_map(actions, present, batch, steps,
-                                                                                  context_frames)
-    return out
-
-
-def build_hand_map(cfg: ActionEncoderConfig) -> HandPlacementMap | None:
-    """The encoder's :class:`HandPlacementMap`, or None when the config asks for none (or has nothing it reads)."""
-    if not cfg.has_hand_map:
-        return None
-    camera = ProjectionConfig(**cfg.hand_map_camera) if cfg.hand_map_camera is not None else None
-    return HandPlacementMap(cfg.modalities, cfg.context_steps, cfg.hand_map_channels, cfg.hand_map_grid,
-                            cfg.hand_map_hidden, cfg.hand_map_placement, camera)
 
 
 @dataclass
@@ -224,58 +116,16 @@ class ActionEncoderOutput(BaseOutput):
     """Scalar L_ssl: Σ_m of the per-element squared reconstruction error over present rows."""
     norm_loss: Tensor | None = None
     """Scalar L_norm when ``target_features`` is given, else None."""
-    ego_motion: Tensor | None = None
-    """(B, F, 2, 3) affine warps of the last context frame (None without an ego-motion head)."""
-    hand_map: Tensor | None = None
-    """(B, F, 2C, G, G) spatial condition: where the hands are and what they do (None without a map)."""
-    hand_occupancy: Tensor | None = None
-    """(B, F+1, 2, G, G) where the map placed each hand at steps h-1..T-1, trained by ``placement_loss``
-    (None without a map, or for a map without body pose)."""
-    hand_flow: Tensor | None = None
-    """(B, F, 4, H, W) a ``projected_warp`` map's local warp of the last context frame: offset x, y (grid
-    units), how much the hands own each pixel now, and where they were (None otherwise)."""
 
 
+@config_init(ActionEncoderConfig)
 class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
     """Encodes multisensory action signals into the per-step interaction features ``y°``."""
 
     config_name = "config.json"
 
-    @register_to_config
-    def __init__(
-        self,
-        modalities: tuple[str, ...] = MODALITY_NAMES,
-        feature_dim: int = 1024,
-        expert_hidden: int = 128,
-        expert_layers: int = 4,
-        expert_dropout: float = 0.1,
-        projection_dims: tuple[int, ...] = (512, 768),
-        anchoring: str = "channel_attention",
-        fusion: str = "softmax",
-        interaction: str = "hyperplane",
-        text_dim: int | None = None,
-        num_steps: int = 12,
-        anchor_group_size: int = 64,
-        ego_motion_from: tuple[str, ...] = (),
-        ego_motion_hidden: int = 256,
-        context_steps: int = 4,
-        hand_map_channels: int = 0,
-        hand_map_grid: int = 16,
-        hand_map_hidden: int = 256,
-        ego_motion_context: bool = False,
-        hand_map_placement: str = "learned",
-        hand_map_camera: dict | None = None,
-    ):
+    def __init__(self, cfg: ActionEncoderConfig):
         super().__init__()
-        cfg = ActionEncoderConfig(
-            modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
-            expert_layers=expert_layers, expert_dropout=expert_dropout, projection_dims=tuple(projection_dims),
-            anchoring=anchoring, fusion=fusion, interaction=interaction, text_dim=text_dim, num_steps=num_steps,
-            anchor_group_size=anchor_group_size, ego_motion_from=tuple(ego_motion_from),
-            ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
-            hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
-            ego_motion_context=ego_motion_context, hand_map_placement=hand_map_placement, hand_map_camera=hand_map_camera,
-        )  # fmt: skip
         self.cfg = cfg
         d, hid = cfg.feature_dim, cfg.expert_hidden
         self.experts = nn.ModuleDict(
@@ -293,12 +143,6 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         self.channel_anchoring = ChannelAnchoring(d, cfg.anchor_group_size) if cfg.anchoring == "channel_attention" else None
         self.fuse = Fusion(cfg.fusion, len(cfg.fused_names), d)
         self.latent_interaction = LatentInteraction(cfg.interaction)
-        self.ego_motion = build_ego_motion(cfg)
-        self.hand_map = build_hand_map(cfg)
-
-    @classmethod
-    def from_config_dataclass(cls, cfg: ActionEncoderConfig) -> "MultisensoryActionEncoder":
-        return cls(**asdict(cfg))
 
     # ------------------------------------------------------------------------------------------
     def _check_inputs(self, actions, context_features, action_mask, text_features, target_features, num_steps):
@@ -358,7 +202,6 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         text_features: Tensor | None = None,
         target_features: Tensor | None = None,
         num_steps: int | None = None,
-        context_frames: Tensor | None = None,
     ) -> ActionEncoderOutput:
         """Encode actions into per-step interaction features.
 
@@ -369,9 +212,6 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         text_features: (B, text_dim) or None.
         target_features: (B, T, d) ground-truth features of all T frames, for L_norm (training).
         num_steps: T when ``actions`` is empty (defaults to the target's T, else ``config.num_steps``).
-        context_frames: the h context frames (B, h, C, H, W); read only by an ego-motion head with
-            ``ego_motion_context``: without them that head is skipped (``ego_motion`` None, e.g. when only
-            y° is wanted).
         """
         actions = {k: v for k, v in actions.items() if k in self.experts or k not in MODALITIES}
         B, T = self._check_inputs(actions, context_features, action_mask, text_features, target_features, num_steps)
@@ -379,10 +219,9 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
         context_features = context_features.to(dtype)  # e.g. fp32 features of a frozen tower into a bf16 encoder
         step_emb = self.step_embedding[:T]  # (T, hidden)
 
-        slots, present, ssl_terms, present_by_name = [], [], [], {}
+        slots, present, ssl_terms = [], [], []
         for name in cfg.modalities:
             mask = self._present(name, name in actions, action_mask, B, device)  # (B,)
-            present_by_name[name] = mask
             full = torch.zeros(B, T, d, device=device, dtype=dtype)
             if mask.any():
                 idx = mask.nonzero().squeeze(1)  # (n,)
@@ -436,5 +275,4 @@ class MultisensoryActionEncoder(ModelMixin, ConfigMixin):
             fusion_weights=weights,
             ssl_loss=ssl,
             norm_loss=nl,
-            **motion_and_map(self, actions, present_by_name, B, T, context_frames),
         )

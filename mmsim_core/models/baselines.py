@@ -52,15 +52,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from dataclasses import dataclass
+
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import Tensor, nn
 
-from mmsim_core.models.action_encoder import (
-    TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder, build_ego_motion, build_hand_map,
-    motion_and_map,
-)
+from mmsim_core.configuration import config_init, to_dict
+from mmsim_core.models.action_encoder import TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder
 from mmsim_core.models.experts import ModalityExpert, ProjectionHead
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES
 
@@ -69,6 +69,71 @@ FEATURE_EXTRACTORS = ("multisensory", "mutex", "imagebind", "languagebind", "sig
 
 # Fields of ActionEncoderConfig that configure OUR method only; a baseline must leave them at default.
 _OURS_ONLY = {"anchoring": "channel_attention", "fusion": "softmax", "interaction": "hyperplane"}
+
+
+@dataclass
+class BaselineEncoderConfig(ActionEncoderConfig):
+    """The sizes a baseline shares with our encoder (experts, projections, d, steps); our method's own choices
+    (anchoring, fusion, interaction) stay at their defaults: each baseline has its own."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        changed = [k for k, default in _OURS_ONLY.items() if getattr(self, k) != default]
+        if changed:
+            raise ValueError(f"action_encoder {changed} configure our encoder only; a {type(self).__name__} baseline "
+                             "has its own fusion (leave them at their defaults)")
+        if not self.modalities:
+            raise ValueError(f"{type(self).__name__} needs at least one sensory modality")
+
+
+@dataclass
+class MutexConfig(BaselineEncoderConfig):
+    mask_prob: float = 0.25
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.mask_prob < 1.0:
+            raise ValueError(f"mask_prob must be in [0, 1), got {self.mask_prob}")
+        if self.feature_dim % self.transformer_heads:
+            raise ValueError(f"feature_dim ({self.feature_dim}) must be divisible by transformer_heads "
+                             f"({self.transformer_heads})")
+
+
+@dataclass
+class BindConfig(BaselineEncoderConfig):
+    temperature: float = 0.07
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass
+class LanguageBindConfig(BindConfig):
+    def __post_init__(self):
+        super().__post_init__()
+        if self.text_dim is None:
+            raise ValueError("LanguageBind binds to text: text_dim must be set (train with text_kind, e.g. 'sentence')")
+
+
+@dataclass
+class SignalAgnosticConfig(BaselineEncoderConfig):
+    point_hidden: int = 64
+    fourier_bands: int = 6
+    num_queries: int = 2
+    recon_points: int = 256
+    tag_dim: int = 8
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.expert_hidden % self.num_queries:
+            raise ValueError(f"expert_hidden ({self.expert_hidden}) must be divisible by num_queries ({self.num_queries})")
+        for name in ("point_hidden", "fourier_bands", "num_queries", "recon_points", "tag_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,26 +160,10 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
 
     config_name = "config.json"
 
-    def _init_common(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                     text_dim, num_steps, ego_motion_from=(), ego_motion_hidden=256, context_steps=4,
-                     hand_map_channels=0, hand_map_grid=16, hand_map_hidden=256, ego_motion_context=False,
-                     hand_map_placement="learned", hand_map_camera=None) -> None:
-        # The same validation (and messages) as our encoder's config.
-        self.cfg = ActionEncoderConfig(
-            modalities=tuple(modalities), feature_dim=feature_dim, expert_hidden=expert_hidden,
-            expert_layers=expert_layers, expert_dropout=expert_dropout, projection_dims=tuple(projection_dims),
-            text_dim=text_dim, num_steps=num_steps, ego_motion_from=tuple(ego_motion_from),
-            ego_motion_hidden=ego_motion_hidden, context_steps=context_steps,
-            hand_map_channels=hand_map_channels, hand_map_grid=hand_map_grid, hand_map_hidden=hand_map_hidden,
-            ego_motion_context=ego_motion_context, hand_map_placement=hand_map_placement, hand_map_camera=hand_map_camera,
-        )  # fmt: skip
-        # The ego-motion head and the hand placement map are ours, not part of any baseline's method; they are
-        # offered to every feature extractor alike (same raw signals, same warp, same map) so that Table 2
-        # compares feature extraction alone.
-        self.ego_motion = build_ego_motion(self.cfg)
-        self.hand_map = build_hand_map(self.cfg)
-        self.step_embedding = nn.Parameter(torch.zeros(num_steps, expert_hidden))
-        self.null_embedding = nn.Parameter(torch.randn(num_steps, feature_dim) * 0.02)
+    def _init_common(self, cfg: BaselineEncoderConfig) -> None:
+        self.cfg = cfg
+        self.step_embedding = nn.Parameter(torch.zeros(cfg.num_steps, cfg.expert_hidden))
+        self.null_embedding = nn.Parameter(torch.randn(cfg.num_steps, cfg.feature_dim) * 0.02)
 
     # Same contract and error messages as MultisensoryActionEncoder (its checks only read ``self.cfg``).
     _check_inputs = MultisensoryActionEncoder._check_inputs
@@ -156,61 +205,27 @@ class _BaselineEncoder(ModelMixin, ConfigMixin):
             slots.append(full)
         return torch.stack(slots, dim=2)  # (B, T, M, d)
 
-    def _output(self, y: Tensor, present: Tensor, aux: Tensor, features: Tensor | None,
-                actions: dict[str, Tensor], context_frames: Tensor | None = None) -> ActionEncoderOutput:
+    def _output(self, y: Tensor, present: Tensor, aux: Tensor, features: Tensor | None) -> ActionEncoderOutput:
         y = self._with_null(y, present)
-        B, T = y.shape[:2]
-        present_by_name = {name: present[:, i] for i, name in enumerate(self.cfg.modalities)}
-        motion = motion_and_map(self, actions, present_by_name, B, T, context_frames)
         feats = None
         if features is not None:
             feats = {name: features[:, :, i] for i, name in enumerate(self.cfg.modalities)}
         return ActionEncoderOutput(interaction=y, fused=y, modality_features=feats, fusion_weights=None,
-                                   ssl_loss=aux, norm_loss=None, **motion)
+                                   ssl_loss=aux, norm_loss=None)
 
 
 # ----------------------------------------------------------------------------------------------
 # MUTEX
 # ----------------------------------------------------------------------------------------------
+@config_init(MutexConfig)
 class MutexActionEncoder(_BaselineEncoder):
     """MUTEX-style masked cross-modal modelling + L2 matching to frame features (see module doc)."""
 
-    @register_to_config
-    def __init__(
-        self,
-        modalities: tuple[str, ...] = MODALITY_NAMES,
-        feature_dim: int = 1024,
-        expert_hidden: int = 128,
-        expert_layers: int = 4,
-        expert_dropout: float = 0.1,
-        projection_dims: tuple[int, ...] = (512, 768),
-        text_dim: int | None = None,
-        num_steps: int = 12,
-        ego_motion_from: tuple[str, ...] = (),
-        ego_motion_hidden: int = 256,
-        context_steps: int = 4,
-        hand_map_channels: int = 0,
-        hand_map_grid: int = 16,
-        hand_map_hidden: int = 256,
-        hand_map_placement: str = "learned",
-        hand_map_camera: dict | None = None,
-        ego_motion_context: bool = False,
-        mask_prob: float = 0.25,
-        transformer_layers: int = 2,
-        transformer_heads: int = 4,
-    ):
+    def __init__(self, cfg: MutexConfig):
         super().__init__()
-        self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context,
-                          hand_map_placement, hand_map_camera)
-        if not 0.0 <= mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in [0, 1), got {mask_prob}")
-        if feature_dim % transformer_heads:
-            raise ValueError(f"feature_dim ({feature_dim}) must be divisible by transformer_heads ({transformer_heads})")
-        if not self.cfg.modalities:
-            raise ValueError("Mutex needs at least one sensory modality")
-        d, hid = feature_dim, expert_hidden
+        self._init_common(cfg)
+        d, hid, expert_layers, expert_dropout = cfg.feature_dim, cfg.expert_hidden, cfg.expert_layers, cfg.expert_dropout
+        projection_dims, transformer_heads, transformer_layers = cfg.projection_dims, cfg.transformer_heads, cfg.transformer_layers
         self.experts = nn.ModuleDict({m: ModalityExpert(MODALITIES[m].size, hid, expert_layers, expert_dropout)
                                       for m in self.cfg.modalities})  # fmt: skip
         self.projections = nn.ModuleDict({m: ProjectionHead(hid, d, projection_dims) for m in self.cfg.modalities})
@@ -220,7 +235,7 @@ class MutexActionEncoder(_BaselineEncoder):
                                            activation="gelu", batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, transformer_layers, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(d)
-        self.mask_prob = mask_prob
+        self.mask_prob = cfg.mask_prob
 
     def _training_mask(self, present: Tensor) -> Tensor:
         """(B, M) modalities to mask: each present one with ``mask_prob``, at least one kept visible."""
@@ -234,7 +249,7 @@ class MutexActionEncoder(_BaselineEncoder):
         return masked
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None, context_frames=None) -> ActionEncoderOutput:
+                num_steps=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         z = self._encode_modalities(actions, present, B, T)  # (B, T, M, d)
@@ -258,7 +273,7 @@ class MutexActionEncoder(_BaselineEncoder):
         if target_features is not None and present.any():  # cross-modal matching to the frame features
             rows = present.any(1)
             aux = aux + F.mse_loss(y[rows], target_features.detach().to(y.dtype)[rows])
-        return self._output(y, present, aux, z, actions, context_frames)
+        return self._output(y, present, aux, z)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,24 +282,14 @@ class MutexActionEncoder(_BaselineEncoder):
 class _BindEncoder(_BaselineEncoder):
     """Per-modality encoders into a shared normalised space; composition = sum of the embeddings."""
 
-    def _build_bind(self, modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                    text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                    hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature,
-                    hand_map_placement="learned", hand_map_camera=None):
-        self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context,
-                          hand_map_placement, hand_map_camera)
-        if not self.cfg.modalities:
-            raise ValueError(f"{type(self).__name__} needs at least one sensory modality")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        hid = expert_hidden
-        self.experts = nn.ModuleDict({m: ModalityExpert(MODALITIES[m].size, hid, expert_layers, expert_dropout)
-                                      for m in self.cfg.modalities})  # fmt: skip
-        self.projections = nn.ModuleDict({m: ProjectionHead(hid, feature_dim, projection_dims)
-                                          for m in self.cfg.modalities})  # fmt: skip
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+    def _build_bind(self, cfg: BindConfig):
+        self._init_common(cfg)
+        hid = cfg.expert_hidden
+        self.experts = nn.ModuleDict({m: ModalityExpert(MODALITIES[m].size, hid, cfg.expert_layers, cfg.expert_dropout)
+                                      for m in cfg.modalities})  # fmt: skip
+        self.projections = nn.ModuleDict({m: ProjectionHead(hid, cfg.feature_dim, cfg.projection_dims)
+                                          for m in cfg.modalities})  # fmt: skip
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)))
 
     def _scale(self) -> Tensor:
         return self.logit_scale.clamp(max=math.log(100.0)).exp()  # CLIP's cap
@@ -297,39 +302,16 @@ class _BindEncoder(_BaselineEncoder):
         return e, y
 
 
+@config_init(BindConfig)
 class ImageBindActionEncoder(_BindEncoder):
     """ImageBind-style InfoNCE binding of each modality to the frame features (see module doc)."""
 
-    @register_to_config
-    def __init__(
-        self,
-        modalities: tuple[str, ...] = MODALITY_NAMES,
-        feature_dim: int = 1024,
-        expert_hidden: int = 128,
-        expert_layers: int = 4,
-        expert_dropout: float = 0.1,
-        projection_dims: tuple[int, ...] = (512, 768),
-        text_dim: int | None = None,
-        num_steps: int = 12,
-        ego_motion_from: tuple[str, ...] = (),
-        ego_motion_hidden: int = 256,
-        context_steps: int = 4,
-        hand_map_channels: int = 0,
-        hand_map_grid: int = 16,
-        hand_map_hidden: int = 256,
-        hand_map_placement: str = "learned",
-        hand_map_camera: dict | None = None,
-        ego_motion_context: bool = False,
-        temperature: float = 0.07,
-    ):
+    def __init__(self, cfg: BindConfig):
         super().__init__()
-        self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature,
-                         hand_map_placement, hand_map_camera)
+        self._build_bind(cfg)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None, context_frames=None) -> ActionEncoderOutput:
+                num_steps=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         e, y = self._embed(actions, present, B, T)
@@ -345,45 +327,20 @@ class ImageBindActionEncoder(_BindEncoder):
                     terms.append(info_nce(e[rows, t, i], img[rows, t], self._scale()))
             if terms:
                 aux = torch.stack(terms).mean()
-        return self._output(y, present, aux, e, actions, context_frames)
+        return self._output(y, present, aux, e)
 
 
+@config_init(LanguageBindConfig)
 class LanguageBindActionEncoder(_BindEncoder):
     """LanguageBind-style InfoNCE binding of each modality to the clip description (see module doc)."""
 
-    @register_to_config
-    def __init__(
-        self,
-        modalities: tuple[str, ...] = MODALITY_NAMES,
-        feature_dim: int = 1024,
-        expert_hidden: int = 128,
-        expert_layers: int = 4,
-        expert_dropout: float = 0.1,
-        projection_dims: tuple[int, ...] = (512, 768),
-        text_dim: int | None = None,
-        num_steps: int = 12,
-        ego_motion_from: tuple[str, ...] = (),
-        ego_motion_hidden: int = 256,
-        context_steps: int = 4,
-        hand_map_channels: int = 0,
-        hand_map_grid: int = 16,
-        hand_map_hidden: int = 256,
-        hand_map_placement: str = "learned",
-        hand_map_camera: dict | None = None,
-        ego_motion_context: bool = False,
-        temperature: float = 0.07,
-    ):
+    def __init__(self, cfg: LanguageBindConfig):
         super().__init__()
-        if text_dim is None:
-            raise ValueError("LanguageBind binds to text: text_dim must be set (train with text_kind, e.g. 'sentence')")
-        self._build_bind(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                         text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                         hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context, temperature,
-                         hand_map_placement, hand_map_camera)
-        self.text_head = nn.Linear(text_dim, feature_dim)
+        self._build_bind(cfg)
+        self.text_head = nn.Linear(cfg.text_dim, cfg.feature_dim)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None, context_frames=None) -> ActionEncoderOutput:
+                num_steps=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         e, y = self._embed(actions, present, B, T)  # text never enters the conditioning
@@ -401,7 +358,7 @@ class LanguageBindActionEncoder(_BindEncoder):
                 terms.append(info_nce(clip, text[rows], self._scale(), positives=same[rows][:, rows]))
             if terms:
                 aux = torch.stack(terms).mean()
-        return self._output(y, present, aux, e, actions, context_frames)
+        return self._output(y, present, aux, e)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -415,47 +372,16 @@ def _channel_coordinates(shape: tuple[int, ...]) -> Tensor:
     return F.pad(grid, (0, 3 - len(shape)))
 
 
+@config_init(SignalAgnosticConfig)
 class SignalAgnosticActionEncoder(_BaselineEncoder):
     """One shared neural-field encoder/decoder over all signals as a point set (see module doc)."""
 
-    @register_to_config
-    def __init__(
-        self,
-        modalities: tuple[str, ...] = MODALITY_NAMES,
-        feature_dim: int = 1024,
-        expert_hidden: int = 128,
-        expert_layers: int = 4,
-        expert_dropout: float = 0.1,
-        projection_dims: tuple[int, ...] = (512, 768),
-        text_dim: int | None = None,
-        num_steps: int = 12,
-        ego_motion_from: tuple[str, ...] = (),
-        ego_motion_hidden: int = 256,
-        context_steps: int = 4,
-        hand_map_channels: int = 0,
-        hand_map_grid: int = 16,
-        hand_map_hidden: int = 256,
-        hand_map_placement: str = "learned",
-        hand_map_camera: dict | None = None,
-        ego_motion_context: bool = False,
-        point_hidden: int = 64,
-        fourier_bands: int = 6,
-        num_queries: int = 2,
-        recon_points: int = 256,
-        tag_dim: int = 8,
-    ):
+    def __init__(self, cfg: SignalAgnosticConfig):
         super().__init__()
-        self._init_common(modalities, feature_dim, expert_hidden, expert_layers, expert_dropout, projection_dims,
-                          text_dim, num_steps, ego_motion_from, ego_motion_hidden, context_steps,
-                          hand_map_channels, hand_map_grid, hand_map_hidden, ego_motion_context,
-                          hand_map_placement, hand_map_camera)
-        if not self.cfg.modalities:
-            raise ValueError("the signal-agnostic encoder needs at least one sensory modality")
-        if expert_hidden % num_queries:
-            raise ValueError(f"expert_hidden ({expert_hidden}) must be divisible by num_queries ({num_queries})")
-        for name in ("point_hidden", "fourier_bands", "num_queries", "recon_points", "tag_dim"):
-            if locals()[name] < 1:
-                raise ValueError(f"{name} must be positive, got {locals()[name]}")
+        self._init_common(cfg)
+        expert_hidden, feature_dim, projection_dims = cfg.expert_hidden, cfg.feature_dim, cfg.projection_dims
+        point_hidden, fourier_bands, num_queries, tag_dim = cfg.point_hidden, cfg.fourier_bands, cfg.num_queries, cfg.tag_dim
+        recon_points = cfg.recon_points
         mods = self.cfg.modalities
         coords = torch.cat([_channel_coordinates(MODALITIES[m].shape) for m in mods])  # (P, 3)
         owner = torch.cat([torch.full((MODALITIES[m].size,), i) for i, m in enumerate(mods)])  # (P,)
@@ -501,7 +427,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
         return torch.cat(parts, dim=2)
 
     def forward(self, actions, context_features, action_mask=None, text_features=None, target_features=None,
-                num_steps=None, context_frames=None) -> ActionEncoderOutput:
+                num_steps=None) -> ActionEncoderOutput:
         actions, B, T, present = self._prepare(actions, context_features, action_mask, text_features,
                                                target_features, num_steps)
         d = self.cfg.feature_dim
@@ -543,7 +469,7 @@ class SignalAgnosticActionEncoder(_BaselineEncoder):
             w = point_present[:, sample][:, None, :].to(pred.dtype)  # (n, 1, R)
             # Each modality's sampled points weigh equally, whatever its channel count.
             aux = ((pred - target).pow(2) * w).sum() / (w.sum() * T).clamp_min(1.0)
-        return self._output(y, present, aux, None, actions, context_frames)
+        return self._output(y, present, aux, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -557,28 +483,40 @@ BASELINE_CLASSES = {
 }
 
 
+ACTION_ENCODER_CONFIGS = {
+    "multisensory": ActionEncoderConfig,
+    "mutex": MutexConfig,
+    "imagebind": BindConfig,
+    "languagebind": LanguageBindConfig,
+    "signal_agnostic": SignalAgnosticConfig,
+}
+"""The typed config of each feature extractor, registered by name (``SimulatorConfig.feature_extractor``)."""
+
+
+def action_encoder_config(feature_extractor: str, values: ActionEncoderConfig | dict) -> ActionEncoderConfig:
+    """``values`` (a config or a dict of its fields) as the config class of ``feature_extractor``."""
+    if feature_extractor not in ACTION_ENCODER_CONFIGS:
+        raise ValueError(f"feature_extractor must be one of {list(ACTION_ENCODER_CONFIGS)}, got {feature_extractor!r}")
+    config_class = ACTION_ENCODER_CONFIGS[feature_extractor]
+    if isinstance(values, config_class) and type(values) is config_class:
+        return values
+    fields = values if isinstance(values, dict) else to_dict(values)
+    known = set(config_class.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"action_encoder has no field {unknown[0]!r} for feature_extractor={feature_extractor!r}; "
+                         f"fields are {sorted(known)}")
+    return config_class(**fields)
+
+
 def build_action_encoder(feature_extractor: str, cfg: ActionEncoderConfig) -> nn.Module:
-    """The action encoder of ``feature_extractor`` with the sizes of ``cfg`` (ours: the full config)."""
-    if feature_extractor not in FEATURE_EXTRACTORS:
-        raise ValueError(f"feature_extractor must be one of {list(FEATURE_EXTRACTORS)}, got {feature_extractor!r}")
-    if feature_extractor == "multisensory":
-        return MultisensoryActionEncoder.from_config_dataclass(cfg)
-    changed = [k for k, default in _OURS_ONLY.items() if getattr(cfg, k) != default]
-    if changed:
-        raise ValueError(f"action_encoder {changed} configure our encoder only; feature_extractor="
-                         f"{feature_extractor!r} has its own fusion (leave them at their defaults)")
-    return BASELINE_CLASSES[feature_extractor](
-        modalities=cfg.modalities, feature_dim=cfg.feature_dim, expert_hidden=cfg.expert_hidden,
-        expert_layers=cfg.expert_layers, expert_dropout=cfg.expert_dropout, projection_dims=cfg.projection_dims,
-        text_dim=cfg.text_dim, num_steps=cfg.num_steps, ego_motion_from=cfg.ego_motion_from,
-        ego_motion_hidden=cfg.ego_motion_hidden, context_steps=cfg.context_steps,
-        hand_map_channels=cfg.hand_map_channels, hand_map_grid=cfg.hand_map_grid, hand_map_hidden=cfg.hand_map_hidden,
-        ego_motion_context=cfg.ego_motion_context, hand_map_placement=cfg.hand_map_placement,
-        hand_map_camera=cfg.hand_map_camera,
-    )  # fmt: skip
+    """The action encoder of ``feature_extractor`` (ours or a Table 2 baseline) built from ``cfg``."""
+    cfg = action_encoder_config(feature_extractor, cfg)
+    model_class = MultisensoryActionEncoder if feature_extractor == "multisensory" else BASELINE_CLASSES[feature_extractor]
+    return model_class.from_config_object(cfg)
 
 
 __all__ = [
-    "BASELINE_CLASSES", "FEATURE_EXTRACTORS", "ImageBindActionEncoder", "LanguageBindActionEncoder",
+    "ACTION_ENCODER_CONFIGS", "BASELINE_CLASSES", "FEATURE_EXTRACTORS", "action_encoder_config", "ImageBindActionEncoder", "LanguageBindActionEncoder",
     "MutexActionEncoder", "SignalAgnosticActionEncoder", "build_action_encoder", "info_nce",
 ]

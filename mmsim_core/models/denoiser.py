@@ -28,22 +28,20 @@ scheduler's ``prediction_type`` says; the denoiser does not care).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from einops import rearrange
 from torch import Tensor, nn
 
-from mmsim_core.models.ego_motion import warp
+from mmsim_core.configuration import config_init
 
-
-TARGETS = ("frames", "residual", "warped_residual")
-CONDITION_NORMS = ("none", "batch")
+TARGETS = ("frames", "warped_residual")
 
 
 @dataclass
@@ -78,35 +76,22 @@ class DenoiserConfig:
     dropout: float = 0.0
     norm_groups: int = 32
     target: str = "frames"
-    """What is diffused: ``"frames"`` (the future frames, as in the paper) or ``"residual"`` (their
-    difference from the last context frame, times ``residual_scale``). With a residual, "nothing
-    moves" is the easy default, so a small model spends its capacity on what the actions change.
-    ``"warped_residual"``: the difference from the last context frame *warped by the ego-motion the
-    actions imply* (``ego_motion.EgoMotionHead`` in the action encoder), so head motion — most of
-    the pixel change in egocentric video — is explained by a 6-number affine per frame instead of
-    being re-synthesised texel by texel."""
+    """What is diffused: ``"frames"`` (the future frames, as in the paper) or ``"warped_residual"``: their
+    difference from an anchor frame, times ``residual_scale``. The anchor is the last context frame moved by
+    the pipeline's :class:`~mmsim_core.models.action_warp.ActionWarp` (the camera's ego-motion, the hands'
+    keypoint flow) or, without one, the last context frame itself; it is also an input channel. Head
+    motion, most of the pixel change in egocentric video, is then a 6-number affine per frame instead of
+    texture re-synthesised texel by texel, and "nothing else moves" is the easy default."""
     residual_scale: float = 3.0
     """Scales the residual (std ~0.16 on the synthetic world) to about the spread of frames (~0.47)."""
-    condition_norm: str = "none"
-    """How y° is scaled before FiLM and the conditioning tokens: ``"none"`` (as given) or ``"batch"``
-    (per-channel batch-norm). ``L_norm`` holds ‖y°_t‖ to the size of one context-feature step, which
-    with a small context encoder is ~0.1 (y° rms ~0.01): the denoiser then sees an almost constant
-    condition and, within a CPU budget, learns to ignore it (``benchmarks/bench_condition_pathway.py``
-    on the 1,000-step bench model: y° replaced by the null embedding costs 0.01 dB; shuffling hand
-    pose across clips moves the output by 0.0004 RMS). Standardising keeps L_norm's relative
-    magnitudes and puts their variation on the scale the projections start from (same bench: 0.05 dB,
-    0.002 RMS). Off by default so that checkpoints saved before the option load unchanged."""
     spatial_channels: int = 0
-    """Channels of a spatial condition (B, F, C, G, G) added to the first feature map (the action encoder's
-    :class:`~mmsim_core.models.hand_map.HandPlacementMap`; ``SimulatorConfig`` sets it from
-    ``action_encoder.hand_map_channels``). 0 = none."""
+    """Channels of a spatial condition (B, F, C, G, G) added to the first feature map (the action warp's hand
+    placement map; ``SimulatorConfig`` sets it from ``action_warp``). 0 = none."""
     spatial_cells: int = 2
     """Cells per token side the spatial condition keeps (pixel-unshuffled onto channels), at most
     ``patch_size``: 2 puts a 16x16 map on 8x8 tokens; a projected hand map's keypoints want 4 (32x32)."""
 
     def __post_init__(self):
-        if self.condition_norm not in CONDITION_NORMS:
-            raise ValueError(f"condition_norm must be one of {list(CONDITION_NORMS)}, got {self.condition_norm!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {list(TARGETS)}, got {self.target!r}")
         if self.residual_scale <= 0:
@@ -143,9 +128,6 @@ class DenoiserConfig:
         for name in ("context_frames", "num_frames", "cross_attention_dim", "cond_tokens", "layers_per_block"):
             if getattr(self, name) < 1 and not (name == "context_frames" and getattr(self, name) == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,49 +230,14 @@ class VideoDenoiserOutput(BaseOutput):
 # ----------------------------------------------------------------------------------------------
 # The denoiser
 # ----------------------------------------------------------------------------------------------
+@config_init(DenoiserConfig)
 class VideoDenoiser(ModelMixin, ConfigMixin):
     """Factorised space-time UNet denoising F future frames given h context frames and y° (B, h+F, d)."""
 
     _supports_gradient_checkpointing = False
 
-    @register_to_config
-    def __init__(
-        self,
-        in_channels: int = 3,
-        context_frames: int = 4,
-        num_frames: int = 8,
-        sample_size: int = 64,
-        patch_size: int = 4,
-        block_channels: tuple[int, ...] = (128, 192),
-        layers_per_block: int = 1,
-        attention_levels: tuple[bool, ...] = (True, True),
-        attention_head_dim: int = 32,
-        cross_attention_dim: int = 256,
-        cond_tokens: int = 4,
-        use_action_history: bool = True,
-        temporal_attention: bool = True,
-        film_conditioning: bool = True,
-        ff_mult: int = 2,
-        dropout: float = 0.0,
-        norm_groups: int = 32,
-        target: str = "frames",
-        residual_scale: float = 3.0,
-        condition_norm: str = "none",
-        spatial_channels: int = 0,
-        spatial_cells: int = 2,
-    ):
+    def __init__(self, cfg: DenoiserConfig):
         super().__init__()
-        cfg = DenoiserConfig(
-            in_channels=in_channels, context_frames=context_frames, num_frames=num_frames,
-            sample_size=sample_size, patch_size=patch_size, block_channels=tuple(block_channels),
-            layers_per_block=layers_per_block, attention_levels=tuple(attention_levels),
-            attention_head_dim=attention_head_dim, cross_attention_dim=cross_attention_dim,
-            cond_tokens=cond_tokens, use_action_history=use_action_history,
-            temporal_attention=temporal_attention, film_conditioning=film_conditioning,
-            ff_mult=ff_mult, dropout=dropout, norm_groups=norm_groups,
-            target=target, residual_scale=residual_scale, condition_norm=condition_norm,
-            spatial_channels=spatial_channels, spatial_cells=spatial_cells,
-        )  # fmt: skip
         self.cfg = cfg
         p = cfg.patch_size
         chans = cfg.block_channels
@@ -303,7 +250,6 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         self.time_proj = Timesteps(c0, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(c0, emb_dim)
         self.frame_embedding = nn.Parameter(torch.zeros(cfg.num_frames, emb_dim))
-        self.condition_bn = nn.BatchNorm1d(d) if cfg.condition_norm == "batch" else None
         self.action_film = nn.Linear(d, emb_dim) if cfg.film_conditioning else None
 
         # y°_t -> cond_tokens tokens, plus a learned embedding telling the steps apart.
@@ -365,30 +311,18 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
         nn.init.zeros_(self.conv_out.bias)
 
     @classmethod
-    def from_config_dataclass(cls, cfg: DenoiserConfig) -> "VideoDenoiser":
-        return cls(**cfg.to_dict())
-
-    @classmethod
     def from_pretrained(cls, *args, **kwargs) -> "VideoDenoiser":
         model = super().from_pretrained(*args, **kwargs)
         own_memory(model)
         return model
 
     # ------------------------------------------------------------------------------------------
-    def anchor(self, context: Tensor, ego_motion: Tensor | None = None, hand_flow: Tensor | None = None) -> Tensor | None:
-        """What the sample is measured from, (B, F, C, H, W): None for ``"frames"``, the last context
-        frame for ``"residual"``, that frame warped by ``ego_motion`` (affines (B, F, 2, 3) from the
-        action encoder; None = no motion known, the identity) and, where ``hand_flow`` (B, F, 4, H, W) puts
-        the hands, moved with them, for ``"warped_residual"``."""
-        cfg = self.cfg
-        if cfg.target == "frames":
+    def anchor(self, context: Tensor) -> Tensor | None:
+        """The anchor without an action warp, (B, F, C, H, W): the last context frame for every future frame
+        (None for ``target="frames"``)."""
+        if self.cfg.target == "frames":
             return None
-        last = context[:, -1]  # (B, C, H, W)
-        if cfg.target == "residual" or (ego_motion is None and hand_flow is None):
-            return last[:, None].expand(-1, cfg.num_frames, -1, -1, -1)
-        if ego_motion is None:
-            ego_motion = torch.eye(2, 3, device=last.device, dtype=torch.float32).expand(last.shape[0], cfg.num_frames, 2, 3)
-        return warp(last, ego_motion, hand_flow)
+        return context[:, -1:].expand(-1, self.cfg.num_frames, -1, -1, -1)
 
     def frames_to_sample(self, future: Tensor, context: Tensor, anchor: Tensor | None = None) -> Tensor:
         """Future frames (B, F, 3, H, W) in [-1, 1] -> the clean sample x0 the diffusion models.
@@ -467,8 +401,6 @@ class VideoDenoiser(ModelMixin, ConfigMixin):
                 f"got {tuple(encoder_hidden_states.shape)}"
             )
         y = encoder_hidden_states.to(sample.dtype)
-        if self.condition_bn is not None:
-            y = rearrange(self.condition_bn(rearrange(y, "b t d -> (b t) d")), "(b t) d -> b t d", b=b)
 
         # Frame embedding: timestep + frame position + (FiLM) the frame's own action feature.
         t = torch.as_tensor(timestep, device=sample.device)

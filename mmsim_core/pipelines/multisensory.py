@@ -7,15 +7,20 @@
                text=None, num_inference_steps=None, generator=None)
     out.frames                  # uint8 (B, F, H, W, 3)
 
-Components (``register_modules``): ``denoiser`` (:class:`VideoDenoiser`), ``action_encoder``
-(:class:`MultisensoryActionEncoder`), ``context_encoder``, ``scheduler`` (a diffusers scheduler) and the
-optional ``text_encoder``. The action normalisation statistics live beside the weights as
-``normalization.json`` in the ``save_pretrained`` folder.
+Components (``register_modules``): ``denoiser`` (:class:`VideoDenoiser`), ``action_encoder`` (the paper's
+:class:`MultisensoryActionEncoder` or a Table 2 baseline), ``context_encoder``, ``scheduler`` (a diffusers
+scheduler), and the optional ``text_encoder`` and ``action_warp`` (:class:`ActionWarp`: the anchor frame and
+hand map, ours). Beside the weights, a ``save_pretrained`` folder holds ``normalization.json`` (the action
+statistics) and ``simulator_config.json`` (the :class:`SimulatorConfig` the model was built and trained with:
+text kind, loss weights, and a summary of the training run) — all that loading, evaluation and the studio
+need. Folders saved before the action warp was its own component load through
+:mod:`mmsim_core.conversion`.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -28,9 +33,12 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.models.denoiser import own_memory
+from mmsim_core.presets import SimulatorConfig, build_components
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
 
 NORMALIZATION_FILE = "normalization.json"
+SIMULATOR_CONFIG_FILE = "simulator_config.json"
+SIMULATOR_CONFIG_FORMAT = "mmsim-simulator-config-v1"
 
 
 @dataclass
@@ -39,24 +47,14 @@ class MultisensoryPipelineOutput(BaseOutput):
     """``output_type="np"``: uint8 (B, F, H, W, 3). ``output_type="pt"``: float32 (B, F, 3, H, W) in [0, 1]."""
 
 
-@dataclass
-class ActionConditions:
-    """What the actions hand the denoiser (:meth:`MultisensoryVideoPipeline.encode_conditions`)."""
-
-    y: torch.Tensor
-    """y° (B, h+F, d): cross-attention and FiLM conditioning."""
-    ego_motion: torch.Tensor | None = None
-    """(B, F, 2, 3) affine warps of the last context frame, None without an ego-motion head."""
-    hand_map: torch.Tensor | None = None
-    """(B, F, 2C, G, G) hand placement map, None without one."""
-    hand_flow: torch.Tensor | None = None
-    """(B, F, 4, H, W) a ``projected_warp`` hand map's local warp of the last context frame, else None."""
+def uint8_to_model(x: torch.Tensor) -> torch.Tensor:
+    """Integer frames (B, N, H, W, 3) in [0, 255] -> float32 (B, N, 3, H, W) in [-1, 1]: the model's range."""
+    return x.permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)
 
 
 def frames_to_model(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
     """uint8 (B, N, H, W, 3) -> float32 (B, N, 3, H, W) in [-1, 1]."""
-    x = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
-    return x.permute(0, 1, 4, 2, 3).float().div(127.5).sub(1.0)
+    return uint8_to_model(torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames))
 
 
 def model_to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -84,8 +82,8 @@ def prediction_to_x0(pred: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Ten
 class MultisensoryVideoPipeline(DiffusionPipeline):
     """Predict F future frames from h context frames and multisensory action signals (paper §2)."""
 
-    model_cpu_offload_seq = "text_encoder->context_encoder->action_encoder->denoiser"
-    _optional_components = ["text_encoder"]
+    model_cpu_offload_seq = "text_encoder->context_encoder->action_encoder->action_warp->denoiser"
+    _optional_components = ["text_encoder", "action_warp"]
     _callback_tensor_inputs = ["latents", "prediction"]
 
     def __init__(
@@ -95,19 +93,27 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         context_encoder,
         scheduler,
         text_encoder=None,
+        action_warp=None,
         default_num_inference_steps: int = 8,
         normalization_stats: NormalizationStats | None = None,
+        simulator_config: SimulatorConfig | None = None,
+        training_recipe: dict | None = None,
     ):
         super().__init__()
         self.register_modules(
             denoiser=denoiser,
             action_encoder=action_encoder,
+            action_warp=action_warp,
             context_encoder=context_encoder,
             scheduler=scheduler,
             text_encoder=text_encoder,
         )
         self.register_to_config(default_num_inference_steps=int(default_num_inference_steps))
         self.normalization_stats = normalization_stats
+        self.simulator_config = simulator_config
+        """The :class:`SimulatorConfig` this pipeline was built from (None for hand-assembled pipelines)."""
+        self.training_recipe = training_recipe
+        """How it was trained (data, steps, batch, learning rate...), as saved by ``mmsim train``; None if unknown."""
 
     # ------------------------------------------------------------------------------------------
     # Construction, saving and loading
@@ -121,9 +127,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         return cls.from_config_dataclass(cfg, normalization_stats=normalization_stats)
 
     @classmethod
-    def from_config_dataclass(cls, cfg, normalization_stats: NormalizationStats | None = None):
-        from mmsim_core.training_step import build_components
-
+    def from_config_dataclass(cls, cfg: SimulatorConfig, normalization_stats: NormalizationStats | None = None):
+        """An untrained pipeline of ``cfg``."""
         comps = build_components(cfg)
         for m in comps.values():
             if isinstance(m, torch.nn.Module):
@@ -133,14 +138,22 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             scheduler=cfg.scheduler.build_sampler(),
             default_num_inference_steps=cfg.scheduler.num_inference_steps,
             normalization_stats=normalization_stats,
+            simulator_config=cfg,
         )
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
         """diffusers' folder (model_index.json, one sub-folder per component, safetensors) plus
-        ``normalization.json`` when the pipeline carries statistics."""
+        ``normalization.json`` and ``simulator_config.json`` when the pipeline carries them."""
         super().save_pretrained(save_directory, **kwargs)
         if self.normalization_stats is not None:
             self.normalization_stats.save(os.path.join(save_directory, NORMALIZATION_FILE))
+        if self.simulator_config is not None:
+            record = {"format": SIMULATOR_CONFIG_FORMAT, "simulator": self.simulator_config.to_dict()}
+            if self.training_recipe is not None:
+                record["training"] = self.training_recipe
+            with open(os.path.join(save_directory, SIMULATOR_CONFIG_FILE), "w") as f:
+                json.dump(record, f, indent=2)
+                f.write("\n")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
@@ -154,13 +167,18 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             path = cls.download(path, **dl)
         if not os.path.isfile(os.path.join(path, "model_index.json")):
             raise MMSimError(f"{path}: no model_index.json; is this a MultisensoryVideoPipeline folder?")
-        stats_file = os.path.join(path, NORMALIZATION_FILE)
-        if "normalization_stats" not in kwargs and os.path.isfile(stats_file):
-            kwargs["normalization_stats"] = NormalizationStats.load(stats_file)
-        pipe = super().from_pretrained(path, **kwargs)
-        for component in pipe.components.values():
-            if isinstance(component, torch.nn.Module):
-                own_memory(component)  # bit-identical outputs to the saved pipeline
+        from mmsim_core.conversion import converted_legacy_folder
+
+        with converted_legacy_folder(path) as path:  # a folder saved before the action warp split, or `path` itself
+            stats_file = os.path.join(path, NORMALIZATION_FILE)
+            if "normalization_stats" not in kwargs and os.path.isfile(stats_file):
+                kwargs["normalization_stats"] = NormalizationStats.load(stats_file)
+            if "simulator_config" not in kwargs:
+                kwargs["simulator_config"], kwargs["training_recipe"] = load_simulator_config(path)
+            pipe = super().from_pretrained(path, **kwargs)
+            for component in pipe.components.values():
+                if isinstance(component, torch.nn.Module):
+                    own_memory(component)  # bit-identical outputs to the saved pipeline
         return pipe
 
     # ------------------------------------------------------------------------------------------
@@ -181,6 +199,12 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.action_encoder.config.modalities)
+
+    @property
+    def text_kind(self) -> str | None:
+        """Which text of a clip the model was trained to condition on ("verb" | "phrase" | "sentence"), None
+        for a model without text."""
+        return self.simulator_config.text_kind if self.simulator_config is not None else None
 
     # ------------------------------------------------------------------------------------------
     # Input validation
@@ -270,25 +294,29 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         frames = frames_to_model(context).to(self._execution_device)
         return frames, self.context_encoder.encode(frames)
 
-    def encode_actions(self, actions, context_features, action_mask=None, text=None) -> torch.Tensor:
-        """Normalised action arrays -> y° (B, h+F, d). Missing modalities are dropped."""
-        return self.encode_conditions(actions, context_features, action_mask, text).y
-
-    def encode_conditions(self, actions, context_features, action_mask=None, text=None,
-                          context_frames=None) -> ActionConditions:
-        """Normalised action arrays -> :class:`ActionConditions` (y°, ego-motion warps, hand placement map).
-        ``context_frames`` (B, h, 3, H, W) in [-1, 1] feed an ego-motion head that reads the context's motion."""
+    def _action_tensors(self, actions, action_mask):
         device = self._execution_device
         acts = {k: torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float().to(device)
                 for k, v in (actions or {}).items()}  # fmt: skip
         mask = None
         if action_mask is not None:
             mask = {k: torch.as_tensor(np.asarray(v)).bool().to(device) for k, v in action_mask.items()}
-        text_features = encode_text(self.text_encoder, text, device) if text is not None else None
-        out = self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features,
-                                  context_frames=context_frames)
-        return ActionConditions(out.interaction, getattr(out, "ego_motion", None), getattr(out, "hand_map", None),
-                                getattr(out, "hand_flow", None))
+        return acts, mask
+
+    def encode_actions(self, actions, context_features, action_mask=None, text=None) -> torch.Tensor:
+        """Normalised action arrays -> y° (B, h+F, d). Missing modalities are dropped."""
+        acts, mask = self._action_tensors(actions, action_mask)
+        text_features = encode_text(self.text_encoder, text, self._execution_device) if text is not None else None
+        return self.action_encoder(acts, context_features, action_mask=mask, text_features=text_features).interaction
+
+    def warp_actions(self, actions, context_frames, action_mask=None):
+        """What the action warp makes of the actions (an :class:`ActionWarpOutput`: anchor frame, hand map),
+        or None without one. ``context_frames`` (B, h, 3, H, W) in [-1, 1]."""
+        if self.action_warp is None:
+            return None
+        acts, mask = self._action_tensors(actions, action_mask)
+        batch = context_frames.shape[0]
+        return self.action_warp(acts, mask, batch, self.context_frames + self.future_frames, context_frames)
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -337,8 +365,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         steps = int(num_inference_steps or self.config.default_num_inference_steps)
         device = self._execution_device
         do_cfg = guidance_scale != 1.0
-        modules = [m for m in (self.denoiser, self.action_encoder, self.context_encoder, self.text_encoder)
-                   if isinstance(m, torch.nn.Module)]  # fmt: skip
+        modules = [m for m in (self.denoiser, self.action_encoder, self.action_warp, self.context_encoder,
+                               self.text_encoder) if isinstance(m, torch.nn.Module)]  # fmt: skip
         was_training = [m.training for m in modules]
         for m in modules:  # BatchNorm/dropout must be in inference mode, whatever the caller did.
             m.eval()
@@ -347,13 +375,16 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             context_frames, context_features = self.encode_context(context)
 
             # 3. Encode the actions -> y° (B, h+F, d); the null (all-dropped) embedding for CFG.
-            cond = self.encode_conditions(actions, context_features, action_mask, text, context_frames)
-            y, spatial = cond.y, cond.hand_map
+            y = self.encode_actions(actions, context_features, action_mask, text)
             dtype = self.denoiser.dtype
             context_in = context_frames.to(dtype)
-            # What the sample is measured from (None | (B, F, 3, H, W)); with a warped residual, the
-            # last frame moved by the actions' ego-motion, shared by both guidance halves.
-            anchor = self.denoiser.anchor(context_in, cond.ego_motion, cond.hand_flow)
+
+            # 4. The action warp (optional): what the sample is measured from, None | (B, F, 3, H, W) (the last
+            #    context frame moved by the ego-motion and the hands), shared by both guidance halves, and the
+            #    hand map (B, F, C, G, G).
+            warp = self.warp_actions(actions, context_frames, action_mask)
+            anchor = warp.anchor.to(dtype) if warp is not None and warp.anchor is not None else self.denoiser.anchor(context_in)
+            spatial = warp.spatial if warp is not None else None
             anchor_in = anchor
             if do_cfg:
                 y_null = self.encode_actions({}, context_features)
@@ -363,7 +394,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 if spatial is not None:  # the unconditional half knows nothing of the hands
                     spatial = torch.cat([torch.zeros_like(spatial), spatial])
 
-            # 4. Prepare the initial noise (B, F, 3, H, W).
+            # 5. Prepare the initial noise (B, F, 3, H, W).
             self.scheduler.set_timesteps(steps, device=device)
             timesteps = self.scheduler.timesteps
             shape = (batch, self.future_frames, self.denoiser.config.in_channels, self.sample_size, self.sample_size)
@@ -375,7 +406,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 latents = latents.to(device=device, dtype=dtype)
             latents = latents * self.scheduler.init_noise_sigma
 
-            # 5. Denoising loop.
+            # 6. Denoising loop.
             step_kwargs = {}
             if "generator" in inspect.signature(self.scheduler.step).parameters:
                 step_kwargs["generator"] = generator
@@ -401,7 +432,7 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                             latents = ret["latents"]
                     progress.update()
 
-            # 6. Decode: pixel space (plus the anchor frame for a residual target), clamped.
+            # 7. Decode: pixel space (plus the anchor frame for a residual target), clamped.
             anchor = anchor.to(latents.dtype) if anchor is not None else None
             frames = self.denoiser.sample_to_frames(latents, context_frames.to(latents.dtype), anchor)
         finally:
@@ -417,4 +448,18 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         return MultisensoryPipelineOutput(frames=frames)
 
 
-__all__ = ["ActionConditions", "MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE"]
+def load_simulator_config(path: str) -> tuple[SimulatorConfig | None, dict | None]:
+    """The :class:`SimulatorConfig` and training summary saved in a pipeline folder (None, None if absent)."""
+    file = os.path.join(path, SIMULATOR_CONFIG_FILE)
+    if not os.path.isfile(file):
+        return None, None
+    try:
+        with open(file) as f:
+            record = json.load(f)
+        return SimulatorConfig.from_dict(record["simulator"]), record.get("training")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MMSimError(f"{file}: unreadable simulator config ({e})") from None
+
+
+__all__ = ["MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE", "SIMULATOR_CONFIG_FILE",
+           "load_simulator_config"]

@@ -23,13 +23,13 @@ can erase them there). Without body pose the occupancy is uniform (0.5 everywher
 model gets its hand features everywhere, a global signal like ``y°``, and no location it cannot know.
 Without any hand signal a body-pose model still gets "a hand is here" from the learned side bias.
 Inputs are the raw normalised signals of the modalities the encoder is configured with, standardised
-with batch statistics of the rows that carry them (as in :class:`~mmsim_core.models.ego_motion.EgoMotionHead`);
+with batch statistics of the rows that carry them (as in :class:`~mmsim_core.models.action_warp.ego_motion.EgoMotionHead`);
 a sample with none of them present (condition dropout, every action dropped) gets an all-zero map.
 The denoiser adds the map to its first feature map through a zero-initialised convolution, so a model
 with the map starts exactly as one without it.
 
 ``placement="projected"`` / ``"projected_warp"`` replace the learned *where* with geometry
-(:mod:`~mmsim_core.models.hand_projection`): the hands' keypoints projected through the head camera, whose
+(:mod:`~mmsim_core.models.action_warp.hand_projection`): the hands' keypoints projected through the head camera, whose
 heat maps (forearm, palm, five fingers per hand, "now" and "then") join the map, and whose union is the
 occupancy the *what* features are placed with. ``projected_warp`` also returns the keypoints' flow, which
 moves the hands' pixels of the last context frame in the warped residual's anchor.
@@ -44,17 +44,17 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from mmsim_core.models.ego_motion import masked_batch_norm
-from mmsim_core.models.hand_projection import ProjectedHandKeypoints, ProjectionConfig, calibrate_pitch, keypoint_flow
+from mmsim_core.models.action_warp.ego_motion import masked_batch_norm
+from mmsim_core.models.action_warp.hand_projection import ProjectedHandKeypoints, ProjectionConfig, calibrate_pitch, keypoint_flow
 from mmsim_core.schema import FRAME_SIZE, MODALITIES
 
 WHERE_FROM = "body_pose"
 WHAT_FROM = ("hand_pose", "emg", "hand_force")
 PLACEMENTS = ("learned", "projected", "projected_warp")
 """How *where* is found: an MLP on body pose (``learned``), or the hands' keypoints projected through the
-head camera (``projected``, :mod:`~mmsim_core.models.hand_projection`), which also adds their heat maps;
+head camera (``projected``, :mod:`~mmsim_core.models.action_warp.hand_projection`), which also adds their heat maps;
 ``projected_warp`` also moves the hands' pixels of the last context frame with their keypoints
-(:func:`~mmsim_core.models.hand_projection.keypoint_flow`), into the anchor the residual is measured from."""
+(:func:`~mmsim_core.models.action_warp.hand_projection.keypoint_flow`), into the anchor the residual is measured from."""
 
 
 class HandMapOutput(NamedTuple):
@@ -136,7 +136,7 @@ class HandPlacementMap(nn.Module):
         """Projected keypoint heat maps at steps h-1..T-1, (B, F+1, 14, G, G), and for ``projected_warp`` the
         local warp (B, F, 4, H, W); zero for samples without body pose, forearm and carpus alone for samples
         without hand pose. With ``context_frames`` (B, h, 3, H, W), each clip's camera pitch is first
-        calibrated on them (:func:`~mmsim_core.models.hand_projection.calibrate_pitch`)."""
+        calibrated on them (:func:`~mmsim_core.models.action_warp.hand_projection.calibrate_pitch`)."""
         h = self.context_steps
         body_rows = self._mask(present, actions, WHERE_FROM, batch)
         body_all = actions[WHERE_FROM].float().reshape(batch, steps, -1, 3)  # (B, T, 28, 3)

@@ -1,6 +1,6 @@
 r"""Projected hand keypoints: the hands drawn where a head-mounted camera sees them (ours).
 
-Not in the paper. :class:`~mmsim_core.models.hand_map.HandPlacementMap` learns *where* the hands are
+Not in the paper. :class:`~mmsim_core.models.action_warp.hand_map.HandPlacementMap` learns *where* the hands are
 with an MLP on body pose, at a 16x16 grid; at CPU scale that never gets finer than a blob, and the
 denoiser never learns to turn a finger configuration into finger pixels (``results/margin_ceiling``:
 Ours has the same error as Body-pose only in the pixels hand pose, EMG and force decide, which hold
@@ -46,8 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsim_core import schema
-from mmsim_core.models.ego_motion import warp
-from mmsim_core.synth import kinematics as kin
+from mmsim_core.models.action_warp.ego_motion import warp
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +56,16 @@ FOREARM_POINTS = 4
 CHAIN_POINTS = 7
 
 
-BODY = kin.BODY_INDEX
+BODY = {name: schema.BODY_POSE_INDICES.index(schema.XSENS_BODY_SEGMENTS.index(name))
+        for name in ("Head", "Neck", "T8", "Pelvis", "Left Upper Arm", "Right Upper Arm",
+                     "Left Forearm", "Right Forearm", "Left Hand", "Right Hand")}
 """``body_pose[..., BODY[name], :]`` is that Xsens segment (cm minus CoM once denormalised)."""
-FINGER_SEGMENT = [int(i) for i in kin.HAND_INDEX]
+FINGER_SEGMENT = [schema.HAND_POSE_INDICES.index(k) for k in range(schema.NUM_FINGER_SEGMENTS)]
 """``hand_pose[..., FINGER_SEGMENT[k], :]`` is Xsens finger segment k of that hand (carpus-relative)."""
-THUMB, FINGERS = kin.THUMB, kin.FINGERS
-KNUCKLES = tuple(int(k) for k in kin.KNUCKLES)
+# Xsens finger segment numbers within one hand (the order of ``schema.XSENS_FINGER_SEGMENTS``).
+THUMB = (1, 2, 3)  # first metacarpal, proximal, distal
+FINGERS = ((4, 5, 6, 7), (8, 9, 10, 11), (12, 13, 14, 15), (16, 17, 18, 19))  # index..pinky: meta, prox, mid, dist
+KNUCKLES = tuple(f[1] for f in FINGERS)  # proximal phalange origins = MCP joints
 TIP_EXTENSION = {"thumb": 0.9, "finger": 0.8}
 """Fingertips extrapolated past the distal segment origin (Xsens has no tip segment)."""
 

@@ -203,7 +203,7 @@ def warp(frame: Tensor, affine: Tensor, local: Tensor | None = None) -> Tensor:
 
     The affine maps output to input coordinates in [-1, 1] (``F.affine_grid``); pixels that come from
     outside the frame repeat its border. ``local`` (B, F, 3 or 4, H, W) is a hand map's keypoint flow
-    (:func:`~mmsim_core.models.hand_projection.keypoint_flow`: offset x, y in those units, alpha, hide).
+    (:func:`~mmsim_core.models.action_warp.hand_projection.keypoint_flow`: offset x, y in those units, alpha, hide).
     Where alpha says the hands are now, the pixel comes from itself plus the offset; elsewhere from the
     affine's source, in a copy of the frame whose pixels under ``hide`` (where the hands were) are filled
     from their surroundings, so that the affine does not carry the hands' old picture along."""
