@@ -6,7 +6,9 @@
 A config is resolved in this order: dataclass defaults < named preset file (``training/configs/NAME.json``
 or any JSON path) < explicit flags (``--preset``, ``--data``...) < ``--set key=value`` overrides. A file
 with ``"extends": NAME`` is merged, section by section, into that config (``bench-cpu-warp`` is ``bench-cpu``
-plus the projected hand warp). The resolved config is written to ``OUT/config.json`` with every run.
+plus the projected hand warp). Merging and overrides use the one mechanism of :mod:`mmsim_core.configuration`,
+and the model part is validated at once (:meth:`TrainConfig.simulator_config`), so a wrong key fails before
+any data is read. The resolved config is written to ``OUT/config.json`` with every run.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from mmsim_core.configuration import nested_update, parse_assignments
+from mmsim_core.presets import SimulatorConfig, get_preset
 from mmsim_core.schema import MODALITY_NAMES, TEXT_KINDS, check_modality_names
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -78,6 +82,28 @@ class TrainConfig:
             raise ValueError(f"modality_drop must be in [0, 1), got {self.modality_drop}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        self.simulator_config()  # validates the model part now, not after the data is loaded
+
+    def simulator_config(self) -> SimulatorConfig:
+        """The :class:`SimulatorConfig` this run trains: the preset with ``model`` overrides, the run's
+        modalities and, with ``text_kind``, a bag-of-words text expert (unless ``model`` names another)."""
+        model = dict(self.model)
+        if self.text_kind is not None:
+            model.setdefault("text_kind", self.text_kind)
+            model.setdefault("text_encoder", "bow")
+            model["action_encoder"] = {"text_dim": 128, **model.get("action_encoder", {})}
+        # The action encoder only builds experts for the modalities this run trains on (Table 8).
+        model["action_encoder"] = {"modalities": list(self.modalities), **model.get("action_encoder", {})}
+        try:
+            return get_preset(self.preset, **model)
+        except (TypeError, ValueError) as e:
+            raise ValueError(str(e)) from None
+
+    def recipe(self) -> dict:
+        """What a checkpoint records of how it was trained (saved in its ``simulator_config.json``)."""
+        keys = ("preset", "data", "split", "modalities", "text_kind", "modality_drop", "max_steps", "batch_size",
+                "grad_accum", "lr", "betas", "weight_decay", "warmup_steps", "ema_decay", "ema_every", "seed")
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items() if k in keys}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,13 +114,6 @@ class TrainConfig:
 
 def named_configs() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _load_file(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
@@ -111,31 +130,7 @@ def _load_file(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
         return d
     if base in _seen:
         raise ValueError(f"config {name_or_path!r} extends itself through {' -> '.join((*_seen, base))}")
-    return _merge(_load_file(base, (*_seen, name_or_path)), d)
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text  # bare strings: --set preset=mmsim-tiny
-
-
-def apply_override(d: dict, assignment: str) -> None:
-    """``a.b.c=value`` (value parsed as JSON when it can be) into nested dict ``d``."""
-    if "=" not in assignment:
-        raise ValueError(f"--set expects key=value, got {assignment!r}")
-    key, value = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    top = {f.name for f in fields(TrainConfig)}
-    if parts[0] not in top:
-        raise ValueError(f"unknown config key {parts[0]!r}; keys are {sorted(top)}")
-    node = d
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"--set {key}: {p!r} is not a nested section")
-    node[parts[-1]] = _parse_value(value)
+    return nested_update(_load_file(base, (*_seen, name_or_path)), d)
 
 
 def resolve_config(config: str | None = None, overrides: list[str] = (), **flags) -> TrainConfig:
@@ -148,6 +143,11 @@ def resolve_config(config: str | None = None, overrides: list[str] = (), **flags
     for k, v in flags.items():
         if v is not None:
             d[k] = v
-    for assignment in overrides:
-        apply_override(d, assignment)
+    if overrides:
+        over = parse_assignments(overrides)
+        top = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(over) - top)
+        if unknown:
+            raise ValueError(f"--set: unknown config key {unknown[0]!r}; keys are {sorted(top)}")
+        d = nested_update(d, over)
     return TrainConfig(**d)
