@@ -30,12 +30,12 @@ import numpy as np
 from mmsim.app.clip import Annotation, Clip
 from mmsim.app.edits import EditHistory
 from mmsim_core import schema
+from mmsim_core.data.shards import SPLITS, STATS_NAME, ClipShardWriter, write_clip_shard, write_manifest
 from mmsim_core.errors import ActionInputError, MMSimError
 
 MAX_UPLOAD_MB = 200.0
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
-EXPORT_FORMAT = "mmsim-clips-v1"
 
 
 class UploadError(MMSimError):
@@ -399,33 +399,8 @@ def _clip_meta(clip: Clip, extra: Mapping | None = None) -> dict:
 
 def write_shard(path: str | Path, clips: Sequence[tuple[np.ndarray, Mapping, Mapping, Mapping]],
                 modalities: Sequence[str]) -> Path:
-    """A shard in ``mmsim preprocess`` format. ``clips``: (frames (T,S,S,3), actions, text, meta) each."""
-    import h5py
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = len(clips)
-    T, S = clips[0][0].shape[0], clips[0][0].shape[1]
-    str_dt = h5py.string_dtype("utf-8")
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = EXPORT_FORMAT
-        f.attrs["units"] = "normalized"
-        f.attrs["modalities"] = json.dumps(list(modalities))
-        f.create_dataset("frames", data=np.stack([c[0] for c in clips]), chunks=(1, T, S, S, 3), compression="lzf")
-        for m in modalities:
-            shape = schema.MODALITIES[m].shape
-            arr = np.zeros((n, T) + shape, dtype=np.float32)
-            present = np.zeros(n, dtype=bool)
-            for i, c in enumerate(clips):
-                if m in c[1]:
-                    arr[i] = c[1][m]
-                    present[i] = True
-            f.create_dataset(f"actions/{m}", data=arr, chunks=(1, T) + shape, compression="lzf")
-            f.create_dataset(f"present/{m}", data=present)
-        for kind in schema.TEXT_KINDS:
-            f.create_dataset(f"text/{kind}", data=[str(c[2].get(kind, "")) for c in clips], dtype=str_dt)
-        f.create_dataset("meta", data=[json.dumps(c[3]) for c in clips], dtype=str_dt)
-    return path
+    """A shard in the format ``mmsim preprocess`` writes. ``clips``: (frames (T,S,S,3), actions, text, meta) each."""
+    return write_clip_shard(path, clips, modalities)
 
 
 def export_clip(clip: Clip, path: str | Path, prediction: np.ndarray | None = None) -> Path:
@@ -453,24 +428,19 @@ def write_dataset(out_dir: str | Path, clips: Sequence[tuple[np.ndarray, Mapping
         raise MMSimError("no clips to write")
     mods = [m for m in schema.MODALITY_NAMES if any(m in c[1] for c in clips)]
     T, S = clips[0][0].shape[0], clips[0][0].shape[1]
-    shards = []
-    for i in range(0, len(clips), shard_size):
-        part = clips[i:i + shard_size]
-        name = f"{split}/shard_{i // shard_size:04d}.h5"
-        write_shard(out / name, part, mods)
-        shards.append({"file": name, "num_clips": len(part)})
+    with ClipShardWriter(out, split, mods, shard_size=shard_size) as writer:
+        for frames, actions, text, meta in clips:
+            writer.add(frames, actions, text, meta)
     stats = stats if stats is not None else schema.NormalizationStats()
-    stats.save(out / "normalization.json")
-    counts = {m: sum(m in c[1] for c in clips) for m in mods}
+    stats.save(out / STATS_NAME)
     splits = {s: {"shards": [], "num_clips": 0, "subjects": [], "modality_clips": {m: 0 for m in mods}}
-              for s in ("train", "test")}
-    splits[split] = {"shards": shards, "num_clips": len(clips),
-                     "subjects": sorted({str(c[3].get("subject", "")) for c in clips}), "modality_clips": counts}
-    manifest = {"format": EXPORT_FORMAT, "clip": {"context": int(context), "future": T - int(context), "size": S},
-                "modalities": mods, "splits": splits, "stats": "normalization.json",
-                "source": "mmsim studio augmentation export", **(extra or {})}
-    with open(out / "manifest.json", "w") as f:
-        json.dump(manifest, f, indent=1)
+              for s in SPLITS}
+    splits[split] = {"shards": writer.shards, "num_clips": len(clips),
+                     "subjects": sorted({str(c[3].get("subject", "")) for c in clips}), "modality_clips": writer.counts}
+    manifest = write_manifest(out, {
+        "clip": {"context": int(context), "future": T - int(context), "size": S},
+        "modalities": mods, "splits": splits, "stats": STATS_NAME,
+        "source": "mmsim studio augmentation export", **(extra or {})})
     return manifest
 
 

@@ -161,3 +161,28 @@ def test_clip_meta_matches_the_item_without_reading_frames(tiny_setup):
         assert meta == item and meta["index"] == (i if i >= 0 else len(ds) - 1)
     with pytest.raises(IndexError, match="out of range"):
         ds.clip_meta(len(ds))
+
+
+def test_one_shard_writer_for_preprocess_and_exports(processed, tmp_path):
+    """Shards written by ClipShardWriter (what preprocess and the studio use) read back item for item."""
+    from mmsim_core.data.shards import SHARD_FORMAT, ClipShardWriter, write_manifest
+
+    src = ClipDataset(processed, split="train")
+    items = [src[i] for i in range(5)]
+    with ClipShardWriter(tmp_path, "train", src.modalities, shard_size=2) as w:
+        for it in items:
+            w.add(np.concatenate([it["context"], it["future"]]), it["actions"], it["text"], it["meta"])
+    assert [s["num_clips"] for s in w.shards] == [2, 2, 1]
+    src.stats.save(tmp_path / "normalization.json")
+    splits = {"train": {"shards": w.shards, "num_clips": 5}, "test": {"shards": [], "num_clips": 0}}
+    write_manifest(tmp_path, {"clip": src.manifest["clip"], "modalities": list(src.modalities), "splits": splits,
+                              "stats": "normalization.json"})
+    again = ClipDataset(tmp_path, split="train")
+    assert again.manifest["format"] == SHARD_FORMAT
+    for i, it in enumerate(items):
+        got = again[i]
+        np.testing.assert_array_equal(got["future"], it["future"])
+        assert set(got["actions"]) == set(it["actions"])
+        for m, a in it["actions"].items():
+            np.testing.assert_array_equal(got["actions"][m], a)
+        assert got["text"] == it["text"] and got["meta"]["subject"] == it["meta"]["subject"]

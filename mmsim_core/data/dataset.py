@@ -1,4 +1,5 @@
-"""``ClipDataset``: the processed clips (``mmsim preprocess`` output) as a map-style dataset.
+"""``ClipDataset``: processed clips (``mmsim preprocess`` output, or a studio export; the shard format of
+:mod:`mmsim_core.data.shards`) as a map-style dataset.
 
 Item contract (DESIGN §6)::
 
@@ -24,10 +25,8 @@ from typing import Sequence
 import numpy as np
 
 from mmsim_core import schema
+from mmsim_core.data.shards import MANIFEST_NAME
 from mmsim_core.errors import DatasetError
-
-MANIFEST_NAME = "manifest.json"
-SPLITS = ("train", "test")
 
 
 def load_manifest(processed_dir: str | Path) -> dict:

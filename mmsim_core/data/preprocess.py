@@ -13,16 +13,9 @@ Per recording (a process pool runs recordings in parallel):
 
 Then the subjects are split (``test_subjects``, default the last subject: the paper holds out one),
 min-max statistics are fitted on the **train** split only and saved as ``normalization.json``, text
-descriptions are made (:mod:`mmsim_core.data.text`) and clips are written to HDF5 shards::
-
-    out/manifest.json
-    out/normalization.json
-    out/train/shard_0000.h5   frames          uint8   (N, h+F, S, S, 3)
-                              actions/<name>  float32 (N, h+F, *shape)   normalised; zeros where absent
-                              present/<name>  bool    (N,)               modality present in the clip
-                              text/<kind>     str     (N,)               verb / phrase / sentence
-                              meta            str     (N,)               JSON per clip
-    out/test/shard_0000.h5    ...
+descriptions are made (:mod:`mmsim_core.data.text`) and clips are written to HDF5 shards in the
+format of :mod:`mmsim_core.data.shards` (``out/manifest.json``, ``out/normalization.json``,
+``out/train/shard_0000.h5``, ..., ``out/test/shard_0000.h5``, ...).
 
 A recording that cannot be used is skipped with a logged reason (listed under
 ``manifest["recordings"]["skipped"]``) as long as others remain.
@@ -30,7 +23,6 @@ A recording that cannot be used is skipped with a logged reason (listed under
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -39,21 +31,23 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from mmsim_core import schema
 from mmsim_core.data import text as text_mod
 from mmsim_core.data.actionsense import ActionSenseRecording, align_modalities, normalize_subject
+from mmsim_core.data.shards import (
+    COMPRESSIONS,
+    MANIFEST_NAME,
+    SPLITS,
+    STATS_NAME,
+    ClipShardWriter,
+    write_manifest,
+)
 from mmsim_core.errors import DatasetError, MMSimError, RecordingError
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_FORMAT = "mmsim-clips-v1"
-MANIFEST_NAME = "manifest.json"
-STATS_NAME = "normalization.json"
-SPLITS = ("train", "test")
-EMG_WINDOW_S = 0.1
 
 
 @dataclass
@@ -104,8 +98,8 @@ class PreprocessConfig:
                 schema.NormalizationStats.load(self.stats)
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"stats: {self.stats} is not a usable normalization.json ({e})") from None
-        if self.compression not in (None, "lzf", "gzip"):
-            raise ValueError(f"compression must be one of [None, 'lzf', 'gzip'], got {self.compression!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {self.compression!r}")
 
     @property
     def clip_frames(self) -> int:
@@ -281,69 +275,12 @@ def _choose_test_subjects(subjects: list[str], cfg: PreprocessConfig) -> tuple[s
     return tuple(cfg.test_subjects)
 
 
-class _ShardWriter:
-    def __init__(self, out_dir: Path, split: str, cfg: PreprocessConfig, modalities: tuple[str, ...],
-                 first_shard: int = 0):
-        self.dir = out_dir / split
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.first_shard = first_shard
-        self.split, self.cfg, self.modalities = split, cfg, modalities
-        self.shards: list[dict] = []
-        self._reset()
-
-    def _reset(self):
-        self.frames, self.text, self.meta = [], [], []
-        self.actions = {m: [] for m in self.modalities}
-        self.present = {m: [] for m in self.modalities}
-
-    def __len__(self):
-        return len(self.frames)
-
-    def add(self, frames, actions: dict, present: dict, text: dict, meta: dict):
-        self.frames.append(frames)
-        for m in self.modalities:
-            self.actions[m].append(actions.get(m))
-            self.present[m].append(bool(present.get(m, False)))
-        self.text.append(text)
-        self.meta.append(meta)
-        if len(self.frames) >= self.cfg.shard_size:
-            self.flush()
-
-    def flush(self):
-        n = len(self.frames)
-        if n == 0:
-            return
-        name = f"shard_{self.first_shard + len(self.shards):04d}.h5"
-        T, S = self.cfg.clip_frames, self.cfg.size
-        str_dt = h5py.string_dtype("utf-8")
-        with h5py.File(self.dir / name, "w") as f:
-            f.attrs["format"] = MANIFEST_FORMAT
-            f.attrs["split"] = self.split
-            f.attrs["modalities"] = json.dumps(list(self.modalities))
-            f.create_dataset("frames", data=np.stack(self.frames), chunks=(1, T, S, S, 3),
-                             compression=self.cfg.compression)
-            for m in self.modalities:
-                shape = schema.MODALITIES[m].shape
-                arr = np.zeros((n, T) + shape, dtype=np.float32)
-                for i, a in enumerate(self.actions[m]):
-                    if a is not None:
-                        arr[i] = a
-                f.create_dataset(f"actions/{m}", data=arr, chunks=(1, T) + shape, compression=self.cfg.compression)
-                f.create_dataset(f"present/{m}", data=np.array(self.present[m], dtype=bool))
-            for kind in schema.TEXT_KINDS:
-                f.create_dataset(f"text/{kind}", data=[t[kind] for t in self.text], dtype=str_dt)
-            f.create_dataset("meta", data=[json.dumps(m) for m in self.meta], dtype=str_dt)
-        self.shards.append({"file": f"{self.split}/{name}", "num_clips": n})
-        self._reset()
-
-
 def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict, modalities: tuple[str, ...],
             refs: dict, first_shard: int) -> dict:
     """Worker: normalise one recording's clips, describe them, write them to shards."""
     cfg = PreprocessConfig(**cfg_dict)
     stats = schema.NormalizationStats.from_dict(stats_dict)
-    w = _ShardWriter(Path(out_dir), split, cfg, modalities, first_shard)
-    counts = {m: 0 for m in modalities}
+    w = ClipShardWriter(out_dir, split, modalities, cfg.shard_size, first_shard, cfg.compression)
     with np.load(r["npz"]) as z:
         frames, pos = z["frames"], z["pos"]
         # Normalise each aligned frame once; clips then gather rows (windows overlap).
@@ -352,8 +289,6 @@ def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict,
         rows = pos[ci]
         present = {m: bool(c["present"].get(m, False)) and m in norm for m in modalities}
         actions = {m: norm[m][rows] for m in modalities if present[m]}
-        for m in actions:
-            counts[m] += 1
         text = text_mod.describe(c["activity"], c["frame_step"], c["force"] if present.get("hand_force") else None,
                                  refs.get(c["activity"]))
         meta = {
@@ -369,9 +304,9 @@ def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict,
             "video_frame_indices": c["video_frame_indices"],
             "modalities": [m for m in modalities if present[m]],
         }
-        w.add(frames[rows], actions, present, text, meta)
+        w.add(frames[rows], actions, text, meta)
     w.flush()
-    return {"shards": w.shards, "counts": counts}
+    return {"shards": w.shards, "counts": w.counts}
 
 
 def preprocess(raw_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig | None = None) -> dict:
@@ -497,8 +432,7 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
             "num_activities": r["num_activities"], "num_frames": r["num_frames"], "num_clips": len(r["clips"]),
         })
 
-    manifest = {
-        "format": MANIFEST_FORMAT,
+    manifest = write_manifest(out_dir, {
         "config": {**asdict(cfg), "frame_steps": list(cfg.frame_steps),
                    "test_subjects": list(cfg.test_subjects) if cfg.test_subjects is not None else None},
         "clip": {"context": cfg.context, "future": cfg.future, "size": cfg.size},
@@ -511,9 +445,7 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
         "stats": STATS_NAME,
         "raw_dir": str(raw_dir),
         "seconds": round(time.perf_counter() - t_start, 2),
-    }
-    with open(out_dir / MANIFEST_NAME, "w") as f:
-        json.dump(manifest, f, indent=1)
+    })
     logger.info("wrote %s: %s", out_dir / MANIFEST_NAME,
                 ", ".join(f"{s} {manifest['splits'][s]['num_clips']} clips" for s in SPLITS))
     return manifest
