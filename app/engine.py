@@ -39,7 +39,7 @@ def load_model(checkpoint: str | None, fallback_stats=None, preset: str = FALLBA
     """``(pipeline, ModelInfo)``. ``checkpoint``: local folder or Hub id. When it is the default demo folder
     and that does not exist, an UNTRAINED ``preset`` pipeline with ``fallback_stats`` (said plainly)."""
     from mmsim_core import MultisensoryVideoPipeline
-    from mmsim.training.evaluate import load_pipeline
+    from mmsim_core.evaluation.loading import load_pipeline
 
     default = checkpoint in (None, "", DEFAULT_CHECKPOINT)
     path = checkpoint or DEFAULT_CHECKPOINT
@@ -166,9 +166,9 @@ class Engine:
 
 def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> dict:
     """Per-frame PSNR (dB) and SSIM of uint8 (F, S, S, 3) frames."""
-    from mmsim.training.metrics import frame_psnr, frame_ssim, to_unit
+    from mmsim_core.evaluation.metrics import frame_psnr, frame_ssim, to_unit
 
-    p, t = to_unit(pred[None]), to_unit(truth[None])
+    p, t = to_unit(pred[None]), to_unit(truth[None])  # (1, F, 3, S, S)
     return {"psnr": frame_psnr(p, t)[0].tolist(), "ssim": frame_ssim(p, t)[0].tolist()}
 
 

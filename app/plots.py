@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from mmsim.app.clip import Clip
 from mmsim.app.edits import channel_groups, curves, default_channels
 from mmsim_core import schema
+from mmsim_core.evaluation.video import difference_image, upscale
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -183,14 +184,8 @@ def metrics_figure(metrics: dict | None, h: int) -> go.Figure:
 # ----------------------------------------------------------------------------------------------
 # Images
 # ----------------------------------------------------------------------------------------------
-def upscale(img: np.ndarray, k: int) -> np.ndarray:
-    return np.repeat(np.repeat(img, k, axis=-3), k, axis=-2) if k > 1 else img
-
-
 def frame_panel(clip: Clip, prediction: np.ndarray | None, cursor: int, scale: int = 4) -> np.ndarray:
     """[ground truth | prediction | |difference|] at the cursor (context steps show the context)."""
-    from mmsim.training.generate import difference_image
-
     S = clip.context.shape[1]
     blank = np.full((S, S, 3), 40, np.uint8)
     truth = clip.truth_frames()

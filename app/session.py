@@ -147,8 +147,8 @@ class Session:
         self.metrics = frame_metrics(self.prediction, clip.future) if clip.future is not None else None
 
     def write_video(self, fps: float = 4.0) -> str:
+        from mmsim_core.evaluation.video import compose_video, upscale
         from mmsim_core.video import write_video
-        from mmsim.training.generate import compose_video
 
         clip = self.require_clip()
         if self.prediction is None:
@@ -156,8 +156,6 @@ class Session:
         if clip.future is not None:
             frames = compose_video(clip.context, clip.future, self.prediction)
         else:  # no ground truth: context then prediction, upscaled
-            from mmsim.app.plots import upscale
-
             frames = upscale(np.concatenate([clip.context, self.prediction]), 4)
         path = self.dir() / f"{sio.safe_name(clip.label)}_seed{self.render_info['seed']}_v{len(clip.edits.recipe)}.mp4"
         write_video(path, frames, fps=fps)
@@ -165,7 +163,7 @@ class Session:
         return str(path)
 
     def filmstrip(self) -> np.ndarray | None:
-        from mmsim.training.generate import compose_filmstrip
+        from mmsim_core.evaluation.video import compose_filmstrip
 
         clip = self.clip
         if clip is None or self.prediction is None:

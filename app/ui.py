@@ -21,6 +21,7 @@ from mmsim.app.engine import Engine, check_model_error
 from mmsim.app.session import Gallery, Session, clips_to_records, recipe_json
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
+from mmsim_core.evaluation.video import upscale
 
 logger = logging.getLogger("mmsim.app")
 STATIC = Path(__file__).parent / "static"
@@ -422,7 +423,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                     break
                 i, n, x0 = item
                 progress(i / n, desc=f"sampling step {i}/{n}")
-                yield [gr.skip(), plots.upscale(np.concatenate(list(x0), axis=1), 2), gr.skip(), gr.skip(),
+                yield [gr.skip(), upscale(np.concatenate(list(x0), axis=1), 2), gr.skip(), gr.skip(),
                        gr.skip(), gr.skip()]
             th.join()
             if "error" in box:

@@ -1,4 +1,5 @@
-"""Metrics on hand-made cases, the LPIPS / FVD loading paths, and `mmsim evaluate` end to end."""
+"""The Fréchet distance, the LPIPS / FVD loading paths, and `mmsim evaluate` end to end (pixel metric values:
+test_evaluation_metrics.py)."""
 
 import json
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsim.training import metrics as M
+from mmsim_core.evaluation import metrics as M
 from mmsim.training.evaluate import main
 
 
@@ -63,72 +64,8 @@ def _alexnet_features_file(path):
 
 
 # ----------------------------------------------------------------------------------------------
-# Metric values on hand-made cases
+# FVD's Fréchet distance
 # ----------------------------------------------------------------------------------------------
-def test_identical_frames():
-    x = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
-    p, t = M.to_unit(x), M.to_unit(x.copy())
-    assert p.shape == (2, 3, 3, 32, 32) and float(p.max()) <= 1.0
-    assert torch.equal(M.frame_mse(p, t), torch.zeros(2, 3))
-    assert torch.equal(M.frame_psnr(p, t), torch.full((2, 3), M.PSNR_MAX))  # capped, never inf
-    assert torch.allclose(M.frame_ssim(p, t), torch.ones(2, 3), atol=1e-5)
-
-
-def test_known_noise_gives_known_psnr():
-    target = torch.full((1, 2, 3, 16, 16), 0.5)
-    sign = torch.where(torch.rand(target.shape, generator=torch.Generator().manual_seed(1)) < 0.5, -1.0, 1.0)
-    pred = target + 0.1 * sign  # |error| = 0.1 everywhere: MSE 0.01, PSNR 20 dB
-    assert torch.allclose(M.frame_mse(pred, target), torch.full((1, 2), 0.01), atol=1e-6)
-    assert torch.allclose(M.frame_psnr(pred, target), torch.full((1, 2), 20.0), atol=1e-4)
-    assert float(M.psnr_from_mse(1e-3)) == pytest.approx(30.0)
-    # The cap only touches identical frames: one 8-bit step on one value of a 64x64 RGB frame is below it.
-    one_step = (1 / 255) ** 2 / (64 * 64 * 3)
-    assert float(M.psnr_from_mse(one_step)) < M.PSNR_MAX
-
-
-def test_ssim_orders_degradations():
-    rng = np.random.default_rng(0)
-    base = torch.from_numpy(rng.random((1, 1, 3, 48, 48), dtype=np.float32))
-    small = (base + 0.02 * torch.randn(base.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    large = (base + 0.3 * torch.randn(base.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    s_small, s_large = float(M.frame_ssim(small, base)), float(M.frame_ssim(large, base))
-    assert 1.0 > s_small > s_large
-    # Symmetric, as the definition is.
-    assert float(M.frame_ssim(base, large)) == pytest.approx(s_large, abs=1e-5)
-
-
-def test_ssim_matches_reference_definition():
-    """Against Wang et al.'s definition written out with scipy: gaussian 11 / 1.5, valid region."""
-    from scipy.ndimage import correlate
-
-    g = torch.Generator().manual_seed(2)
-    a = torch.rand(1, 2, 3, 40, 40, generator=g)
-    b = (a + 0.2 * torch.randn(a.shape, generator=g)).clamp(0, 1)
-    x = np.arange(11) - 5.0
-    k1d = np.exp(-(x**2) / (2 * 1.5**2))
-    k = np.outer(k1d, k1d) / np.outer(k1d, k1d).sum()
-
-    def reference(p, t):
-        vals = []
-        for c in range(3):
-            P, T = p[c].double().numpy(), t[c].double().numpy()
-            f = lambda z: correlate(z, k, mode="constant")[5:-5, 5:-5]  # noqa: E731
-            mp, mt = f(P), f(T)
-            vp, vt, cov = f(P * P) - mp**2, f(T * T) - mt**2, f(P * T) - mp * mt
-            c1, c2 = 0.01**2, 0.03**2
-            vals.append((((2 * mp * mt + c1) * (2 * cov + c2)) / ((mp**2 + mt**2 + c1) * (vp + vt + c2))).mean())
-        return np.mean(vals)
-
-    ours = M.frame_ssim(b, a)
-    for i in range(2):
-        assert float(ours[0, i]) == pytest.approx(reference(b[0, i], a[0, i]), abs=1e-6)
-
-
-def test_shape_mismatch_is_an_error():
-    with pytest.raises(ValueError, match="shapes differ"):
-        M.frame_mse(torch.zeros(1, 2, 3, 8, 8), torch.zeros(1, 3, 3, 8, 8))
-
-
 def test_frechet_distance_on_gaussians():
     mu, sigma = np.array([1.0, -2.0, 0.5]), np.diag([1.0, 2.0, 3.0])
     assert M.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
@@ -208,6 +145,20 @@ def _run(args) -> int:
     return main([str(a) for a in args])
 
 
+def _md_rows(md: str) -> list[list[str]]:
+    """Cells of the first Markdown table in ``md`` (header first, the alignment row left out)."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if not all(set(c) <= set(":-") for c in cells):
+            rows.append(cells)
+    return rows
+
+
 def test_evaluate_drop_writes_json_md_html(setup, tmp_path, offline_weights):
     out = tmp_path / "res" / "drop.json"
     rc = _run([setup["ckpt"], setup["data"], "--split", "test", "--out", out, "--drop", "emg", "hand_force",
@@ -223,7 +174,11 @@ def test_evaluate_drop_writes_json_md_html(setup, tmp_path, offline_weights):
         assert r["metrics"][k] == pytest.approx(np.mean(r["per_frame"][k]), rel=1e-6)
     assert set(r["unavailable"]) == {"lpips", "fvd"} and "lpips" not in r["metrics"]
     md = (tmp_path / "res" / "drop.md").read_text()
-    assert "| Method |" in md and "n/a" in md and "Unavailable metrics" in md and "w/o emg+hand_force" in md
+    assert "Unavailable metrics" in md and "Per-frame curves" in md
+    header, row = _md_rows(md)[:2]
+    assert header == ["Method", "Clips", "MSE ↓", "PSNR ↑", "SSIM ↑", "LPIPS ↓", "FVD ↓"]
+    assert row[0].endswith("w/o emg+hand_force") and row[1] == "3" and row[5:] == ["n/a", "n/a"]
+    assert float(row[3]) == pytest.approx(r["metrics"]["psnr"], abs=0.005)
     html = (tmp_path / "res" / "drop_curves.html").read_text()
     assert "Plotly.newPlot" in html and '<script src="http' not in html and len(html) > 1_000_000  # plotly.js inline
 
@@ -260,8 +215,8 @@ def test_copy_last_baseline_needs_no_checkpoint(setup, tmp_path, offline_weights
     r2 = json.loads(out2.read_text())
     assert r2["unavailable"] == {} and r2["metrics"]["fvd"] >= 0 and len(r2["per_frame"]["lpips"]) == 8
     assert r2["settings"]["metric_definitions"]["fvd"]["i3d"] == str(i3d)
-    md = out2.with_suffix(".md").read_text()
-    assert md.count("| copy-last |") == 2  # this run and the compared one
+    rows = _md_rows(out2.with_suffix(".md").read_text())
+    assert [row[0] for row in rows[1:3]] == ["copy-last", "copy-last"]  # this run and the compared one
 
 
 def test_no_actions_baseline(setup, tmp_path, offline_weights):
@@ -292,7 +247,7 @@ def test_checkpoint_resolution(setup, tmp_path):
     import shutil
 
     from mmsim_core.errors import MMSimError
-    from mmsim.training.evaluate import resolve_checkpoint
+    from mmsim_core.evaluation.loading import resolve_checkpoint
 
     run = tmp_path / "run"
     shutil.copytree(setup["ckpt"], run / "final")

@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mmsim.training.generate import compose_filmstrip, compose_video, difference_image, filmstrip_path, main
+from mmsim_core.evaluation.video import compose_filmstrip, compose_video, difference_image, upscale
+from mmsim.training.generate import filmstrip_path, main
 
 
 @pytest.fixture
@@ -25,6 +26,10 @@ def test_panels_layout():
     assert not np.array_equal(difference_image(fut, 255 - fut), same)
     strip = compose_filmstrip(ctx, fut, 255 - fut, scale=1)
     assert strip.ndim == 3 and strip.shape[1] > 12 * 16 and strip.shape[0] > 3 * 16
+    big = upscale(fut, 3)  # one frame or a stack: nearest-neighbour blocks
+    assert big.shape == (8, 48, 48, 3)
+    assert np.array_equal(big[:, ::3, ::3], fut) and np.array_equal(big[:, 2::3, 1::3], fut)
+    assert np.array_equal(upscale(fut[0], 2), big[0, ::3, ::3].repeat(2, 0).repeat(2, 1)) and upscale(fut, 1) is fut
 
 
 def test_generate_writes_mp4_and_filmstrip(setup, tmp_path, capsys, monkeypatch):

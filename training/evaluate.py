@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
-from mmsim.training.metrics import FRAME_METRICS, LOWER_IS_BETTER, PSNR_MAX, VideoMetrics
+from mmsim_core.evaluation.loading import load_pipeline, resolve_device, training_text_kind
+from mmsim_core.evaluation.metrics import FRAME_METRICS, LOWER_IS_BETTER, PSNR_MAX, VideoMetrics
 
 logger = logging.getLogger("mmsim.evaluate")
 
@@ -117,63 +118,6 @@ class EvalConfig:
 # ----------------------------------------------------------------------------------------------
 # Shared with `mmsim generate`
 # ----------------------------------------------------------------------------------------------
-def resolve_checkpoint(path_or_id: str) -> str:
-    """A pipeline folder; also accepts a training run (``final/``) or a checkpoint (``pipeline/``) folder.
-    Anything that is not a local path is passed on as a Hub id."""
-    p = Path(path_or_id).expanduser()
-    looks_local = p.exists() or str(path_or_id).startswith((".", "/", "~")) or path_or_id.count("/") != 1
-    if not looks_local:
-        return str(path_or_id)
-    if not p.exists():
-        raise MMSimError(f"checkpoint folder {p} does not exist")
-    if not p.is_dir():
-        raise MMSimError(f"checkpoint {p} is not a folder (expected a save_pretrained pipeline folder)")
-    for candidate in (p, p / "pipeline", p / "final"):
-        if (candidate / "model_index.json").is_file():
-            return str(candidate)
-    raise MMSimError(f"{p} holds no pipeline (no model_index.json in it, nor in its pipeline/ or final/ folder)")
-
-
-def training_text_kind(pipeline_dir: str) -> str | None:
-    """The text kind a checkpoint was trained with, from the run's saved config when it is beside it."""
-    p = Path(pipeline_dir)
-    for f, key in ((p.parent / "trainer_state.json", "config"), (p.parent / "config.json", None)):
-        if f.is_file():
-            try:
-                cfg = json.loads(f.read_text())
-                cfg = cfg[key] if key else cfg
-                return cfg.get("text_kind") if isinstance(cfg, dict) else None
-            except (OSError, ValueError, KeyError):
-                return None
-    return None
-
-
-def load_pipeline(checkpoint: str, device: str = "auto"):
-    """``MultisensoryVideoPipeline`` on ``device`` ("auto": CUDA when available), progress bar off."""
-    from mmsim_core import MultisensoryVideoPipeline
-
-    path = resolve_checkpoint(checkpoint)
-    try:
-        pipe = MultisensoryVideoPipeline.from_pretrained(path)
-    except MMSimError:
-        raise
-    except Exception as e:  # noqa: BLE001 - Hub/network/format errors become one clear line
-        where = "Hub id" if not Path(path).exists() else "pipeline folder"
-        raise MMSimError(f"cannot load {where} {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    dev = resolve_device(device)
-    pipe.to(dev)
-    if dev.type == "cpu" and pipe.denoiser.dtype != torch.float32:
-        pipe.to(dtype=torch.float32)  # fp16 checkpoints (the demo's) are stored small; CPU half math is slow
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, path
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def open_dataset(data: str, split: str, modalities: Sequence[str]):
     from mmsim_core.data import ClipDataset
 
@@ -279,19 +223,22 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     bar = tqdm(total=len(indices), desc=f"evaluate {cfg.label or cfg.default_label()}", unit="clip",
                disable=not progress, dynamic_ncols=True)
     t_gen = 0.0
+    clip_meta = {}  # dataset index -> subject and activity, for the per-clip rows
     for batch in loader:
         t = time.perf_counter()
         pred = predict(pipe, batch, used, cfg.seed, steps, text_kind, cfg.baseline)
         t_gen += time.perf_counter() - t
-        info = [{"index": m["index"], "subject": m.get("subject"), "activity": m.get("activity")}
-                for m in batch["meta"]]  # fmt: skip
-        values = metrics.update(pred, batch["future"].numpy(), context=batch["context"].numpy(), info=info)
-        bar.update(len(info))
-        bar.set_postfix(psnr=f"{float(values['psnr'].mean()):.2f}", ssim=f"{float(values['ssim'].mean()):.3f}")
+        index = [m["index"] for m in batch["meta"]]
+        for m in batch["meta"]:
+            clip_meta[m["index"]] = {"subject": m.get("subject"), "activity": m.get("activity")}
+        metrics.update(pred, batch["future"].numpy(), context=batch["context"].numpy(), index=index)
+        bar.update(len(index))
+        bar.set_postfix(psnr=f"{metrics.running_mean('psnr'):.2f}", ssim=f"{metrics.running_mean('ssim'):.3f}")
     bar.close()
     dataset.close()
 
     summary = metrics.compute()
+    per_clip = [{"index": row["index"], **clip_meta[row["index"]], **row} for row in summary.pop("per_clip")]
     elapsed = time.perf_counter() - t0
     settings = {
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -327,7 +274,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         "format": RESULTS_FORMAT,
         "label": settings["label"],
         **summary,
-        "per_clip": metrics.clip_info,
+        "per_clip": per_clip,
         "settings": settings,
         "timing": {"seconds": elapsed, "generation_seconds": t_gen,
                    "seconds_per_clip": t_gen / max(1, summary["num_clips"])},
@@ -347,30 +294,34 @@ def _fmt(name: str, value) -> str:
     return f"{value:.4f}"
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], first: str = "left") -> str:
+    """A Markdown (pipe) table of preformatted cells: numbers right-aligned, the first column ``first``."""
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=list(header), tablefmt="pipe", disable_numparse=True,
+                    colalign=(first,) + ("right",) * (len(header) - 1))
+
+
 def markdown_report(results: Sequence[dict]) -> str:
     """A Markdown table with one row per results dict (the first is this run), per-frame curves of the
     first, and the reasons for unavailable metrics."""
     main = results[0]
-    lines = ["# mmsim evaluation", "",
-             "| Method | Clips | " + " | ".join(METRIC_LABELS[m] for m in TABLE_METRICS) + " |",
-             "|---|---:|" + "---:|" * len(TABLE_METRICS)]  # fmt: skip
     best = {}
     if len(results) > 1:  # bold the best value of each column
         for m in TABLE_METRICS:
             vals = [r["metrics"][m] for r in results if m in r["metrics"]]
             if vals:
                 best[m] = min(vals) if LOWER_IS_BETTER[m] else max(vals)
-    for r in results:
-        row = [(f"**{_fmt(m, r['metrics'][m])}**" if m in best and r["metrics"].get(m) == best[m]
+    rows = [[r["label"], str(r["num_clips"])]
+            + [(f"**{_fmt(m, r['metrics'][m])}**" if m in best and r["metrics"].get(m) == best[m]
                 else _fmt(m, r["metrics"].get(m))) for m in TABLE_METRICS]
-        lines.append(f"| {r['label']} | {r['num_clips']} | " + " | ".join(row) + " |")
+            for r in results]  # fmt: skip
+    lines = ["# mmsim evaluation", "", _table(["Method", "Clips"] + [METRIC_LABELS[m] for m in TABLE_METRICS], rows)]
     curves = main["per_frame"]
     names = [m for m in FRAME_METRICS if m in curves]
+    frame_rows = [[str(i + 1)] + [_fmt(m, curves[m][i]) for m in names] for i in range(len(curves[names[0]]))]
     lines += ["", f"## Per-frame curves ({main['label']}, temporal drift)", "",
-              "| Future frame | " + " | ".join(METRIC_LABELS[m] for m in names) + " |",
-              "|---:|" + "---:|" * len(names)]  # fmt: skip
-    for i in range(len(curves[names[0]])):
-        lines.append(f"| {i + 1} | " + " | ".join(_fmt(m, curves[m][i]) for m in names) + " |")
+              _table(["Future frame"] + [METRIC_LABELS[m] for m in names], frame_rows, first="right")]  # fmt: skip
     if main["unavailable"]:
         lines += ["", "## Unavailable metrics", ""]
         lines += [f"- **{k.upper()}**: {v}" for k, v in main["unavailable"].items()]

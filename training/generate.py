@@ -18,89 +18,16 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
+from mmsim_core.evaluation.loading import load_pipeline, training_text_kind
+from mmsim_core.evaluation.metrics import VideoMetrics
+from mmsim_core.evaluation.video import compose_filmstrip, compose_video
 from mmsim_core.video import write_video
-from mmsim.training.evaluate import EvalConfig, load_pipeline, open_dataset, predict, training_text_kind
-from mmsim.training.metrics import VideoMetrics
+from mmsim.training.evaluate import EvalConfig, open_dataset, predict
 
 logger = logging.getLogger("mmsim.generate")
-
-PANEL_TITLES = ("ground truth", "prediction", "|difference|")
-CONTEXT_COLOR = (150, 150, 150)
-PREDICTED_COLOR = (255, 140, 0)
-BACKGROUND = 24
-BORDER = 2
-
-
-def difference_image(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Per-pixel mean absolute RGB difference, colour-mapped (inferno): (..., H, W, 3) uint8."""
-    diff = np.abs(pred.astype(np.int16) - target.astype(np.int16)).mean(axis=-1).astype(np.uint8)  # (..., H, W)
-    flat = diff.reshape(-1, diff.shape[-1])
-    colored = cv2.applyColorMap(flat, cv2.COLORMAP_INFERNO)[..., ::-1]  # BGR -> RGB
-    return np.ascontiguousarray(colored.reshape(diff.shape + (3,)))
-
-
-def _upscale(img: np.ndarray, scale: int) -> np.ndarray:
-    return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1) if scale > 1 else img
-
-
-def _framed(img: np.ndarray, color) -> np.ndarray:
-    out = np.empty((img.shape[0] + 2 * BORDER, img.shape[1] + 2 * BORDER, 3), np.uint8)
-    out[:] = color
-    out[BORDER:-BORDER, BORDER:-BORDER] = img
-    return out
-
-
-def _text(img: np.ndarray, text: str, org, scale: float = 0.45) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1, cv2.LINE_AA)
-
-
-def compose_video(context: np.ndarray, future: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndarray:
-    """context (h, H, W, 3), future and pred (F, H, W, 3) uint8 -> video frames (h+F, H', W', 3) uint8."""
-    h = len(context)
-    truth = np.concatenate([context, future])  # (T, H, W, 3)
-    shown = np.concatenate([context, pred])
-    diff = difference_image(shown, truth)
-    frames = []
-    header = 36
-    for t in range(len(truth)):
-        color = CONTEXT_COLOR if t < h else PREDICTED_COLOR
-        panels = [_framed(_upscale(x[t], scale), color) for x in (truth, shown, diff)]
-        ph, pw = panels[0].shape[:2]
-        gap = 8
-        canvas = np.full((header + ph + gap, 3 * pw + 4 * gap, 3), BACKGROUND, np.uint8)
-        for i, (panel, title) in enumerate(zip(panels, PANEL_TITLES)):
-            x0 = gap + i * (pw + gap)
-            canvas[header:header + ph, x0:x0 + pw] = panel
-            _text(canvas, title, (x0, header - 8))
-        step = f"context {t + 1}/{h}" if t < h else f"predicted {t - h + 1}/{len(truth) - h}"
-        _text(canvas, step, (gap, 14), 0.4)
-        frames.append(canvas)
-    return np.stack(frames)
-
-
-def compose_filmstrip(context: np.ndarray, future: np.ndarray, pred: np.ndarray, scale: int = 2) -> np.ndarray:
-    """Rows ground truth / prediction / difference, columns the h+F time steps: (H', W', 3) uint8."""
-    h = len(context)
-    truth = np.concatenate([context, future])
-    shown = np.concatenate([context, pred])
-    rows = (truth, shown, difference_image(shown, truth))
-    label_w, gap = 110, 4
-    tile = _framed(_upscale(truth[0], scale), CONTEXT_COLOR).shape[0]
-    width = label_w + len(truth) * (tile + gap)
-    canvas = np.full((gap + len(rows) * (tile + gap), width, 3), BACKGROUND, np.uint8)
-    for r, (row, title) in enumerate(zip(rows, PANEL_TITLES)):
-        y0 = gap + r * (tile + gap)
-        _text(canvas, title, (6, y0 + tile // 2 + 5), 0.4)
-        for t in range(len(truth)):
-            x0 = label_w + t * (tile + gap)
-            color = CONTEXT_COLOR if t < h else PREDICTED_COLOR
-            canvas[y0:y0 + tile, x0:x0 + tile] = _framed(_upscale(row[t], scale), color)
-    return canvas
-
 
 def filmstrip_path(out: str | Path) -> Path:
     out = Path(out)
@@ -134,9 +61,10 @@ def generate(checkpoint: str, data: str, index: int, out: str | Path, split: str
     used = [m for m in item["actions"] if m in pipe.modalities]
     pred = predict(pipe, batch, used, seed, num_inference_steps, text_kind)[0]  # (F, H, W, 3)
 
+    # The same accumulator as `mmsim evaluate`, so the numbers match that clip's per-clip row.
     metrics = VideoMetrics.create(lpips_net=None, fvd=False)
-    values = metrics.update(pred[None], item["future"][None])
-    clip_metrics = {k: float(v.mean()) for k, v in values.items()}
+    metrics.update(pred[None], item["future"][None])
+    clip_metrics = metrics.compute()["per_clip"][0]
 
     out = Path(out)
     video = compose_video(item["context"], item["future"], pred, scale=scale)

@@ -3,14 +3,14 @@
 Definitions (the standard ones, on frames scaled to [0, 1]):
 
 * **MSE**  — mean squared error over the pixels and channels of one frame.
-* **PSNR** — ``10 log10(1 / MSE)`` per frame (data range 1). Identical frames would give +inf, which
-  JSON cannot hold and which would make any mean infinite, so every per-frame PSNR is capped at
-  ``PSNR_MAX = 100`` dB: far above the largest finite PSNR of two different 8-bit 64x64 frames
-  (one pixel off by 1/255 gives ~89 dB), so the cap only ever touches identical frames.
+* **PSNR** — ``10 log10(1 / MSE)`` per frame (data range 1), computed by torchmetrics. Identical frames
+  give +inf, which JSON cannot hold and which would make any mean infinite, so every per-frame PSNR is
+  capped at ``PSNR_MAX = 100`` dB: far above the largest finite PSNR of two different 8-bit 64x64
+  frames (one pixel off by 1/255 gives ~89 dB), so the cap only ever touches identical frames.
 * **SSIM** — Wang et al. 2004: gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1, per
-  frame, local statistics over the valid region (Wang's reference code, skimage). torchmetrics 1.9's
-  functional SSIM averages over reflect-padded borders as well, which shifts values by ~1e-3 on
-  64x64 frames, so it is not used here.
+  frame, local statistics over the valid region (Wang's reference code, skimage). torchmetrics computes
+  the SSIM map; its mean over the whole map would include the reflect-padded border (a ~1e-3 shift on
+  64x64 frames), so the map is cropped to the valid region before averaging.
 * **LPIPS** — Zhang et al. 2018 (the ``lpips`` package, v0.1 linear heads, AlexNet by default), per
   frame on [-1, 1] inputs. The linear heads ship inside the package but the backbone is torchvision's
   ImageNet network, which is only present if someone downloaded it. :func:`load_lpips` looks for it
@@ -22,24 +22,30 @@ Definitions (the standard ones, on frames scaled to [0, 1]):
   ``MMSIM_I3D_WEIGHTS`` environment variable; without them FVD is reported unavailable.
 
 Every per-frame metric is averaged over frames and clips for the headline number; the per-frame curve
-is the mean over clips at each future step (temporal drift).
+is the mean over clips at each future step (temporal drift). :class:`VideoMetrics` accumulates them as
+a torchmetrics ``Metric``, so an evaluation split over processes gathers every clip before computing.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics import Metric
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.utilities import dim_zero_cat
 
 from mmsim_core.errors import MMSimError
 
 PSNR_MAX = 100.0
 """Cap on per-frame PSNR in dB (identical frames); see the module docstring."""
+SSIM_SIGMA = 1.5
+SSIM_WINDOW = 11
+"""torchmetrics derives the gaussian window from sigma (``2 * int(3.5 sigma + 0.5) + 1`` = 11 for 1.5)."""
 
 FRAME_METRICS = ("mse", "psnr", "ssim", "lpips")
 LOWER_IS_BETTER = {"mse": True, "psnr": False, "ssim": False, "lpips": True, "fvd": True}
@@ -81,50 +87,43 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# Pixel metrics, per frame: inputs float (B, N, 3, H, W) in [0, 1], outputs (B, N)
+# Pixel metrics, per frame: inputs float (B, N, 3, H, W) in [0, 1], outputs float32 (B, N)
 # ----------------------------------------------------------------------------------------------
 def frame_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     _check_pair(pred, target)
     return (pred.double() - target.double()).pow(2).mean(dim=(-3, -2, -1)).float()  # (B, N)
 
 
-def psnr_from_mse(mse: torch.Tensor | float, data_range: float = 1.0) -> torch.Tensor:
-    """Per-frame PSNR in dB, capped at :data:`PSNR_MAX` (identical frames)."""
-    mse = torch.as_tensor(mse, dtype=torch.float64)
-    psnr = 10.0 * torch.log10(data_range**2 / mse.clamp_min(1e-30))
-    return psnr.clamp(max=PSNR_MAX).float()
-
-
 def frame_psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return psnr_from_mse(frame_mse(pred, target))
+    """PSNR per frame in dB (data range 1), capped at :data:`PSNR_MAX` (identical frames)."""
+    _check_pair(pred, target)
+    b, n = pred.shape[:2]
+    psnr = peak_signal_noise_ratio(pred.flatten(0, 1).double(), target.flatten(0, 1).double(), data_range=1.0,
+                                   reduction="none", dim=(1, 2, 3))  # (B*N,)
+    return psnr.clamp(max=PSNR_MAX).view(b, n).float()
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)  # (size, size), sums to 1
-
-
-def frame_ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5,
-               k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """SSIM per frame (Wang et al. 2004): gaussian window 11, sigma 1.5, data range 1, local statistics
-    over the valid region of each channel, averaged over pixels and channels (as skimage's
+def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM per frame (Wang et al. 2004): gaussian window 11, sigma 1.5, K1 0.01, K2 0.03, data range 1,
+    the SSIM map over the valid region of each channel averaged over pixels and channels (as skimage's
     ``structural_similarity(gaussian_weights=True, use_sample_covariance=False)``)."""
     _check_pair(pred, target)
-    b, n, c, h, w = pred.shape
-    if min(h, w) < window:
-        raise ValueError(f"SSIM needs frames of at least {window}x{window}, got {h}x{w}")
-    x = pred.flatten(0, 1).double()  # (B*N, C, H, W)
-    y = target.flatten(0, 1).double()
-    kernel = _gaussian_window(window, sigma).to(x.device).expand(c, 1, window, window)
-    # One grouped convolution computes all five local moments per channel.
-    stacked = torch.cat([x, y, x * x, y * y, x * y])  # (5*B*N, C, H, W)
-    mu_x, mu_y, e_xx, e_yy, e_xy = F.conv2d(stacked, kernel, groups=c).chunk(5)
-    var_x, var_y, cov = e_xx - mu_x**2, e_yy - mu_y**2, e_xy - mu_x * mu_y
-    c1, c2 = k1**2, k2**2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim_map.mean(dim=(1, 2, 3)).view(b, n).float()
+    b, n, _, h, w = pred.shape
+    if min(h, w) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")
+    _, ssim_map = structural_similarity_index_measure(
+        pred.flatten(0, 1).double(), target.flatten(0, 1).double(), gaussian_kernel=True, sigma=SSIM_SIGMA,
+        data_range=1.0, k1=0.01, k2=0.03, reduction="none", return_full_image=True,
+    )  # (B*N, 3, H, W), over the reflect-padded input
+    pad = SSIM_WINDOW // 2
+    valid = ssim_map[..., pad:h - pad, pad:w - pad]  # windows that lie wholly inside the frame
+    return valid.mean(dim=(1, 2, 3)).view(b, n).float()
+
+
+def frame_scores(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+    """MSE, PSNR and SSIM per frame of two videos, uint8 (B, N, H, W, 3) or float [0, 1]: {name: (B, N)}."""
+    p, t = to_unit(pred), to_unit(target)  # (B, N, 3, H, W)
+    return {"mse": frame_mse(p, t), "psnr": frame_psnr(p, t), "ssim": frame_ssim(p, t)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,24 +302,32 @@ def fvd_from_features(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.
 # ----------------------------------------------------------------------------------------------
 # Accumulation over a dataset
 # ----------------------------------------------------------------------------------------------
-@dataclass
-class VideoMetrics:
-    """Accumulates per-frame metrics and I3D features over batches.
+class VideoMetrics(Metric):
+    """Per-frame metrics and I3D features accumulated over batches of clips.
 
-    ``lpips`` / ``i3d`` are loaded metric objects, or ``None`` with the reason in ``unavailable``.
+    Every state is a list of per-batch tensors gathered with ``cat`` across processes, so ``compute``
+    sees every clip of a distributed evaluation. ``lpips`` / ``i3d`` are loaded metric objects, or
+    ``None`` with the reason in ``unavailable``.
     """
 
-    lpips: Callable | None = None
-    i3d: I3DFeatures | None = None
-    unavailable: dict[str, str] = field(default_factory=dict)
-    per_frame: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    clip_info: list[dict] = field(default_factory=list)
-    _real_feats: list[torch.Tensor] = field(default_factory=list)
-    _fake_feats: list[torch.Tensor] = field(default_factory=list)
+    is_differentiable = False
+    higher_is_better = None
+    full_state_update = False
+
+    def __init__(self, lpips: LPIPSMetric | None = None, i3d: I3DFeatures | None = None,
+                 unavailable: Mapping[str, str] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.lpips, self.i3d = lpips, i3d
+        self.unavailable = dict(unavailable or {})
+        for name in FRAME_METRICS:
+            self.add_state(f"{name}_per_frame", default=[], dist_reduce_fx="cat")  # [(B, F)]
+        self.add_state("clip_index", default=[], dist_reduce_fx="cat")  # [(B,)], -1 where not given
+        self.add_state("real_features", default=[], dist_reduce_fx="cat")  # [(B, 400)]
+        self.add_state("fake_features", default=[], dist_reduce_fx="cat")
 
     @classmethod
     def create(cls, lpips_net: str | None = "alex", lpips_backbone=None, i3d=None, device="cpu",
-               fvd: bool = True) -> "VideoMetrics":
+               fvd: bool = True, **kwargs) -> "VideoMetrics":
         """Load LPIPS and I3D when their real weights are present; otherwise record why not.
         ``lpips_net=None`` / ``fvd=False`` skip those metrics."""
         unavailable, lp, det = {}, None, None
@@ -338,70 +345,85 @@ class VideoMetrics:
                 det = load_i3d(i3d, device=device)
             except MetricUnavailable as e:
                 unavailable["fvd"] = str(e)
-        return cls(lpips=lp, i3d=det, unavailable=unavailable)
+        return cls(lpips=lp, i3d=det, unavailable=unavailable, **kwargs)
 
     @property
     def available(self) -> list[str]:
         names = ["mse", "psnr", "ssim"] + (["lpips"] if self.lpips is not None else [])
         return names + (["fvd"] if self.i3d is not None else [])
 
-    def update(self, pred, target, context=None, info: Sequence[dict] | None = None) -> dict[str, torch.Tensor]:
+    def _frame_states(self) -> dict[str, list[torch.Tensor] | torch.Tensor]:
+        # A state is a list of batches here, one tensor once synchronised across processes.
+        return {k: getattr(self, f"{k}_per_frame") for k in FRAME_METRICS if len(getattr(self, f"{k}_per_frame"))}
+
+    def update(self, pred, target, context=None, index: Sequence[int] | None = None) -> None:
         """Add a batch. ``pred``/``target``: future frames uint8 (B, F, H, W, 3) (or float [0,1]);
-        ``context`` (B, h, H, W, 3): prepended to both videos for FVD (I3D needs >= ~10 frames).
-        Returns this batch's per-frame values {metric: (B, F)}."""
-        p, t = to_unit(pred), to_unit(target)
-        _check_pair(p, t)
-        mse = frame_mse(p, t)
-        values = {"mse": mse, "psnr": psnr_from_mse(mse), "ssim": frame_ssim(p, t)}
+        ``context`` (B, h, H, W, 3): prepended to both videos for FVD (I3D needs >= ~10 frames);
+        ``index``: the clips' dataset indices, kept for the per-clip rows."""
+        values = frame_scores(pred, target)
+        p, t = to_unit(pred), to_unit(target)  # (B, F, 3, H, W)
         if self.lpips is not None:
             values["lpips"] = self.lpips(p, t)
         for k, v in values.items():
-            self.per_frame.setdefault(k, []).append(v.detach().float().cpu())
+            getattr(self, f"{k}_per_frame").append(v.detach().double().cpu())
+        unknown = torch.full((p.shape[0],), -1, dtype=torch.long)
+        self.clip_index.append(unknown if index is None else torch.as_tensor(list(index), dtype=torch.long))
         if self.i3d is not None:
             real, fake = t, p
             if context is not None:
                 c = to_unit(context)
                 real, fake = torch.cat([c, t], dim=1), torch.cat([c, p], dim=1)  # (B, h+F, 3, H, W)
             try:
-                self._real_feats.append(self.i3d(real))
-                self._fake_feats.append(self.i3d(fake))
+                real_feats, fake_feats = self.i3d(real), self.i3d(fake)
             except MetricUnavailable as e:
                 self.unavailable["fvd"] = str(e)
-                self.i3d, self._real_feats, self._fake_feats = None, [], []
-        b = p.shape[0]
-        info = list(info) if info is not None else [{} for _ in range(b)]
-        for i in range(b):
-            self.clip_info.append({**info[i], **{k: float(v[i].mean()) for k, v in values.items()}})
-        return values
+                self.i3d = None
+                self.real_features, self.fake_features = [], []
+            else:
+                self.real_features.append(real_feats)
+                self.fake_features.append(fake_feats)
+
+    def running_mean(self, name: str) -> float:
+        """Mean of one per-frame metric over the clips added so far in this process (for progress bars)."""
+        return float(dim_zero_cat(getattr(self, f"{name}_per_frame")).mean())
 
     @property
     def num_clips(self) -> int:
-        return len(self.clip_info)
+        return len(dim_zero_cat(self.clip_index)) if len(self.clip_index) else 0
 
     def compute(self) -> dict:
         """{"metrics": {name: mean}, "metrics_std": {name: std over clips}, "per_frame": {name: [F]},
-        "unavailable": {name: reason}, "num_clips": N}."""
-        if not self.per_frame:
+        "per_clip": [{"index", name: mean}], "unavailable": {name: reason}, "num_clips": N}."""
+        states = self._frame_states()
+        if not states:
             raise ValueError("no clips were evaluated")
         metrics, std, curves = {}, {}, {}
-        for k, chunks in self.per_frame.items():
-            v = torch.cat(chunks).double()  # (N, F)
+        per_clip_values = {}
+        for k, chunks in states.items():
+            v = dim_zero_cat(chunks).double()  # (N, F)
             metrics[k] = float(v.mean())
-            std[k] = float(v.mean(dim=1).std(unbiased=False))
+            per_clip_values[k] = v.mean(dim=1)  # (N,)
+            std[k] = float(per_clip_values[k].std(unbiased=False))
             curves[k] = [float(x) for x in v.mean(dim=0)]
+        index = dim_zero_cat(self.clip_index)
+        per_clip = []
+        for i, clip in enumerate(index.tolist()):
+            row = {"index": clip} if clip >= 0 else {}
+            per_clip.append({**row, **{k: float(v[i]) for k, v in per_clip_values.items()}})
         unavailable = dict(self.unavailable)
         if self.i3d is not None:
-            real, fake = torch.cat(self._real_feats), torch.cat(self._fake_feats)
+            real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
             if len(real) < 2:
                 unavailable["fvd"] = f"FVD needs at least 2 clips to fit covariances, got {len(real)}"
             else:
                 metrics["fvd"] = fvd_from_features(real.numpy(), fake.numpy())
-        return {"metrics": metrics, "metrics_std": std, "per_frame": curves, "unavailable": unavailable,
-                "num_clips": self.num_clips}
+        return {"metrics": metrics, "metrics_std": std, "per_frame": curves, "per_clip": per_clip,
+                "unavailable": unavailable, "num_clips": len(per_clip)}
 
 
 __all__ = [
-    "PSNR_MAX", "FRAME_METRICS", "LOWER_IS_BETTER", "MetricUnavailable", "to_unit", "frame_mse", "psnr_from_mse",
-    "frame_psnr", "frame_ssim", "find_lpips_backbone", "LPIPSMetric", "load_lpips", "find_i3d", "preprocess_for_i3d",
-    "I3DFeatures", "load_i3d", "gaussian_stats", "frechet_distance", "fvd_from_features", "VideoMetrics",
+    "PSNR_MAX", "SSIM_SIGMA", "SSIM_WINDOW", "FRAME_METRICS", "LOWER_IS_BETTER", "MetricUnavailable", "to_unit",
+    "frame_mse", "frame_psnr", "frame_ssim", "frame_scores", "find_lpips_backbone", "LPIPSMetric", "load_lpips",
+    "find_i3d", "preprocess_for_i3d", "I3DFeatures", "load_i3d", "gaussian_stats", "frechet_distance",
+    "fvd_from_features", "VideoMetrics",
 ]
