@@ -183,6 +183,9 @@ def test_video_metrics_summary():
     assert [r["index"] for r in out["per_clip"]] == [10, 11, 12, 13, 14, 15]
     assert [r["psnr"] for r in out["per_clip"]] == pytest.approx(psnr.mean(1).tolist(), rel=1e-6)
     assert m.running_mean("psnr") == pytest.approx(out["metrics"]["psnr"], rel=1e-9)
+    with pytest.raises(ValueError, match="batch's 2 clips"):
+        m.update(pred[:2], target[:2], index=[1])
+    assert m.num_clips == 6  # a refused batch leaves the states as they were
     m.reset()
     assert m.num_clips == 0
     with pytest.raises(ValueError, match="no clips"), pytest.warns(UserWarning, match="before the ``update``"):

@@ -360,14 +360,16 @@ class VideoMetrics(Metric):
         """Add a batch. ``pred``/``target``: future frames uint8 (B, F, H, W, 3) (or float [0,1]);
         ``context`` (B, h, H, W, 3): prepended to both videos for FVD (I3D needs >= ~10 frames);
         ``index``: the clips' dataset indices, kept for the per-clip rows."""
-        values = frame_scores(pred, target)
+        values = frame_scores(pred, target)  # checks the shapes before any state changes
         p, t = to_unit(pred), to_unit(target)  # (B, F, 3, H, W)
+        idx = torch.full((p.shape[0],), -1, dtype=torch.long) if index is None else torch.as_tensor(list(index))
+        if idx.shape != (p.shape[0],):
+            raise ValueError(f"index must name the batch's {p.shape[0]} clips, got {tuple(idx.shape)} values")
         if self.lpips is not None:
             values["lpips"] = self.lpips(p, t)
         for k, v in values.items():
             getattr(self, f"{k}_per_frame").append(v.detach().double().cpu())
-        unknown = torch.full((p.shape[0],), -1, dtype=torch.long)
-        self.clip_index.append(unknown if index is None else torch.as_tensor(list(index), dtype=torch.long))
+        self.clip_index.append(idx.long())
         if self.i3d is not None:
             real, fake = t, p
             if context is not None:
