@@ -108,7 +108,7 @@ def load_frames(files, size: int = schema.FRAME_SIZE, context: int = schema.CONT
 # ----------------------------------------------------------------------------------------------
 def _check_actions(actions: Mapping[str, np.ndarray], where: str, steps: int | None = None) -> dict:
     if not actions:
-        raise UploadError(f"{where}: no action modality found (expected some of {list(schema.MODALITY_NAMES)})")
+        raise UploadError(f"{where}: no action modality found (expected some of {list(schema.MODALITIES)})")
     return schema.check_action_arrays(actions, where, steps=steps, allow_flat=True, error=UploadError)
 
 
@@ -204,7 +204,7 @@ def _read_npz(path: Path) -> dict:
         unknown = [k for k in keys if k not in schema.MODALITIES and k not in ("frames", "units", "text")]
         if unknown:
             raise UploadError(f"{path.name}: unknown arrays {unknown}; name them after modalities "
-                              f"{list(schema.MODALITY_NAMES)} (plus optional 'frames', 'units')")
+                              f"{list(schema.MODALITIES)} (plus optional 'frames', 'units')")
         actions = {k: z[k] for k in keys if k in schema.MODALITIES}
         frames = np.asarray(z["frames"], dtype=np.uint8) if "frames" in keys else None
         units = str(z["units"]) if "units" in keys else "normalized"
@@ -238,7 +238,7 @@ def _read_csv(path: Path) -> dict:
         name, _, idx = h.rpartition("_")
         if name not in schema.MODALITIES or not idx.isdigit():
             raise UploadError(f"{path.name}: column {h!r} is not '<modality>_<index>' "
-                              f"(modalities {list(schema.MODALITY_NAMES)})")
+                              f"(modalities {list(schema.MODALITIES)})")
         cols.setdefault(name, {})[int(idx)] = j
     actions = {}
     for name, m in cols.items():
@@ -254,7 +254,7 @@ def _read_csv(path: Path) -> dict:
 def write_csv(path: str | Path, actions: Mapping[str, np.ndarray]) -> Path:
     """The CSV layout :func:`read_trajectories` reads (normalised values)."""
     path = Path(path)
-    names = [m for m in schema.MODALITY_NAMES if m in actions]
+    names = [m for m in schema.MODALITIES if m in actions]
     T = next(iter(actions.values())).shape[0]
     header = ["step"] + [f"{m}_{i}" for m in names for i in range(schema.MODALITIES[m].size)]
     with open(path, "w", newline="") as f:
@@ -372,7 +372,8 @@ class RawRecording:
             raise UploadError(f"no modality has samples at {start_s:.2f} s (missing or gaps: {missing})")
         act = self.activity_at(float(self.frame_t[idx[0]]))
         label = act.label if act else ""
-        force = force_summary(values["hand_force"]) if "hand_force" in actions else None
+        grip = schema.modality_with_role("grip", actions)
+        force = force_summary(values[grip], grip) if grip else None
         text = describe(label, frame_step, force) if label else {k: "" for k in schema.TEXT_KINDS}
         meta = {"subject": self.rec.subject, "activity": label, "source": str(self.path),
                 "start_time_s": float(self.frame_t[idx[0]]), "offset_s": float(self.frame_t[idx[0]] - self.t0),
@@ -392,7 +393,7 @@ def _clip_meta(clip: Clip, extra: Mapping | None = None) -> dict:
     meta = {k: v for k, v in clip.meta.items() if isinstance(v, (str, int, float, bool, list, dict, type(None)))}
     meta["annotations"] = [a.to_dict() for a in clip.annotations]
     meta["edit_recipe"] = clip.edits.recipe
-    meta["modalities"] = [m for m in schema.MODALITY_NAMES if m in clip.actions]
+    meta["modalities"] = [m for m in schema.MODALITIES if m in clip.actions]
     meta.update(extra or {})
     return meta
 
@@ -413,7 +414,7 @@ def export_clip(clip: Clip, path: str | Path, prediction: np.ndarray | None = No
     else:
         future, src = np.repeat(clip.context[-1:], clip.num_steps - clip.h, axis=0), "none (last context frame)"
     frames = np.concatenate([clip.context, future])
-    mods = [m for m in schema.MODALITY_NAMES if m in clip.actions]
+    mods = [m for m in schema.MODALITIES if m in clip.actions]
     text = {k: clip.text_condition(k) for k in schema.TEXT_KINDS}
     return write_shard(path, [(frames, clip.actions, text, _clip_meta(clip, {"future_source": src}))], mods)
 
@@ -426,7 +427,7 @@ def write_dataset(out_dir: str | Path, clips: Sequence[tuple[np.ndarray, Mapping
     out.mkdir(parents=True, exist_ok=True)
     if not clips:
         raise MMSimError("no clips to write")
-    mods = [m for m in schema.MODALITY_NAMES if any(m in c[1] for c in clips)]
+    mods = [m for m in schema.MODALITIES if any(m in c[1] for c in clips)]
     T, S = clips[0][0].shape[0], clips[0][0].shape[1]
     with ClipShardWriter(out, split, mods, shard_size=shard_size) as writer:
         for frames, actions, text, meta in clips:

@@ -1,8 +1,18 @@
 """The one place that says what each action modality is.
 
 Every module (reader, synthetic world, preprocessing, dataset, model, studio) takes names, shapes,
-units, left/right order and normalisation from here. Conventions follow ActionSense: left before
-right, Xsens MVN segment order, Myo EMG channel order, 32x32 tactile glove taxels.
+units, left/right order, the source streams of a recording, how they are aligned to video frames, and
+normalisation from here. Conventions follow ActionSense: left before right, Xsens MVN segment order,
+Myo EMG channel order, 32x32 tactile glove taxels.
+
+Adding a modality (say the gaze ActionSense records, ``eye-tracking-gaze/position``, shape (2,)) means
+one ``ModalitySpec`` entry in ``MODALITIES``: its shape, unit, display name, source streams (per side
+or not, with the per-sample shapes it accepts), the alignment (nearest sample or a |x| envelope), the
+geometric normalisation (``clip_values``) and the scaling (``minmax`` or ``fixed_clip``). The reader
+(``mmsim_core.data.actionsense``), ``mmsim preprocess``, the shards, ``ClipDataset`` and the studio's
+uploads and exports then carry it. Two things stay outside: the action encoder needs an expert for it
+(``ActionEncoderConfig.modalities``), and the synthetic world has to simulate it to write it.
+``ACTION_DIM`` grows with it (update the check below that pins the paper's 2292).
 
 Clip-level values (what ``ClipDataset`` returns and the pipeline consumes) are *normalised*:
 ``normalize(name, raw, stats)``. The synthetic world's oracle consumes *raw* clip values (after
@@ -12,7 +22,7 @@ alignment and the geometric normalisations, before scaling): ``denormalize`` map
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -87,15 +97,72 @@ EMG_RANGE = (-128, 127)
 # Modality specs
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class StreamSource:
+    """One ActionSense stream a modality is read from.
+
+    ``path`` is ``"device/stream"`` as in the recording's HDF5; a ``{side}`` in it means one stream per
+    hand (``left`` then ``right``, see ``SIDES``), whose aligned samples are stacked on a new axis 1.
+    """
+
+    path: str
+    sample_shapes: tuple[tuple[int, ...], ...]
+    """Per-sample shapes of ``data`` this modality can use. A stream whose shape suits another modality
+    reading it but not this one leaves this modality unavailable (``unusable_reason`` says why); a shape
+    no modality can use is an error in the recording."""
+    unusable_reason: str = ""
+
+    @property
+    def per_side(self) -> bool:
+        return "{side}" in self.path
+
+    def paths(self) -> tuple[str, ...]:
+        """The concrete ``device/stream`` paths, one per side for a per-side source."""
+        if self.per_side:
+            return tuple(self.path.format(side=side) for side in SIDES)
+        return (self.path,)
+
+    def device_stream(self, side: str | None = None) -> tuple[str, str]:
+        """``(device, stream)`` of this source (of ``side`` for a per-side source)."""
+        path = self.path.format(side=side) if self.per_side else self.path
+        device, _, stream = path.partition("/")
+        return device, stream
+
+
+def _hand_chains_from_carpus(segments: np.ndarray) -> np.ndarray:
+    """Xsens segment positions (Q, 63, 3) -> finger chain points relative to each hand's Carpus (Q, 2, 24, 3)."""
+    hands = []
+    for offset in (LEFT_HAND_OFFSET, RIGHT_HAND_OFFSET):
+        chain = segments[:, [offset + i for i in HAND_POSE_INDICES]]  # (Q, 24, 3)
+        hands.append(chain - segments[:, offset:offset + 1])
+    return np.stack(hands, axis=1)
+
+
+def _body_chains_minus_com(segments: np.ndarray, com: np.ndarray) -> np.ndarray:
+    """Xsens segment positions (Q, S, 3) and centre of mass (Q, 3) -> skeleton chain points minus CoM (Q, 28, 3)."""
+    return segments[:, list(BODY_POSE_INDICES)] - com.reshape(len(com), 1, 3)
+
+
+ALIGNMENTS = ("nearest", "mean_abs")
+"""How a stream is sampled at a video frame time: ``"nearest"`` takes the nearest sample in time;
+``"mean_abs"`` averages |x| over the samples within ``window_s`` centred on the frame (an envelope of an
+oscillating signal such as EMG)."""
+
+ROLES = ("grip",)
+"""Roles a modality can play beyond being a condition: ``"grip"``, its clip values say how firmly each
+hand holds (the text descriptions' "holding it tightly / gently with left hand"). At most one modality
+plays a role."""
+
+
+@dataclass(frozen=True)
 class ModalitySpec:
-    """What one action modality is, per time step."""
+    """What one action modality is, per time step, and where a recording keeps it."""
 
     name: str
     shape: tuple[int, ...]
     unit: str
     description: str
-    source: tuple[str, ...]
-    """HDF5 ``device/stream`` paths in an ActionSense recording."""
+    sources: tuple[StreamSource, ...]
+    """The ActionSense streams it is computed from, in the order ``clip_values`` takes them."""
     normalization: str
     """``"fixed_clip"``: clip to ``fixed_range`` then scale to [0, 1] (no statistics needed);
     ``"minmax"``: min-max scaling to [0, 1] with statistics from the training split."""
@@ -103,53 +170,108 @@ class ModalitySpec:
     stats_axes: tuple[int, ...] = field(default=())
     """Per-step axes that keep their own min/max (others are pooled). E.g. ``(-1,)`` keeps one
     min/max per xyz coordinate."""
+    display_name: str = ""
+    align: str = "nearest"
+    """One of ``ALIGNMENTS``."""
+    window_s: float = 0.0
+    """Width of the ``"mean_abs"`` window, seconds."""
+    clip_values: Callable[..., np.ndarray] | None = None
+    """Aligned source samples, one array ``(Q, *sample shape)`` per source (per-side sources
+    ``(Q, 2, *sample shape)``), -> raw clip values ``(Q, *shape)``: the geometric normalisations. None:
+    the single source's samples are the values."""
+    roles: frozenset[str] = frozenset()
+
+    def __post_init__(self):
+        if self.align not in ALIGNMENTS:
+            raise ValueError(f"{self.name}: align must be one of {list(ALIGNMENTS)}, got {self.align!r}")
+        if self.align == "mean_abs" and not self.window_s > 0:
+            raise ValueError(f"{self.name}: align='mean_abs' needs window_s > 0")
+        if self.normalization not in ("fixed_clip", "minmax"):
+            raise ValueError(f"{self.name}: normalization must be 'fixed_clip' or 'minmax', got {self.normalization!r}")
+        if (self.normalization == "fixed_clip") != (self.fixed_range is not None):
+            raise ValueError(f"{self.name}: fixed_range goes with normalization='fixed_clip' (and only with it)")
+        if not self.sources:
+            raise ValueError(f"{self.name}: needs at least one source stream")
+        if self.clip_values is None and len(self.sources) != 1:
+            raise ValueError(f"{self.name}: several source streams need clip_values to combine them")
+        unknown = set(self.roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown roles {sorted(unknown)}; known: {list(ROLES)}")
+        if "grip" in self.roles and (self.normalization != "fixed_clip" or self.shape[:1] != (len(SIDES),)):
+            raise ValueError(f"{self.name}: the grip role needs a fixed_clip modality with one entry per hand")
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name.replace("_", " "))
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def source(self) -> tuple[str, ...]:
+        """Every concrete ``device/stream`` path it reads."""
+        return tuple(p for src in self.sources for p in src.paths())
 
     def stats_shape(self) -> tuple[int, ...]:
         """Shape of the min/max arrays: broadcastable to ``shape``."""
         keep = {a % len(self.shape) for a in self.stats_axes}
         return tuple(s if i in keep else 1 for i, s in enumerate(self.shape))
 
+    def from_streams(self, aligned: Sequence[np.ndarray]) -> np.ndarray:
+        """Raw clip values ``(Q, *shape)`` float32 from the aligned source samples (see ``clip_values``)."""
+        values = self.clip_values(*aligned) if self.clip_values is not None else aligned[0]
+        values = np.asarray(values, dtype=np.float32)
+        return values.reshape((len(values),) + self.shape)
+
+
+_XSENS_SEGMENTS_ANY = ((NUM_SEGMENTS_WITH_FINGERS, 3), (NUM_BODY_SEGMENTS, 3))
 
 MODALITIES: dict[str, ModalitySpec] = {
     "hand_pose": ModalitySpec(
         name="hand_pose",
+        display_name="hand pose",
         shape=(2, 24, 3),
         unit="cm, relative to each hand's Carpus",
         description="Finger joint positions of both hands (5 chains from the Carpus: thumb 4, fingers 5 each).",
-        source=("xsens-segments/position_cm",),
+        sources=(StreamSource("xsens-segments/position_cm", ((NUM_SEGMENTS_WITH_FINGERS, 3),),
+                              unusable_reason="no finger tracking"),),
+        clip_values=_hand_chains_from_carpus,
         normalization="minmax",
         stats_axes=(-1,),
     ),
     "body_pose": ModalitySpec(
         name="body_pose",
+        display_name="body pose",
         shape=(28, 3),
         unit="cm, relative to the centre of mass",
         description="28 skeleton chain points (legs, spine, hip, shoulders, arms) minus xsens-CoM.",
-        source=("xsens-segments/position_cm", "xsens-CoM/position_cm"),
+        sources=(StreamSource("xsens-segments/position_cm", _XSENS_SEGMENTS_ANY),
+                 StreamSource("xsens-CoM/position_cm", ((3,), (1, 3)))),
+        clip_values=_body_chains_minus_com,
         normalization="minmax",
         stats_axes=(-1,),
     ),
     "emg": ModalitySpec(
         name="emg",
+        display_name="EMG",
         shape=(2, 8),
         unit="Myo EMG envelope (mean |emg| over one frame interval, raw units 0..128)",
         description="Forearm muscle activation, 8 Myo channels per arm.",
-        source=("myo-left/emg", "myo-right/emg"),
+        sources=(StreamSource("myo-{side}/emg", ((8,),)),),
+        align="mean_abs",
+        window_s=0.1,
         normalization="minmax",
         stats_axes=(-1,),
     ),
     "hand_force": ModalitySpec(
         name="hand_force",
+        display_name="hand force",
         shape=(2, 32, 32),
         unit="tactile glove ADC reading",
         description="Tactile pressure maps of both hands (32x32 taxels).",
-        source=("tactile-glove-left/tactile_data", "tactile-glove-right/tactile_data"),
+        sources=(StreamSource("tactile-glove-{side}/tactile_data", ((32, 32),)),),
         normalization="fixed_clip",
         fixed_range=TACTILE_CLIP,
+        roles=frozenset({"grip"}),
     ),
 }
 MODALITY_NAMES: tuple[str, ...] = tuple(MODALITIES)
@@ -158,6 +280,16 @@ TEXT_KINDS: tuple[str, ...] = ("verb", "phrase", "sentence")
 # Flattened, one step is 2292 numbers (paper §4, policy action space).
 ACTION_DIM = sum(spec.size for spec in MODALITIES.values())
 assert ACTION_DIM == 2292
+
+
+def modality_with_role(role: str, among=None) -> str | None:
+    """The modality playing ``role`` (see ``ROLES``), if it is registered (and among ``among`` when given)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {list(ROLES)}, got {role!r}")
+    for name, spec in MODALITIES.items():
+        if role in spec.roles and (among is None or name in among):
+            return name
+    return None
 
 
 def check_modality_names(names) -> tuple[str, ...]:

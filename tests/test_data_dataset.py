@@ -1,4 +1,4 @@
-"""ClipDataset item contract (DESIGN §6), determinism, modality drop, collate, DataLoader workers, errors."""
+"""ClipDataset item contract, determinism, modality drop, collate, DataLoader workers, errors."""
 
 import json
 import shutil

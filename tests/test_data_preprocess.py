@@ -285,3 +285,41 @@ def test_sensor_dropout_masks_modality_per_clip(tmp_path):
         assert has_force == (it["meta"]["activity"] == "Peel a potato"), it["meta"]
         assert {"hand_pose", "body_pose", "emg"} <= set(it["actions"])
     assert 0 < m["splits"]["train"]["modality_clips"]["hand_force"] < m["splits"]["train"]["num_clips"]
+
+
+def test_a_new_modality_is_one_registry_entry(tmp_path, monkeypatch):
+    """Registering gaze (ActionSense's eye tracker) in a copy of the registry is enough for the reader, preprocess,
+    the normalisation statistics and ClipDataset to carry it: no other module names its stream."""
+    gaze = schema.ModalitySpec(
+        name="gaze", display_name="gaze", shape=(2,), unit="fraction of the world-video frame",
+        description="Where the eyes look in the world video (x, y).",
+        sources=(schema.StreamSource("eye-tracking-gaze/position", ((2,),)),),
+        normalization="minmax", stats_axes=(-1,))
+    monkeypatch.setattr(schema, "MODALITIES", {**schema.MODALITIES, "gaze": gaze})
+    raw = tmp_path / "raw"
+    paths = [write_recording(raw / s, subject=s, seed=i, seconds=4.0, gaze=True) for i, s in enumerate(("S01", "S02"))]
+
+    with ActionSenseRecording(paths[0]) as rec:
+        assert rec.available_modalities() == (*schema.MODALITY_NAMES, "gaze")
+        ft = rec.frame_times()[:6]
+        values, valid = align_modalities(rec, ft)
+        stream = rec.stream("eye-tracking-gaze", "position")
+        nearest = np.abs(stream.time_s[None, :] - ft[:, None]).argmin(axis=1)
+        np.testing.assert_array_equal(values["gaze"], stream.data[nearest].astype(np.float32))
+        assert values["gaze"].shape == (6, 2) and valid["gaze"].all()
+
+    m = preprocess(raw, tmp_path / "out", PreprocessConfig(size=16, workers=1, test_subjects=("S02",)))
+    assert m["modalities"][-1] == "gaze" and m["splits"]["train"]["modality_clips"]["gaze"] > 0
+    ds = ClipDataset(tmp_path / "out", split="train")
+    assert ds.stats.minimum["gaze"].shape == (2,)
+    item = ds[0]
+    assert item["actions"]["gaze"].shape == (12, 2)
+    assert item["actions"]["gaze"].min() >= 0 and item["actions"]["gaze"].max() <= 1
+    raw_gaze = schema.denormalize("gaze", item["actions"]["gaze"], ds.stats)
+    assert 0.15 < raw_gaze[:, 0].min() and raw_gaze[:, 0].max() < 0.85  # back in frame fractions
+
+
+def test_without_the_entry_gaze_is_ignored(tmp_path):
+    p = write_recording(tmp_path / "r", subject="S01", seconds=4.0, gaze=True)
+    with ActionSenseRecording(p) as rec:
+        assert rec.available_modalities() == schema.MODALITY_NAMES

@@ -87,7 +87,7 @@ def test_modalities_follow_devices(tmp_path):
         assert rec.available_modalities() == ("body_pose", "emg")
         status = rec.modality_status()
         assert "tactile-glove-left/tactile_data missing" in status["hand_force"]
-        assert "23 segments" in status["hand_pose"]
+        assert "(23, 3)" in status["hand_pose"] and "no finger tracking" in status["hand_pose"]
     p = write_recording(tmp_path / "b", myo=False, xsens=False)
     with ActionSenseRecording(p) as rec:
         assert rec.available_modalities() == ("hand_force",)

@@ -67,3 +67,26 @@ def test_check_action_arrays_names_what_is_wrong():
     bad = {"emg": np.full((T, 2, 8), np.nan)}
     with pytest.raises(KeyError, match="emg contains NaN or inf"):
         schema.check_action_arrays(bad, error=KeyError)
+
+
+def test_stream_paths_and_roles_come_from_the_registry():
+    from dataclasses import replace
+
+    assert MODALITIES["emg"].source == ("myo-left/emg", "myo-right/emg")
+    assert MODALITIES["emg"].sources[0].device_stream("right") == ("myo-right", "emg")
+    assert MODALITIES["body_pose"].source == ("xsens-segments/position_cm", "xsens-CoM/position_cm")
+    assert MODALITIES["hand_force"].display_name == "hand force" and MODALITIES["emg"].display_name == "EMG"
+    assert schema.modality_with_role("grip") == "hand_force"
+    assert schema.modality_with_role("grip", among=("emg", "body_pose")) is None
+    # geometric normalisation lives in the entry: body pose minus the centre of mass
+    segments = np.random.default_rng(0).normal(size=(3, schema.NUM_SEGMENTS_WITH_FINGERS, 3))
+    com = segments[:, 0] + 1.0
+    body = MODALITIES["body_pose"].from_streams([segments, com])
+    assert body.shape == (3, 28, 3) and body.dtype == np.float32
+    np.testing.assert_allclose(body[:, 0], segments[:, schema.BODY_POSE_INDICES[0]] - com, rtol=1e-6)
+    with pytest.raises(ValueError, match="grip role needs a fixed_clip"):
+        replace(MODALITIES["emg"], roles=frozenset({"grip"}))
+    with pytest.raises(ValueError, match="several source streams need clip_values"):
+        replace(MODALITIES["body_pose"], clip_values=None)
+    with pytest.raises(ValueError, match="align must be one of"):
+        replace(MODALITIES["emg"], align="mean")

@@ -56,22 +56,6 @@ ACTIVITY_DEVICE = "experiment-activities"
 ACTIVITY_STREAM = "activities"
 RATING_ORDER = {"Good": 0, "": 0, "Maybe": 1, "Bad": 2}
 
-# Streams each modality needs (device, stream, per-sample shape or None for "checked elsewhere").
-MODALITY_STREAMS: dict[str, tuple[tuple[str, str], ...]] = {
-    "hand_pose": (("xsens-segments", "position_cm"),),
-    "body_pose": (("xsens-segments", "position_cm"), ("xsens-CoM", "position_cm")),
-    "emg": (("myo-left", "emg"), ("myo-right", "emg")),
-    "hand_force": (("tactile-glove-left", "tactile_data"), ("tactile-glove-right", "tactile_data")),
-}
-_EXPECTED_SHAPES: dict[tuple[str, str], tuple[tuple[int, ...], ...]] = {
-    ("xsens-segments", "position_cm"): ((schema.NUM_SEGMENTS_WITH_FINGERS, 3), (schema.NUM_BODY_SEGMENTS, 3)),
-    ("xsens-CoM", "position_cm"): ((3,), (1, 3)),
-    ("myo-left", "emg"): ((8,),),
-    ("myo-right", "emg"): ((8,),),
-    ("tactile-glove-left", "tactile_data"): ((32, 32),),
-    ("tactile-glove-right", "tactile_data"): ((32, 32),),
-}
-
 _SUBJECT_RE = re.compile(r"_S(\d+)\.hdf5$", re.IGNORECASE)
 _SUBJECT_ANY_RE = re.compile(r"(?:^|[_\-])S(\d+)(?:[_\-.]|$)", re.IGNORECASE)
 
@@ -408,37 +392,48 @@ class ActionSenseRecording:
         return info
 
     # ------------------------------------------------------------------ modalities
-    def _stream_shape_ok(self, device: str, name: str) -> tuple[int, ...]:
+    def sample_shape(self, device: str, name: str) -> tuple[int, ...]:
+        """Per-sample shape of a stream's ``data`` (without reading it)."""
         g = self._group(device, name)
         if "data" not in g:
             raise RecordingError(self.path, "stream has no 'data' dataset", stream=f"{device}/{name}")
-        shape = tuple(g["data"].shape[1:])
-        allowed = _EXPECTED_SHAPES.get((device, name))
-        if allowed is not None and shape not in allowed:
-            raise RecordingError(self.path, f"per-sample shape {shape} is not one of {list(allowed)}",
-                                 stream=f"{device}/{name}")
-        return shape
+        return tuple(g["data"].shape[1:])
 
     def modality_status(self) -> dict[str, str | None]:
-        """``{modality: None if available else the reason it is not}``."""
+        """``{modality: None if available else the reason it is not}``, for every registered modality.
+
+        A stream whose per-sample shape no modality reading it accepts is an error in the recording."""
+        accepted: dict[str, set] = {}
+        for spec in schema.MODALITIES.values():
+            for src in spec.sources:
+                for path in src.paths():
+                    accepted.setdefault(path, set()).update(src.sample_shapes)
         out: dict[str, str | None] = {}
-        for m, streams in MODALITY_STREAMS.items():
+        for m, spec in schema.MODALITIES.items():
             reason = None
-            for device, name in streams:
-                if not self.has_stream(device, name):
-                    reason = f"{device}/{name} missing"
-                    break
-                shape = self._stream_shape_ok(device, name)
-                if m == "hand_pose" and shape[0] != schema.NUM_SEGMENTS_WITH_FINGERS:
-                    reason = f"{device}/{name} has {shape[0]} segments (no finger tracking)"
+            for src in spec.sources:
+                for path in src.paths():
+                    device, name = path.split("/", 1)
+                    if not self.has_stream(device, name):
+                        reason = f"{path} missing"
+                        break
+                    shape = self.sample_shape(device, name)
+                    if shape not in accepted[path]:
+                        raise RecordingError(self.path, f"per-sample shape {shape} is not one of "
+                                                        f"{sorted(accepted[path])}", stream=path)
+                    if shape not in src.sample_shapes:
+                        why = f"; {src.unusable_reason}" if src.unusable_reason else ""
+                        reason = f"{path} has per-sample shape {shape}, {m} needs one of {list(src.sample_shapes)}{why}"
+                        break
+                if reason:
                     break
             out[m] = reason
         return out
 
     def available_modalities(self) -> tuple[str, ...]:
-        """Which of the four action modalities this recording can give (schema order)."""
+        """Which of the registered action modalities this recording can give (schema order)."""
         status = self.modality_status()
-        return tuple(m for m in schema.MODALITY_NAMES if status[m] is None)
+        return tuple(m for m in schema.MODALITIES if status[m] is None)
 
     def validate(self) -> None:
         """Check what preprocessing needs: activities, frame timestamps, the video, modality streams."""
@@ -446,8 +441,8 @@ class ActionSenseRecording:
         self.frame_times()
         self.check_video()
         for m in self.available_modalities():
-            for device, name in MODALITY_STREAMS[m]:
-                self.stream(device, name)
+            for path in schema.MODALITIES[m].source:
+                self.stream(*path.split("/", 1))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -481,9 +476,21 @@ def window_mean_abs(stream: Stream, query_t: np.ndarray, window_s: float = 0.1, 
     return env.astype(np.float32), valid
 
 
+def align_stream(stream: Stream, spec: schema.ModalitySpec, query_t: np.ndarray, max_gap_s: float = MAX_GAP_S):
+    """One source stream sampled at the query times the way ``spec.align`` says.
+    Returns ``(values (Q, *sample shape) float32, valid (Q,) bool)``."""
+    if spec.align == "mean_abs":
+        env, valid = window_mean_abs(stream, query_t, spec.window_s, max_gap_s)
+        return env.reshape((len(query_t),) + stream.data.shape[1:]), valid
+    idx, valid = nearest_indices(stream.time_s, query_t, max_gap_s)
+    return stream.data[idx].astype(np.float32), valid
+
+
 def align_modalities(rec: ActionSenseRecording, frame_t: np.ndarray, modalities=None) -> tuple[dict, dict]:
     """Raw per-frame action values at the given video frame times.
 
+    Each modality's source streams (``schema.MODALITIES[name].sources``) are aligned to the frames
+    (``align_stream``) and combined by its geometric normalisation (``ModalitySpec.from_streams``).
     Returns ``(values, valid)``: ``values[name]`` float32 ``(Q, *schema shape)`` in raw units (hand pose
     carpus-relative cm, body pose minus CoM in cm, EMG envelope, tactile ADC); ``valid[name]`` bool
     ``(Q,)`` false where a source stream has no sample within ``MAX_GAP_S``.
@@ -491,41 +498,17 @@ def align_modalities(rec: ActionSenseRecording, frame_t: np.ndarray, modalities=
     modalities = rec.available_modalities() if modalities is None else tuple(modalities)
     values: dict[str, np.ndarray] = {}
     valid: dict[str, np.ndarray] = {}
-    q = len(frame_t)
-    if "hand_pose" in modalities or "body_pose" in modalities:
-        seg = rec.stream("xsens-segments", "position_cm")
-        idx, ok = nearest_indices(seg.time_s, frame_t)
-        pos = seg.data[idx].astype(np.float32)  # (Q, S, 3)
-        if "hand_pose" in modalities:
-            hands = []
-            for off in (schema.LEFT_HAND_OFFSET, schema.RIGHT_HAND_OFFSET):
-                chain = pos[:, [off + i for i in schema.HAND_POSE_INDICES]]  # (Q, 24, 3)
-                hands.append(chain - pos[:, off:off + 1])
-            values["hand_pose"] = np.stack(hands, axis=1)  # (Q, 2, 24, 3)
-            valid["hand_pose"] = ok
-        if "body_pose" in modalities:
-            com = rec.stream("xsens-CoM", "position_cm")
-            cidx, cok = nearest_indices(com.time_s, frame_t)
-            c = com.data[cidx].astype(np.float32).reshape(q, 1, 3)
-            values["body_pose"] = pos[:, list(schema.BODY_POSE_INDICES)] - c  # (Q, 28, 3)
-            valid["body_pose"] = ok & cok
-    if "emg" in modalities:
-        envs, oks = [], []
-        for side in schema.SIDES:
-            env, ok = window_mean_abs(rec.stream(f"myo-{side}", "emg"), frame_t)
-            envs.append(env)
-            oks.append(ok)
-        values["emg"] = np.stack(envs, axis=1)  # (Q, 2, 8)
-        valid["emg"] = oks[0] & oks[1]
-    if "hand_force" in modalities:
-        maps, oks = [], []
-        for side in schema.SIDES:
-            s = rec.stream(f"tactile-glove-{side}", "tactile_data")
-            idx, ok = nearest_indices(s.time_s, frame_t)
-            maps.append(s.data[idx].astype(np.float32))
-            oks.append(ok)
-        values["hand_force"] = np.stack(maps, axis=1)  # (Q, 2, 32, 32)
-        valid["hand_force"] = oks[0] & oks[1]
-    for name, v in values.items():
-        assert v.shape[1:] == schema.MODALITIES[name].shape, (name, v.shape)
+    for name in modalities:
+        spec = schema.MODALITIES[name]
+        ok = np.ones(len(frame_t), dtype=bool)
+        aligned = []
+        for src in spec.sources:
+            per_path = []
+            for path in src.paths():
+                x, x_ok = align_stream(rec.stream(*path.split("/", 1)), spec, frame_t)
+                per_path.append(x)
+                ok &= x_ok
+            aligned.append(np.stack(per_path, axis=1) if src.per_side else per_path[0])  # (Q, [2,] *sample)
+        values[name] = spec.from_streams(aligned)  # (Q, *shape)
+        valid[name] = ok
     return values, valid

@@ -1,7 +1,7 @@
 """``ClipDataset``: processed clips (``mmsim preprocess`` output, or a studio export; the shard format of
 :mod:`mmsim_core.data.shards`) as a map-style dataset.
 
-Item contract (DESIGN §6)::
+Item contract::
 
     {"context": uint8 (h, H, W, 3), "future": uint8 (F, H, W, 3),
      "actions": {name: float32 (h+F, *shape)},     # normalised; only modalities present for the clip
@@ -238,7 +238,7 @@ def collate_clips(items: list[dict]) -> dict:
 
     if not items:
         raise ValueError("collate_clips needs at least one item")
-    names = [m for m in schema.MODALITY_NAMES if any(m in it["actions"] for it in items)]
+    names = [m for m in schema.MODALITIES if any(m in it["actions"] for it in items)]
     T = items[0]["context"].shape[0] + items[0]["future"].shape[0]
     actions, mask = {}, {}
     for m in names:

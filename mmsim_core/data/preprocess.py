@@ -201,7 +201,7 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
         rec.check_video()
         video = rec.video_path
         status = rec.modality_status()
-        modalities = tuple(m for m in schema.MODALITY_NAMES if status[m] is None)
+        modalities = tuple(m for m in schema.MODALITIES if status[m] is None)
 
         # Windows per activity and frame step.
         clips = []
@@ -219,7 +219,8 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
 
     # Per clip: which modalities are present (valid at every frame), grip summary for the text.
     present = {m: valid[m][pos].all(axis=1) for m in modalities}  # {m: (C,)}
-    force = text_mod.force_summary(values["hand_force"]) if "hand_force" in modalities else None  # (U, 2)
+    grip = schema.modality_with_role("grip", modalities)  # the modality the sentences' grip words come from
+    force = text_mod.force_summary(values[grip], grip) if grip else None  # (U, 2)
     minmax = {}
     for m in modalities:
         if not present[m].any() or schema.MODALITIES[m].normalization != "minmax":
@@ -239,7 +240,7 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
         "end_time_s": float(frame_t[w[-1]]),
         "video_frame_indices": [int(x) for x in w],
         "present": {m: bool(present[m][c]) for m in modalities},
-        "force": force[pos[c]] if force is not None and present["hand_force"][c] else None,
+        "force": force[pos[c]] if force is not None and present[grip][c] else None,
     } for c, (ai, k, w) in enumerate(clips)]
     return {
         "ok": True,
@@ -285,11 +286,12 @@ def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict,
         frames, pos = z["frames"], z["pos"]
         # Normalise each aligned frame once; clips then gather rows (windows overlap).
         norm = {m: schema.normalize(m, z[f"v_{m}"], stats) for m in r["modalities"] if m in modalities}
+    grip = schema.modality_with_role("grip")
     for ci, c in enumerate(r["clips"]):
         rows = pos[ci]
         present = {m: bool(c["present"].get(m, False)) and m in norm for m in modalities}
         actions = {m: norm[m][rows] for m in modalities if present[m]}
-        text = text_mod.describe(c["activity"], c["frame_step"], c["force"] if present.get("hand_force") else None,
+        text = text_mod.describe(c["activity"], c["frame_step"], c["force"] if present.get(grip) else None,
                                  refs.get(c["activity"]))
         meta = {
             "subject": r["subject"],
@@ -396,7 +398,7 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
         logger.warning("modalities %s have no normalisation statistics (they occur only in test recordings; "
                        "pass stats=... / --stats with a model's normalization.json to keep them): left out",
                        dropped_no_stats)
-    modalities = tuple(m for m in schema.MODALITY_NAMES
+    modalities = tuple(m for m in schema.MODALITIES
                        if usable(m) and any(c["present"].get(m) for r in ok for c in r["clips"]))
 
     # Text: grip reference per activity from the train split (test-only activities use their own clips).

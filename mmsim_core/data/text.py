@@ -18,6 +18,8 @@ import re
 
 import numpy as np
 
+from mmsim_core import schema
+
 _DISHES = "3 each large/small plates, bowls, mugs, glasses, sets of utensils"
 
 # Known ActionSense activities -> (verb, phrase).
@@ -83,10 +85,14 @@ def verb_phrase(label: str) -> tuple[str, str]:
     return verb, " ".join([verb] + obj[:3])
 
 
-def force_summary(hand_force_raw: np.ndarray, lo: float = 530.0, hi: float = 600.0) -> np.ndarray:
-    """Per-frame grip magnitude of each hand: mean clipped-normalised tactile reading.
-    ``(T, 2, 32, 32)`` ADC -> ``(T, 2)`` in [0, 1]."""
-    x = (np.clip(hand_force_raw, lo, hi) - lo) / (hi - lo)
+def force_summary(grip_raw: np.ndarray, modality: str | None = None) -> np.ndarray:
+    """Per-frame grip magnitude of each hand: the mean of the grip modality's normalised values (tactile
+    readings clipped and scaled to [0, 1]). ``(T, 2, *per-hand shape)`` raw -> ``(T, 2)`` in [0, 1].
+    ``modality`` defaults to the one playing the ``"grip"`` role in the schema."""
+    modality = modality or schema.modality_with_role("grip")
+    if modality is None:
+        raise ValueError("no registered modality plays the 'grip' role")
+    x = schema.normalize(modality, grip_raw, None)
     return x.reshape(x.shape[0], x.shape[1], -1).mean(axis=-1)
 
 

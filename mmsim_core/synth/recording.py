@@ -1,4 +1,4 @@
-"""Sensors of the synthetic world and the recording writer (ActionSense layout, DESIGN §3).
+"""Sensors of the synthetic world and the recording writer (ActionSense layout).
 
 Every sensor samples the same true signals (:class:`~mmsim_core.synth.script.Signals`) at its own
 jittered clock: Myo EMG at ~200 Hz (int32, -128..127, |emg| averages the envelope) plus IMU at 50 Hz,
@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 
 from mmsim_core import schema
+from mmsim_core.data.actionsense import ACTIVITY_DEVICE, ACTIVITY_STREAM, VIDEO_DEVICE, VIDEO_STREAM
 from mmsim_core.synth import script as sc
 from mmsim_core.synth import world
 from mmsim_core.synth.script import SynthConfigError
@@ -137,7 +138,7 @@ def _proper(R: np.ndarray) -> np.ndarray:
 # Raw clip actions from the true signals
 # ----------------------------------------------------------------------------------------------
 def true_actions(sig: sc.Signals, gloves, tq: np.ndarray) -> dict[str, np.ndarray]:
-    """Raw clip values (DESIGN conventions) of the true signals at times ``tq``: what the oracle
+    """Raw clip values (the schema's conventions) of the true signals at times ``tq``: what the oracle
     draws from. EMG is the expected envelope averaged over the 0.1 s window preprocessing uses."""
     body = interp(sig.t, sig.body, tq)  # (Q, 23, 3) CoM frame
     fingers = interp(sig.t, sig.fingers, tq)  # (Q, 2, 20, 3) carpus-relative
@@ -222,6 +223,11 @@ def oracle_path(h5_path: str | Path) -> Path:
     return h5_path.with_name(h5_path.stem + ORACLE_SUFFIX)
 
 
+def _stream(modality: str, source: int = 0, side: str | None = None) -> tuple[str, str]:
+    """``(device, stream)`` a modality is read from (``schema.MODALITIES``), so that the reader finds what is written."""
+    return schema.MODALITIES[modality].sources[source].device_stream(side)
+
+
 def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, com, frame_t, seconds, tactile):
     t0 = scene.t_start
     with h5py.File(path, "w") as f:
@@ -231,15 +237,16 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
             env = interp(sig.t, sig.emg_env[:, h], te)
             emg = np.sign(rng.uniform(-1, 1, env.shape)) * env * rng.uniform(0.6, 1.4, env.shape)
             emg = np.clip(np.round(emg), *schema.EMG_RANGE).astype(np.int32)
-            write_stream(f, f"myo-{side}", "emg", emg, t0 + te, [f"EMG Channel {c}" for c in range(8)],
+            myo, _ = _stream("emg", side=side)
+            write_stream(f, *_stream("emg", side=side), emg, t0 + te, [f"EMG Channel {c}" for c in range(8)],
                          extra={"time_s_original": (t0 + te - 0.012 + rng.normal(0, 0.0005, len(te))).reshape(-1, 1)})
             ti = clock(rng, seconds, 50.0, 0.1)
             carpus = interp(sig.t, sig.body[:, schema.XSENS_BODY_SEGMENTS.index(f"{side.title()} Hand")], ti)
             acc = np.gradient(np.gradient(carpus, ti, axis=0), ti, axis=0) / 981.0 + np.array([0.0, 0.0, 1.0])
-            write_stream(f, f"myo-{side}", "acceleration_g", acc.astype(np.float64), t0 + ti,
+            write_stream(f, myo, "acceleration_g", acc.astype(np.float64), t0 + ti,
                          ["x_g", "y_g", "z_g"])
             rot = _proper(interp(sig.t, sig.hand_rot[:, h], ti))
-            write_stream(f, f"myo-{side}", "orientation_quaternion", rotmat_to_quat(rot), t0 + ti,
+            write_stream(f, myo, "orientation_quaternion", rotmat_to_quat(rot), t0 + ti,
                          ["w", "x", "y", "z"])
         # tactile gloves: irregular ~20 Hz
         if tactile:
@@ -247,7 +254,7 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
                 tt = clock(rng, seconds, 20.0, 0.35)
                 force, tips = interp(sig.t, sig.force[:, h], tt), interp(sig.t, sig.tips[:, h], tt)
                 maps = tactile_maps(force, tips, *gloves[h]) + rng.normal(0, 1.0, (len(tt), 32, 32)).astype(np.float32)
-                write_stream(f, f"tactile-glove-{side}", "tactile_data", maps.astype(np.float32), t0 + tt)
+                write_stream(f, *_stream("hand_force", side=side), maps.astype(np.float32), t0 + tt)
         # Xsens: 23 body + 2 x 20 finger segments at ~60 Hz, CoM fixed (the subject stands at the counter)
         tx = clock(rng, seconds, 60.0, 0.05)
         body = interp(sig.t, sig.body, tx)
@@ -257,7 +264,8 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
         pos += rng.normal(0, 0.004, pos.shape)  # Xsens output is filtered: sub-millimetre jitter
         names = list(schema.XSENS_BODY_SEGMENTS) + [f"{s} {n}" for s in ("Left", "Right")
                                                      for n in schema.XSENS_FINGER_SEGMENTS]
-        write_stream(f, "xsens-segments", "position_cm", pos.astype(np.float32), t0 + tx,
+        segments, segments_stream = _stream("body_pose", 0)
+        write_stream(f, segments, segments_stream, pos.astype(np.float32), t0 + tx,
                      [f"{n} ({a})" for n in names for a in "xyz"])
         torso = interp(sig.t, sig.torso, tx)
         from mmsim_core.synth.kinematics import _rot_x, _rot_z
@@ -266,10 +274,10 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
         q_body = np.repeat(rotmat_to_quat(r_torso)[:, None], schema.NUM_BODY_SEGMENTS, 1)
         q_hands = [np.repeat(rotmat_to_quat(_proper(interp(sig.t, sig.hand_rot[:, h], tx)))[:, None], 20, 1)
                    for h in range(2)]
-        write_stream(f, "xsens-segments", "orientation_quaternion",
+        write_stream(f, segments, "orientation_quaternion",
                      np.concatenate([q_body] + q_hands, 1).astype(np.float32), t0 + tx,
                      [f"{n} ({a})" for n in names for a in "wxyz"])
-        write_stream(f, "xsens-CoM", "position_cm", np.repeat(com[None], len(tx), 0).astype(np.float32), t0 + tx,
+        write_stream(f, *_stream("body_pose", 1), np.repeat(com[None], len(tx), 0).astype(np.float32), t0 + tx,
                      ["x", "y", "z"])
         joints = np.zeros((len(tx), 22, 3), np.float32)
         joints[:, 0:4, 0] = np.rad2deg(torso[:, 0:1]) / 4  # spine flexion shared over 4 joints
@@ -288,7 +296,7 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
         gaze = np.array([0.5, 0.55]) + sc.smooth_noise(rng, tg, 0.35, 0.06, 2)
         write_stream(f, "eye-tracking-gaze", "position", np.clip(gaze, 0, 1), t0 + tg, ["x", "y"])
         # world camera frame timestamps (one per mp4 frame)
-        write_stream(f, "eye-tracking-video-world", "frame_timestamp", (t0 + frame_t).reshape(-1, 1),
+        write_stream(f, VIDEO_DEVICE, VIDEO_STREAM, (t0 + frame_t).reshape(-1, 1),
                      t0 + frame_t + 0.004)  # logged a few ms after capture
         # activity labels
         rows, times = [], []
@@ -296,7 +304,7 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
             for kind, tt in (("Start", seg.act_t0), ("Stop", seg.act_t1)):
                 rows.append([seg.activity.encode(), kind.encode(), seg.rating.encode(), seg.notes.encode()])
                 times.append(t0 + tt)
-        write_stream(f, "experiment-activities", "activities", np.array(rows, dtype="S500"), np.array(times),
+        write_stream(f, ACTIVITY_DEVICE, ACTIVITY_STREAM, np.array(rows, dtype="S500"), np.array(times),
                      ["Activity", "Start/Stop", "Valid", "Notes"])
 
 
