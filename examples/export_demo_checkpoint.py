@@ -44,7 +44,7 @@ def card(
     )
     lines = [
         "---", "library_name: diffusers", "tags: [mmsim, video-generation, action-conditioned, multisensory]",
-        "license: mit", "---", "",
+        "license: apache-2.0", "---", "",
         "# mmsim demo checkpoint (`mmsim-cpu`)", "",
         "The bundled simulator of the mmsim studio: predicts the 8 next 64x64 frames of an egocentric scene from 4 "
         "context frames and the hand pose, body pose, muscle EMG and hand force over those 12 steps "

@@ -167,7 +167,7 @@ def _training_recipe(folder: Path) -> dict | None:
 
 def convert_legacy_pipeline(src: str | Path, dst: str | Path) -> Path:
     """Write the converted copy of legacy pipeline folder ``src`` to ``dst`` (see the module doc)."""
-    from mmsim_core.pipelines.multisensory import SIMULATOR_CONFIG_FILE, SIMULATOR_CONFIG_FORMAT
+    from mmsim_core.presets import SIMULATOR_CONFIG_FILE, SIMULATOR_CONFIG_FORMAT
 
     src, dst = Path(src), Path(dst)
     if not is_legacy(src):

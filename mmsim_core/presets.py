@@ -18,13 +18,17 @@ import copy
 import warnings
 from dataclasses import dataclass, field, fields, replace
 
-from mmsim_core.configuration import apply_overrides, from_dict, to_dict
+from mmsim_core.configuration import apply_overrides, from_dict, nested_update, to_dict
 from mmsim_core.errors import MMSimError
 from mmsim_core.models.action_encoder import ActionEncoderConfig
 from mmsim_core.models.action_warp import ActionWarp, ActionWarpConfig
 from mmsim_core.models.baselines import FEATURE_EXTRACTORS, action_encoder_config, build_action_encoder
 from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
 from mmsim_core.schema import CONTEXT_FRAMES, FRAME_SIZE, FUTURE_FRAMES, TEXT_KINDS
+
+SIMULATOR_CONFIG_FILE = "simulator_config.json"
+"""Where ``save_pretrained`` writes the :class:`SimulatorConfig` (and the training summary) of a pipeline."""
+SIMULATOR_CONFIG_FORMAT = "mmsim-simulator-config-v1"
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 SAMPLERS = ("dpmsolver++", "dpmsolver++_sde", "ddim", "unipc", "euler", "ddpm")
@@ -290,8 +294,9 @@ def get_preset(name: str, **overrides) -> SimulatorConfig:
     cfg = PRESETS[name]()
     if overrides:
         overrides = copy.deepcopy(overrides)
-        if "feature_extractor" in overrides:  # first, so that action_encoder overrides meet its typed config
-            cfg = replace(cfg, feature_extractor=overrides.pop("feature_extractor"))
+        if "feature_extractor" in overrides:  # with its action_encoder overrides: they meet its typed config
+            encoder = nested_update(to_dict(cfg.action_encoder), overrides.pop("action_encoder", {}))
+            cfg = replace(cfg, feature_extractor=overrides.pop("feature_extractor"), action_encoder=encoder)
         cfg = apply_overrides(cfg, overrides, "model")
     return cfg
 

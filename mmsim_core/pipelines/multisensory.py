@@ -33,12 +33,10 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.models.denoiser import own_memory
-from mmsim_core.presets import SimulatorConfig, build_components
+from mmsim_core.presets import SIMULATOR_CONFIG_FILE, SIMULATOR_CONFIG_FORMAT, SimulatorConfig, build_components
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
 
 NORMALIZATION_FILE = "normalization.json"
-SIMULATOR_CONFIG_FILE = "simulator_config.json"
-SIMULATOR_CONFIG_FORMAT = "mmsim-simulator-config-v1"
 
 
 @dataclass
