@@ -10,7 +10,6 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
-from open_clip.model import CLIP
 
 from mmsim_core.errors import ActionInputError, MMSimError
 from mmsim_core.models import (
@@ -35,7 +34,7 @@ def tiny_clip(tmp_path_factory):
     file for a model name registered with open_clip."""
     root = tmp_path_factory.mktemp("openclip")
     torch.manual_seed(0)
-    model = CLIP(**TINY_CLIP).eval()
+    model = open_clip.CLIP(**TINY_CLIP).eval()
     folder = root / "snapshot"
     folder.mkdir()
     (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP, "preprocess_cfg": PREPROCESS}))
@@ -183,3 +182,31 @@ def test_openclip_text_encoder_loads_local_folder(tiny_clip, tmp_path):
 def test_openclip_text_encoder_clear_error_when_weights_absent(tmp_path):
     with pytest.raises(MMSimError, match=r"OpenCLIP text weights for ViT-H-14 not found at .*text_encoder='bow'"):
         OpenCLIPTextEncoder(pretrained=str(tmp_path / "missing.safetensors"))
+
+
+def test_openclip_random_towers_from_the_public_api_save_and_reload(tiny_clip, tmp_path):
+    """Random weights come from ``open_clip.create_model(name, pretrained=None)``; a saved checkpoint rebuilds
+    the recorded architecture without the name and reloads the same tower."""
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        text = OpenCLIPTextEncoder(model_name=tiny_clip["name"], weights="random")
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        image = OpenCLIPContextEncoder(model_name=tiny_clip["name"], weights="random")
+    reference = open_clip.create_model(tiny_clip["name"], pretrained=None, force_custom_text=True)
+    assert {k: v.shape for k, v in text.text.state_dict().items()} == {
+        k: v.shape for k, v in reference.text.state_dict().items()}
+    assert {k: v.shape for k, v in image.visual.state_dict().items()} == {
+        k: v.shape for k, v in reference.visual.state_dict().items()}
+    texts = ["peel a potato", ""]
+    z = text.encode(texts)
+    assert z.shape == (2, 24) and torch.isfinite(z).all()
+    assert text.tokenizer(texts).shape == (2, TINY_CLIP["text_cfg"]["context_length"])
+    text.save_pretrained(tmp_path / "text")
+    image.save_pretrained(tmp_path / "image")
+    with pytest.warns(UserWarning, match="RANDOM weights"):  # still the random weights, now from the folder
+        again_text = OpenCLIPTextEncoder.from_pretrained(tmp_path / "text")
+        again_image = OpenCLIPContextEncoder.from_pretrained(tmp_path / "image")
+    torch.testing.assert_close(again_text.encode(texts), z)
+    x = frames()
+    torch.testing.assert_close(again_image.encode(x), image.encode(x))
+    with pytest.raises(MMSimError, match="unknown OpenCLIP model"):
+        OpenCLIPTextEncoder(model_name="mmsim-no-such-arch", weights="random")

@@ -111,13 +111,17 @@ def _looks_like_path(s: str) -> bool:
     return os.sep in s or s.startswith((".", "~")) or s.endswith((".bin", ".pt", ".pth", ".safetensors"))
 
 
-def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "OpenCLIP image"):
-    """Create an OpenCLIP model with real weights, or raise ``MMSimError`` saying how to provide them.
+def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "OpenCLIP image",
+                   text_tower: bool = False):
+    """Create an OpenCLIP model with real weights (``open_clip.create_model``), or raise ``MMSimError``
+    saying how to provide them.
 
     ``pretrained`` may be: a pretrained tag known to open_clip (``laion2b_s32b_b79k``; fetched into
     the Hugging Face cache, so it works offline once cached), a Hub id ``hf-hub:org/repo``, a local
     checkpoint file (a state dict for ``model_name``), or a local folder holding
     ``open_clip_config.json`` and the weights (the Hub layout, e.g. a downloaded snapshot).
+    ``text_tower``: build the text tower as one module, ``model.text`` (open_clip's custom-text layout;
+    it converts the weights of a plain CLIP checkpoint).
     Returns ``(model, model_cfg, preprocess_cfg)``; ``model_cfg`` rebuilds the architecture.
     """
     import open_clip
@@ -141,7 +145,7 @@ def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "
     else:
         raise MMSimError(hint)
     try:
-        model = open_clip.create_model(name, require_pretrained=True, **kwargs)
+        model = open_clip.create_model(name, require_pretrained=True, force_custom_text=text_tower, **kwargs)
         model_cfg = open_clip.get_model_config(name)
     except Exception as e:  # open_clip raises RuntimeError/ValueError/FileNotFoundError/Hub errors
         raise MMSimError(f"{hint} ({type(e).__name__}: {e})") from e
@@ -154,10 +158,25 @@ def load_open_clip(model_name: str, pretrained: str | os.PathLike, what: str = "
 def _model_cfg_for(model_name: str) -> dict:
     import open_clip
 
-    cfg = open_clip.get_model_config(model_name)
-    if cfg is None:
+    if model_name not in open_clip.list_models():
         raise MMSimError(f"unknown OpenCLIP model {model_name!r}; known: {open_clip.list_models()[:8]}...")
-    return copy.deepcopy(cfg)
+    return copy.deepcopy(open_clip.get_model_config(model_name))
+
+
+def build_open_clip(model_name: str, model_cfg: dict | None = None, text_tower: bool = False):
+    """An OpenCLIP model with random weights: of ``model_name``'s registered architecture
+    (``open_clip.create_model(model_name, pretrained=None)``), or of ``model_cfg``, the architecture a
+    saved checkpoint recorded (which need not be registered under any name; open_clip's model classes
+    take it as is). The caller keeps one tower and loads its weights."""
+    import open_clip
+
+    if model_cfg is None:
+        if model_name not in open_clip.list_models():
+            raise MMSimError(f"unknown OpenCLIP model {model_name!r}; known: {open_clip.list_models()[:8]}...")
+        return open_clip.create_model(model_name, pretrained=None, force_custom_text=text_tower)
+    cfg = copy.deepcopy(model_cfg)
+    custom_text = cfg.pop("custom_text", False) or text_tower
+    return (open_clip.CustomTextCLIP if custom_text else open_clip.CLIP)(**cfg)
 
 
 def _jsonable(d: dict | None) -> dict | None:
@@ -203,20 +222,20 @@ class OpenCLIPContextEncoder(ModelMixin, ConfigMixin):
             visual = model.visual
             self.register_to_config(weights="checkpoint", model_cfg=_jsonable(model_cfg), preprocess_cfg=_jsonable(preprocess_cfg))
         else:
-            import open_clip.model as ocm
-
+            if model_cfg is None:
+                if weights == "checkpoint":
+                    raise ValueError("weights='checkpoint' needs model_cfg (it is written by save_pretrained)")
+                visual = build_open_clip(model_name).visual
+                model_cfg = _model_cfg_for(model_name)
+                self.register_to_config(model_cfg=_jsonable(model_cfg))
+            else:
+                visual = build_open_clip(model_name, model_cfg).visual
             if weights == "random":
                 warnings.warn(
                     f"OpenCLIPContextEncoder: {model_name} built with RANDOM weights; its features are meaningless "
                     "(use for speed benchmarks and tests only).",
                     stacklevel=2,
                 )
-            if model_cfg is None:
-                if weights == "checkpoint":
-                    raise ValueError("weights='checkpoint' needs model_cfg (it is written by save_pretrained)")
-                model_cfg = _model_cfg_for(model_name)
-                self.register_to_config(model_cfg=_jsonable(model_cfg))
-            visual = ocm._build_vision_tower(model_cfg["embed_dim"], model_cfg["vision_cfg"], model_cfg.get("quick_gelu", False))
         pp = dict(preprocess_cfg or {})
         self.visual = visual.eval().requires_grad_(False)
         self.model_name, self.pretrained, self.normalize = model_name, str(pretrained), normalize

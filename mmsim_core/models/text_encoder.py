@@ -30,6 +30,7 @@ from mmsim_core.models.context_encoder import (
     OPENCLIP_WEIGHTS,
     _jsonable,
     _model_cfg_for,
+    build_open_clip,
     load_open_clip,
 )
 
@@ -97,38 +98,32 @@ class OpenCLIPTextEncoder(ModelMixin, ConfigMixin):
         model_cfg: dict | None = None,
     ):
         super().__init__()
-        import open_clip.model as ocm
-
         if weights not in OPENCLIP_WEIGHTS:
             raise ValueError(f"weights must be one of {list(OPENCLIP_WEIGHTS)}, got {weights!r}")
-        loaded = None
         if weights == "pretrained":
-            loaded, model_cfg, _ = load_open_clip(model_name, pretrained, what="OpenCLIP text")
+            model, model_cfg, _ = load_open_clip(model_name, pretrained, what="OpenCLIP text", text_tower=True)
+            _check_text_cfg(model_name, model_cfg)
             self.register_to_config(weights="checkpoint", model_cfg=_jsonable(model_cfg))
-        elif model_cfg is None:
-            if weights == "checkpoint":
+        else:
+            if weights == "checkpoint" and model_cfg is None:
                 raise ValueError("weights='checkpoint' needs model_cfg (it is written by save_pretrained)")
-            model_cfg = _model_cfg_for(model_name)
-            self.register_to_config(model_cfg=_jsonable(model_cfg))
-        if weights == "random":
-            warnings.warn(
-                f"OpenCLIPTextEncoder: {model_name} built with RANDOM weights; its features are meaningless "
-                "(use for speed benchmarks and tests only).",
-                stacklevel=2,
-            )
-        if model_cfg.get("custom_text") or "hf_model_name" in model_cfg.get("text_cfg", {}):
-            raise MMSimError(f"OpenCLIPTextEncoder: {model_name} uses a Hugging Face text model, which is not supported here")
-        self.text = ocm._build_text_tower(model_cfg["embed_dim"], model_cfg["text_cfg"], model_cfg.get("quick_gelu", False))
-        if loaded is not None:
-            # CLIP keeps its text tower's parts as attributes of its own, under the same names.
-            own = self.text.state_dict()
-            src = loaded.state_dict()
-            missing = [k for k in own if k not in src]
-            if missing:
-                raise MMSimError(f"OpenCLIPTextEncoder: loaded {model_name} lacks text-tower weights {missing[:4]}")
-            self.text.load_state_dict({k: src[k] for k in own})
+            recorded = model_cfg
+            if model_cfg is None:
+                model_cfg = _model_cfg_for(model_name)
+                self.register_to_config(model_cfg=_jsonable(model_cfg))
+            _check_text_cfg(model_name, model_cfg)
+            model = build_open_clip(model_name, recorded, text_tower=True)
+            if weights == "random":
+                warnings.warn(
+                    f"OpenCLIPTextEncoder: {model_name} built with RANDOM weights; its features are meaningless "
+                    "(use for speed benchmarks and tests only).",
+                    stacklevel=2,
+                )
+        # open_clip's custom-text layout keeps the whole text tower in one module; the image tower is dropped.
+        self.text = model.text
+        del model
         self.text.eval().requires_grad_(False)
-        self.tokenizer = _tokenizer_for(model_cfg)
+        self.tokenizer = _tokenizer_for(model_name, model_cfg)
         self.model_name, self.pretrained, self.normalize = model_name, str(pretrained), normalize
         self.feature_dim = int(model_cfg["embed_dim"])
 
@@ -148,13 +143,21 @@ class OpenCLIPTextEncoder(ModelMixin, ConfigMixin):
         return self.encode(texts)
 
 
-def _tokenizer_for(model_cfg: dict):
-    """The tokenizer OpenCLIP would pick for this config (the built-in BPE unless it names a HF one)."""
-    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+def _check_text_cfg(model_name: str, model_cfg: dict) -> None:
+    if model_cfg.get("custom_text") or "hf_model_name" in model_cfg.get("text_cfg", {}):
+        raise MMSimError(f"OpenCLIPTextEncoder: {model_name} uses a Hugging Face text model, which is not supported here")
+
+
+def _tokenizer_for(model_name: str, model_cfg: dict):
+    """``open_clip.get_tokenizer`` for this text tower: the tokenizer open_clip pairs with ``model_name``, at
+    the context length and with the options of the recorded architecture (the built-in BPE tokenizer
+    when the name is not registered with open_clip)."""
+    import open_clip
 
     text_cfg = model_cfg.get("text_cfg", {})
-    ctx = text_cfg.get("context_length", 77)
-    kwargs = dict(text_cfg.get("tokenizer_kwargs", {}))
-    if text_cfg.get("hf_tokenizer_name"):
-        return HFTokenizer(text_cfg["hf_tokenizer_name"], context_length=ctx, **kwargs)
-    return SimpleTokenizer(context_length=ctx, **kwargs)
+    registered = model_name in open_clip.list_models()
+    if text_cfg.get("hf_tokenizer_name") and not registered:
+        raise MMSimError(f"OpenCLIPTextEncoder: {model_name} needs the Hugging Face tokenizer "
+                         f"{text_cfg['hf_tokenizer_name']!r} but is not an OpenCLIP model name to pair it with")
+    return open_clip.get_tokenizer(model_name if registered else "", context_length=text_cfg.get("context_length", 77),
+                                   **text_cfg.get("tokenizer_kwargs", {}))
