@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmsim.training.config import TrainConfig, resolve_config
 from mmsim.training.train import latest_checkpoint, main
@@ -51,24 +53,60 @@ def test_a_config_that_extends_another_changes_only_what_it_names(tmp_path):
         resolve_config(str(loop))
 
 
-def test_interrupted_run_resumes_where_it_stopped(processed, tmp_path):
-    out = tmp_path / "run"
-    common = ["--config", "tiny", "--data", str(processed), "--out", str(out), "--set", "log_every=1",
-              "--set", "checkpoint_every=2", "--batch-size", "2"]
-    assert main(common + ["--max-steps", "3"]) == 0
-    assert latest_checkpoint(out).name == "step_0000003"
+def _checkpointed_step(out: Path) -> int:
+    ckpt = latest_checkpoint(out)
+    return json.loads((ckpt / "trainer_state.json").read_text())["step"] if ckpt else 0
+
+
+def _records(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_interrupted_run_resumes_where_it_stopped_bit_exactly(processed, tmp_path):
+    common = ["--config", "tiny", "--data", str(processed), "--set", "log_every=1", "--set", "checkpoint_every=2",
+              "--set", "warmup_steps=4", "--batch-size", "2"]
+    straight, out = tmp_path / "straight", tmp_path / "run"
+    assert main(common + ["--out", str(straight), "--max-steps", "5"]) == 0
+
+    assert main(common + ["--out", str(out), "--max-steps", "3"]) == 0
+    assert latest_checkpoint(out).name == "checkpoint_3"
     saved = json.loads((out / "config.json").read_text())
     assert saved["preset"] == "mmsim-tiny" and saved["checkpoint_every"] == 2
+    with pytest.raises(FileExistsError, match="pass --resume"):  # a fresh run never writes over another
+        main(common + ["--out", str(out), "--max-steps", "5", "--lr", "1e-3"])
+    assert json.loads((out / "config.json").read_text()) == saved
+    # A process killed while writing checkpoint 4 leaves a folder without its trainer_state.json:
+    # it is never resumed from, and the resumed run writes checkpoint 4 again.
+    half = out / "checkpoints" / "checkpoint_4"
+    shutil.copytree(out / "checkpoints" / "checkpoint_3" / "pipeline", half / "pipeline")
+    assert latest_checkpoint(out).name == "checkpoint_3"
 
     assert main(["--out", str(out), "--resume", "--max-steps", "5"]) == 0
     assert _steps(out / "log.jsonl") == [1, 2, 3, 4, 5]  # no step repeated, none lost
     state = json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())
     assert state["step"] == 5
+    # keep_checkpoints=2: accelerate deleted checkpoints 2 and 3 as 4 and 5 were written.
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["checkpoint_4", "checkpoint_5"]
+
+    # Same seed on CPU: the interrupted run's losses, lr schedule and EMA weights equal the straight run's.
+    def untimed(log):
+        return [{k: v for k, v in r.items() if k not in ("steps_per_s", "window_s")} for r in _records(log)]
+
+    resumed = untimed(out / "log.jsonl")
+    assert resumed == untimed(straight / "log.jsonl")
+    # lr logged after step s is the next step's: lr * min(1, (s + 1) / warmup_steps).
+    assert [r["lr"] for r in resumed] == pytest.approx([1e-4 * min(1.0, (s + 1) / 4) for s in range(1, 6)])
 
     from mmsim_core import MultisensoryVideoPipeline
 
     pipe = MultisensoryVideoPipeline.from_pretrained(out / "final")
     assert pipe.normalization_stats is not None
+    reference = MultisensoryVideoPipeline.from_pretrained(straight / "final")
+    modules = {name: c for name, c in pipe.components.items() if isinstance(c, torch.nn.Module)}
+    assert "denoiser" in modules
+    for name, module in modules.items():
+        a, b = module.state_dict(), getattr(reference, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
 @pytest.mark.slow
@@ -80,9 +118,9 @@ def test_killed_process_loses_at_most_one_checkpoint_interval(processed, tmp_pat
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and not (out / "checkpoints" / "step_0000004").exists():
+        while time.time() < deadline and _checkpointed_step(out) < 4:
             time.sleep(0.5)
-        assert (out / "checkpoints" / "step_0000004").exists(), "no checkpoint appeared"
+        assert _checkpointed_step(out) >= 4, "no checkpoint appeared"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

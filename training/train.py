@@ -6,11 +6,11 @@
     accelerate launch -m mmsim.training.train --config paper ...   # several GPUs / nodes, unchanged
 
 Every run writes ``OUT/config.json`` (the resolved config), ``OUT/log.jsonl`` (loss parts, steps/s)
-and checkpoints ``OUT/checkpoints/step_NNNNNNN/`` holding the EMA weights as a ``save_pretrained``
-pipeline folder (``pipeline/``, loadable with ``MultisensoryVideoPipeline.from_pretrained``) plus the
-optimizer / raw weights / RNG state (``state/``) and the EMA state. A checkpoint folder is written
-under a temporary name and renamed when complete, so a killed process loses at most one
-checkpoint interval. ``OUT/final`` is the last EMA pipeline.
+and checkpoints ``OUT/checkpoints/checkpoint_<step>/``: accelerate's ``save_state`` (raw weights,
+optimiser, lr schedule, RNGs, data order, EMA), the EMA weights as a ``save_pretrained`` pipeline folder
+(``pipeline/``, loadable with ``MultisensoryVideoPipeline.from_pretrained``) and ``trainer_state.json``,
+written last: a folder without it is incomplete and never resumed from, so a killed process loses at
+most one checkpoint interval. ``OUT/final`` is the last EMA pipeline.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
-from accelerate.utils import set_seed
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -61,30 +63,35 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"  # bf16 on these CPUs is much slower than fp32 (DESIGN §7)
 
 
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint folder: its presence marks it complete
+
+
+def checkpoint_folders(out: Path) -> list[Path]:
+    """accelerate's ``OUT/checkpoints/checkpoint_<step>`` folders, complete or not, oldest first."""
+    folders = [p for p in (out / "checkpoints").glob("checkpoint_*") if p.name.rpartition("_")[2].isdigit()]
+    return sorted(folders, key=lambda p: int(p.name.rpartition("_")[2]))
+
+
 def latest_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("step_*[0-9]"))
-    return ckpts[-1] if ckpts else None
+    """The newest complete checkpoint folder of run ``out`` (it holds ``pipeline/``), or None."""
+    complete = [p for p in checkpoint_folders(out) if (p / TRAINER_STATE).is_file() and (p / "pipeline").is_dir()]
+    return complete[-1] if complete else None
 
 
-def save_checkpoint(out: Path, step: int, accelerator, simulator, ema, stats, cfg: TrainConfig) -> Path:
-    """Write ``checkpoints/step_N`` atomically (temp folder, then rename)."""
-    final = out / "checkpoints" / f"step_{step:07d}"
-    tmp = final.with_name(final.name + ".tmp")
+def save_checkpoint(step: int, accelerator, simulator, ema, stats, cfg: TrainConfig) -> Path:
+    """Write ``OUT/checkpoints/checkpoint_<step>``: accelerate's state, the EMA pipeline, then the marker.
+
+    accelerate names the folder after ``project_configuration.iteration`` and, before writing it, deletes
+    the oldest folders beyond ``total_limit``."""
+    accelerator.project_configuration.iteration = step  # name the folder by optimisation step, not save count
+    ckpt = Path(accelerator.save_state())  # weights, optimiser, lr schedule, RNGs, sampler, EMA (registered)
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        export_pipeline(ckpt / "pipeline", accelerator.unwrap_model(simulator), ema, stats)
+        marker = ckpt / (TRAINER_STATE + ".tmp")
+        marker.write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=1))
+        os.replace(marker, ckpt / TRAINER_STATE)  # the marker itself appears whole or not at all
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "state"))
-    if accelerator.is_main_process:
-        torch.save(ema.state_dict(), tmp / "ema.pt")
-        export_pipeline(tmp / "pipeline", accelerator.unwrap_model(simulator), ema, stats)
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=1))
-        tmp.rename(final)
-        old = sorted((out / "checkpoints").glob("step_*[0-9]"))[: -cfg.keep_checkpoints]
-        for path in old:
-            shutil.rmtree(path, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
+    return ckpt
 
 
 def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel, stats) -> None:
@@ -116,11 +123,26 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         gradient_accumulation_steps=cfg.grad_accum,
         mixed_precision=resolve_mixed_precision(cfg.mixed_precision),
         log_with=cfg.log_with,
-        project_dir=str(out),
+        # Checkpoints go to OUT/checkpoints/checkpoint_<step>. accelerate deletes the oldest before it writes
+        # the next, so it keeps at least two: one complete checkpoint must survive a kill during the write.
+        project_config=ProjectConfiguration(project_dir=str(out), automatic_checkpoint_naming=True,
+                                            total_limit=max(2, cfg.keep_checkpoints)),
         # Shuffling seeded by (seed, epoch): a resumed run replays exactly the batches it missed.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     set_seed(cfg.seed)
+
+    # 0. The run folder. A checkpoint folder without its marker (a process killed while writing it) is deleted:
+    # never resumed from, and its name is free again. A fresh run never writes over another run.
+    if accelerator.is_main_process:
+        for folder in checkpoint_folders(out):
+            if not (folder / TRAINER_STATE).is_file():
+                shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None and not resume:
+        raise FileExistsError(f"{out} already holds a run (up to {ckpt.name}): pass --resume to continue it, "
+                              "or choose another --out")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
@@ -130,9 +152,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     # modalities this run ignores (Table 8 runs keep their effective drop rate).
     dataset = ClipDataset(cfg.data, split=cfg.split, modality_drop=cfg.modality_drop, seed=cfg.seed,
                           modalities=cfg.modalities)
+    # The loader draws its workers' base seed from its own generator when an epoch's iterator starts: from the
+    # global one, a run resumed mid-epoch (a fresh iterator) would shift the noise draws of every later step.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
                         collate_fn=collate_clips, num_workers=cfg.num_workers,
-                        persistent_workers=False)  # workers must pick up set_epoch (modality-drop draws)
+                        persistent_workers=False,  # workers must pick up set_epoch (modality-drop draws)
+                        generator=torch.Generator().manual_seed(cfg.seed))
 
     # 2. Model, optimiser (paper: Adam 1e-4, betas (0.9, 0.99)), EMA of the trainable weights.
     simulator = build_simulator(cfg)
@@ -141,26 +166,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         hand_map.set_pose_frame(dataset.stats)
     params = [p for p in simulator.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    # Linear warmup, then constant: step s (from 0) runs at lr * min(1, (s + 1) / warmup_steps). The schedule
+    # starts at its step 1 (last_epoch=0, which needs initial_lr) so that the first step does not run at lr 0.
+    for group in optimizer.param_groups:
+        group["initial_lr"] = cfg.lr
+    lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps, last_epoch=0)
     ema = EMAModel(params, decay=cfg.ema_decay)
     simulator, optimizer, loader, lr_schedule = accelerator.prepare(simulator, optimizer, loader, lr_schedule)
+    accelerator.register_for_checkpointing(ema)  # save_state / load_state carry the EMA weights too
     ema.to(accelerator.device)
 
-    # 3. Resume: restore weights, optimiser, RNGs and EMA from the newest complete checkpoint.
+    # 3. Resume: restore weights, optimiser, schedule, RNGs, data order and EMA from the newest complete checkpoint.
     step = 0
-    if resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            logger.warning("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
-        else:
-            accelerator.load_state(str(ckpt / "state"))
-            ema.load_state_dict(torch.load(ckpt / "ema.pt", map_location="cpu", weights_only=False))
-            ema.to(accelerator.device)
-            step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
-            logger.info("resumed from %s (step %d)", ckpt, step)
-            if accelerator.is_main_process:
-                truncate_log(out / "log.jsonl", step)
+    if resume and ckpt is None:
+        logger.warning("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
+    elif resume:
+        accelerator.load_state(str(ckpt))
+        ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU
+        step = json.loads((ckpt / TRAINER_STATE).read_text())["step"]
+        logger.info("resumed from %s (step %d)", ckpt, step)
+    if resume and accelerator.is_main_process:
+        truncate_log(out / "log.jsonl", step)  # records a killed run wrote after its last checkpoint
     if cfg.log_with:
         accelerator.init_trackers("mmsim", config=cfg.to_dict())
 
@@ -216,7 +242,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 window, t_window = [], time.perf_counter()
 
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
-                save_checkpoint(out, step, accelerator, simulator, ema, dataset.stats, cfg)
+                save_checkpoint(step, accelerator, simulator, ema, dataset.stats, cfg)
             if step >= cfg.max_steps:
                 break
         epoch += 1
