@@ -97,7 +97,8 @@ class ClipShardWriter:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, frames: np.ndarray, actions: Mapping[str, np.ndarray], text: Mapping[str, str], meta: Mapping) -> None:
+    def add(self, frames: np.ndarray, actions: Mapping[str, np.ndarray], text: Mapping[str, str],
+            meta: Mapping) -> None:
         """One clip: ``frames`` (T, S, S, 3) uint8, the normalised ``actions`` of the modalities it has."""
         self._pending.append((frames, actions, text, meta))
         for m in self.modalities:

@@ -145,7 +145,8 @@ class OpenCLIPTextEncoder(ModelMixin, ConfigMixin):
 
 def _check_text_cfg(model_name: str, model_cfg: dict) -> None:
     if model_cfg.get("custom_text") or "hf_model_name" in model_cfg.get("text_cfg", {}):
-        raise MMSimError(f"OpenCLIPTextEncoder: {model_name} uses a Hugging Face text model, which is not supported here")
+        raise MMSimError(f"OpenCLIPTextEncoder: {model_name} uses a Hugging Face text model, "
+                         "which is not supported here")
 
 
 def _tokenizer_for(model_name: str, model_cfg: dict):

@@ -224,7 +224,7 @@ def oracle_path(h5_path: str | Path) -> Path:
 
 
 def _stream(modality: str, source: int = 0, side: str | None = None) -> tuple[str, str]:
-    """``(device, stream)`` a modality is read from (``schema.MODALITIES``), so that the reader finds what is written."""
+    """``(device, stream)`` a modality is read from (``schema.MODALITIES``): the reader finds what is written."""
     return schema.MODALITIES[modality].sources[source].device_stream(side)
 
 
