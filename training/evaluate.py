@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
-from mmsim_core.evaluation.loading import load_pipeline, resolve_device, training_text_kind
+from mmsim_core.evaluation.loading import load_pipeline, resolve_device
 from mmsim_core.evaluation.metrics import FRAME_METRICS, LOWER_IS_BETTER, PSNR_MAX, VideoMetrics
 
 logger = logging.getLogger("mmsim.evaluate")
@@ -196,7 +196,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
         if text_kind is not None and pipe.text_encoder is None:
             raise MMSimError(f"--text-kind {text_kind} given but the checkpoint {pipe_path} has no text encoder")
         if text_kind is None and pipe.text_encoder is not None and cfg.baseline is None:
-            text_kind = training_text_kind(pipe_path)
+            text_kind = pipe.text_kind
             if text_kind is None:
                 logger.warning("the checkpoint has a text encoder but no --text-kind was given: no text used")
         if (pipe.context_frames, pipe.future_frames, pipe.sample_size) != (

@@ -21,7 +21,7 @@ import cv2
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
-from mmsim_core.evaluation.loading import load_pipeline, training_text_kind
+from mmsim_core.evaluation.loading import load_pipeline
 from mmsim_core.evaluation.metrics import VideoMetrics
 from mmsim_core.evaluation.video import compose_filmstrip, compose_video
 from mmsim_core.video import write_video
@@ -54,7 +54,7 @@ def generate(checkpoint: str, data: str, index: int, out: str | Path, split: str
     if text_kind is not None and pipe.text_encoder is None:
         raise MMSimError(f"--text-kind {text_kind} given but the checkpoint {pipe_path} has no text encoder")
     if text_kind is None and pipe.text_encoder is not None:
-        text_kind = training_text_kind(pipe_path)
+        text_kind = pipe.text_kind
     item = dataset[index % len(dataset)]
     dataset.close()
     batch = collate_clips([item])

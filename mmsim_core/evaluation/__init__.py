@@ -16,7 +16,7 @@ _LAZY = {
                                     "to_unit", "frame_mse", "frame_psnr", "frame_ssim", "frame_scores", "load_lpips",
                                     "load_i3d", "frechet_distance", "fvd_from_features")},
     **{name: "video" for name in ("upscale", "difference_image", "compose_video", "compose_filmstrip")},
-    **{name: "loading" for name in ("resolve_checkpoint", "training_text_kind", "resolve_device", "load_pipeline")},
+    **{name: "loading" for name in ("resolve_checkpoint", "resolve_device", "load_pipeline")},
 }
 
 

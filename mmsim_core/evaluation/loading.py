@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -25,22 +24,6 @@ def resolve_checkpoint(path_or_id: str) -> str:
         if (candidate / "model_index.json").is_file():
             return str(candidate)
     raise MMSimError(f"{p} holds no pipeline (no model_index.json in it, nor in its pipeline/ or final/ folder)")
-
-
-def training_text_kind(pipeline_dir: str) -> str | None:
-    """The text kind a checkpoint was trained with, from the run's saved config when it is beside it."""
-    # Transitional: this reads the training run folder around the pipeline. The pipeline's own
-    # `pipe.simulator_config.text_kind` (saved with it as simulator_config.json) replaces this lookup.
-    p = Path(pipeline_dir)
-    for f, key in ((p.parent / "trainer_state.json", "config"), (p.parent / "config.json", None)):
-        if f.is_file():
-            try:
-                cfg = json.loads(f.read_text())
-                cfg = cfg[key] if key else cfg
-                return cfg.get("text_kind") if isinstance(cfg, dict) else None
-            except (OSError, ValueError, KeyError):
-                return None
-    return None
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -70,4 +53,4 @@ def load_pipeline(checkpoint: str, device: str | torch.device = "auto"):
     return pipe, path
 
 
-__all__ = ["resolve_checkpoint", "training_text_kind", "resolve_device", "load_pipeline"]
+__all__ = ["resolve_checkpoint", "resolve_device", "load_pipeline"]
