@@ -84,7 +84,7 @@ def is_legacy(folder: str | Path) -> bool:
 
 def _training_config(folder: Path) -> dict | None:
     """The run config beside the folder (``training_config.json``) or of the run around it (``config.json``
-    of a parent: ``RUN/final`` and ``RUN/checkpoints/step_N/pipeline``)."""
+    of a parent: ``RUN/final`` and ``RUN/checkpoints/checkpoint_N/pipeline``)."""
     candidates = [folder / "training_config.json"] + [p / "config.json" for p in list(folder.parents)[:3]]
     for file in candidates:
         if file.is_file():

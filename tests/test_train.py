@@ -43,7 +43,7 @@ def test_config_overrides_and_validation():
 def test_a_config_that_extends_another_changes_only_what_it_names(tmp_path):
     base = asdict(resolve_config("bench-cpu"))
     warp = asdict(resolve_config("bench-cpu-warp"))
-    assert warp["model"]["action_encoder"]["hand_map_placement"] == "projected_warp"
+    assert warp["model"]["action_warp"]["hand_placement"] == "projected_warp"
     assert warp["model"]["denoiser"]["spatial_cells"] == 4
     assert warp["model"]["denoiser"]["target"] == base["model"]["denoiser"]["target"] == "warped_residual"
     assert {k: v for k, v in warp.items() if k != "model"} == {k: v for k, v in base.items() if k != "model"}

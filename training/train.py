@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from mmsim_core.data import ClipDataset, collate_clips
-from mmsim_core.presets import get_preset
 from mmsim_core.training_step import MultisensorySimulator
 from mmsim.training.config import TrainConfig, named_configs, resolve_config
 
@@ -44,15 +43,7 @@ logger = logging.getLogger("mmsim.train")
 # Pieces the loop uses
 # ----------------------------------------------------------------------------------------------
 def build_simulator(cfg: TrainConfig) -> MultisensorySimulator:
-    model = dict(cfg.model)
-    if cfg.text_kind is not None:
-        model.setdefault("text_kind", cfg.text_kind)
-        model.setdefault("text_encoder", "bow")
-        model.setdefault("action_encoder", {}).setdefault("text_dim", 128)
-    # The action encoder only builds experts for the modalities this run trains on (Table 8).
-    model.setdefault("action_encoder", {}).setdefault("modalities", list(cfg.modalities))
-    model["action_encoder"]["modalities"] = tuple(model["action_encoder"]["modalities"])
-    return MultisensorySimulator.from_config(get_preset(cfg.preset, **model))
+    return MultisensorySimulator.from_config(cfg.simulator_config())
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -86,7 +77,7 @@ def save_checkpoint(step: int, accelerator, simulator, ema, stats, cfg: TrainCon
     accelerator.project_configuration.iteration = step  # name the folder by optimisation step, not save count
     ckpt = Path(accelerator.save_state())  # weights, optimiser, lr schedule, RNGs, sampler, EMA (registered)
     if accelerator.is_main_process:
-        export_pipeline(ckpt / "pipeline", accelerator.unwrap_model(simulator), ema, stats)
+        export_pipeline(ckpt / "pipeline", accelerator.unwrap_model(simulator), ema, stats, cfg.recipe())
         marker = ckpt / (TRAINER_STATE + ".tmp")
         marker.write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=1))
         os.replace(marker, ckpt / TRAINER_STATE)  # the marker itself appears whole or not at all
@@ -94,14 +85,15 @@ def save_checkpoint(step: int, accelerator, simulator, ema, stats, cfg: TrainCon
     return ckpt
 
 
-def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel, stats) -> None:
-    """Save the EMA weights as a pipeline folder, leaving the training weights untouched."""
+def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel, stats, recipe: dict | None = None) -> None:
+    """Save the EMA weights as a pipeline folder (with the run's ``recipe`` in its simulator config), leaving the
+    training weights untouched."""
     params = [p for p in simulator.parameters() if p.requires_grad]
     ema.store(params)
     ema.copy_to(params)
     try:
         simulator.eval()
-        simulator.to_pipeline(normalization_stats=stats).save_pretrained(str(path))
+        simulator.to_pipeline(normalization_stats=stats, training_recipe=recipe).save_pretrained(str(path))
     finally:
         ema.restore(params)
         simulator.train()
@@ -161,9 +153,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     # 2. Model, optimiser (paper: Adam 1e-4, betas (0.9, 0.99)), EMA of the trainable weights.
     simulator = build_simulator(cfg)
-    hand_map = getattr(simulator.action_encoder, "hand_map", None)
-    if hand_map is not None:  # a projected map takes the signals back to cm with the data's statistics
-        hand_map.set_pose_frame(dataset.stats)
+    if simulator.action_warp is not None:  # a projected hand map takes the signals back to cm
+        simulator.action_warp.set_pose_frame(dataset.stats)
     params = [p for p in simulator.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     # Linear warmup, then constant: step s (from 0) runs at lr * min(1, (s + 1) / warmup_steps). The schedule
@@ -252,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     final = out / "final"
     if accelerator.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
-        export_pipeline(final, accelerator.unwrap_model(simulator), ema, dataset.stats)
+        export_pipeline(final, accelerator.unwrap_model(simulator), ema, dataset.stats, cfg.recipe())
         log_file.close()
         logger.info("done: %s", final)
     accelerator.end_training()
