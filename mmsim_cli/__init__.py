@@ -1,4 +1,4 @@
-"""The ``mmsim`` command line (DESIGN §6).
+"""The ``mmsim`` command line.
 
 It lives outside ``mmsim_core`` because it dispatches to every part of the project (the library,
 ``training/`` and ``app/``), while the library itself never imports those.
@@ -91,7 +91,8 @@ DELEGATED = {
     "train": ("train a simulator (accelerate)", "mmsim.training.train"),
     "evaluate": ("evaluate a checkpoint on a split", "mmsim.training.evaluate"),
     "generate": ("generate a future video for one clip", "mmsim.training.generate"),
-    "bench": ("experiment suites, e.g. 'paper-tables'", "mmsim.training.bench"),
+    "experiments": ("research experiments, e.g. 'paper-tables' ('mmsim experiments --help')",
+                    "mmsim.training.experiments.cli"),
     "app": ("launch the Gradio studio", "mmsim.app.cli"),
 }
 

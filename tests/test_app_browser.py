@@ -1,4 +1,4 @@
-"""The studio in headless Debian Chromium (Playwright, DESIGN §7): load the page, pick a clip from the
+"""The studio in headless Debian Chromium (Playwright): load the page, pick a clip from the
 gallery, drag a point on an EMG curve, press Generate, see a video; no page errors."""
 
 from __future__ import annotations

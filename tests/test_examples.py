@@ -1,4 +1,4 @@
-"""The bundled demo dataset loads with the DESIGN §6 item contract."""
+"""The bundled demo dataset loads with the ClipDataset item contract."""
 
 from pathlib import Path
 

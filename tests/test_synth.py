@@ -33,7 +33,7 @@ def _rate(t: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# Layout (DESIGN §3), read with plain h5py
+# The ActionSense layout, read with plain h5py
 # ----------------------------------------------------------------------------------------------
 def test_layout_names_dtypes_and_rates(recordings):
     out, a, _ = recordings
@@ -109,7 +109,7 @@ def test_activity_table_pairs(recordings):
 
 
 def test_reader_accepts_recording(recordings):
-    """The project's ActionSense reader (written from DESIGN §3 alone) takes the synthetic files."""
+    """The project's ActionSense reader (written from the ActionSense layout alone) takes the synthetic files."""
     from mmsim_core.data.actionsense import ActionSenseRecording
 
     _, a, _ = recordings

@@ -51,7 +51,7 @@ def resolve_mixed_precision(choice: str) -> str:
         return choice
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"  # bf16 on these CPUs is much slower than fp32 (DESIGN §7)
+    return "no"  # bf16 on these CPUs is much slower than fp32
 
 
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint folder: its presence marks it complete

@@ -5,7 +5,7 @@ frames are concatenated with EVERY noisy future frame on the channel axis, and t
 is replaced by cross-attention to the per-frame action feature ``y°_t`` (temporal conditioning: frame
 ``k`` attends to its own step's feature, not one vector repeated over frames).
 
-This module keeps that method and changes the backbone for CPU speed (DESIGN §5: spatial attention
+This module keeps that method and changes the backbone for CPU speed (spatial attention
 above 16x16 dominates the cost of a diffusers ``UNet3DConditionModel``):
 
 * **space-to-depth** by ``patch_size`` (pixel-unshuffle): 64x64x15 -> 16x16x240 with ``patch_size=4``,

@@ -1,4 +1,4 @@
-"""``MultisensoryVideoPipeline``: the simulator as a diffusers ``DiffusionPipeline`` (DESIGN §6).
+"""``MultisensoryVideoPipeline``: the simulator as a diffusers ``DiffusionPipeline``.
 
     pipe = MultisensoryVideoPipeline.from_pretrained(path_or_hub_id)
     pipe = MultisensoryVideoPipeline.from_preset("mmsim-cpu")        # untrained

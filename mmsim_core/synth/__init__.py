@@ -1,4 +1,4 @@
-"""The synthetic multisensory world (DESIGN §4): a procedural egocentric kitchen whose recordings are
+"""The synthetic multisensory world: a procedural egocentric kitchen whose recordings are
 written in the real ActionSense layout, plus the oracle that re-renders them under edited actions.
 
 * :func:`generate_dataset` - ``mmsim synth``: one recording per subject (HDF5 + world mp4 + oracle sidecar);

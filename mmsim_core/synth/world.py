@@ -1,7 +1,7 @@
 """The synthetic egocentric kitchen: scene description, world state, dynamics and the renderer.
 
 This module *is* the oracle. ``render(scene, initial_state, actions, frame_times)`` turns raw clip
-actions (DESIGN §3/§4 units, the same values ``mmsim preprocess`` puts in clips before min-max
+actions (ActionSense units, the same values ``mmsim preprocess`` puts in clips before min-max
 scaling) into world-video frames, and the recorded video of every synthetic recording is produced by
 exactly this code from the true signals at the frame times. Each modality shapes the picture through
 a channel the others do not carry:
