@@ -160,9 +160,9 @@ def _training_recipe(folder: Path) -> dict | None:
     run = _training_config(folder)
     if run is None:
         return None
-    keys = ("preset", "data", "split", "modalities", "text_kind", "modality_drop", "max_steps", "batch_size",
-            "grad_accum", "lr", "betas", "weight_decay", "warmup_steps", "ema_decay", "ema_every", "seed")
-    return {k: run[k] for k in keys if k in run}
+    from mmsim_core.presets import TRAINING_RECIPE_KEYS
+
+    return {k: run[k] for k in TRAINING_RECIPE_KEYS if k in run}
 
 
 def convert_legacy_pipeline(src: str | Path, dst: str | Path) -> Path:

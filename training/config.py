@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mmsim_core.configuration import nested_update, parse_assignments
-from mmsim_core.presets import SimulatorConfig, get_preset
+from mmsim_core.presets import TRAINING_RECIPE_KEYS, SimulatorConfig, get_preset
 from mmsim_core.schema import MODALITY_NAMES, TEXT_KINDS, check_modality_names
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -101,9 +101,7 @@ class TrainConfig:
 
     def recipe(self) -> dict:
         """What a checkpoint records of how it was trained (saved in its ``simulator_config.json``)."""
-        keys = ("preset", "data", "split", "modalities", "text_kind", "modality_drop", "max_steps", "batch_size",
-                "grad_accum", "lr", "betas", "weight_decay", "warmup_steps", "ema_decay", "ema_every", "seed")
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items() if k in keys}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.to_dict().items() if k in TRAINING_RECIPE_KEYS}
 
     def to_dict(self) -> dict:
         return asdict(self)
