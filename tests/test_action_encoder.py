@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 
 import pytest
@@ -56,15 +58,17 @@ def test_config_validates_early(kw, msg):
         ActionEncoderConfig(**kw)
 
 
-def test_from_config_dataclass_and_save_load(tmp_path):
+def test_config_object_is_the_init_signature():
     cfg = ActionEncoderConfig(feature_dim=D, expert_hidden=HID, projection_dims=(24,), text_dim=8, anchor_group_size=8)
-    enc = MultisensoryActionEncoder.from_config_dataclass(cfg).eval()
+    enc = MultisensoryActionEncoder.from_config_object(cfg)
     assert enc.cfg == cfg
-    enc.save_pretrained(tmp_path)
-    again = MultisensoryActionEncoder.from_pretrained(tmp_path).eval()
-    assert again.cfg == cfg  # JSON lists come back as tuples
-    acts, ctx, text = make_actions(), make_context(), torch.randn(B, 8)
-    torch.testing.assert_close(again(acts, ctx, text_features=text).interaction, enc(acts, ctx, text_features=text).interaction)
+    assert list(inspect.signature(MultisensoryActionEncoder.__init__).parameters)[1:] == [
+        f.name for f in dataclasses.fields(ActionEncoderConfig)
+    ]
+    # what save_pretrained writes (JSON lists) builds the same typed config back
+    assert MultisensoryActionEncoder.from_config(enc.config).cfg == cfg
+    with pytest.raises(ValueError, match="MultisensoryActionEncoder: .*'ego_motion_from'"):
+        MultisensoryActionEncoder(ego_motion_from=("body_pose",))  # the action warp's field, not the encoder's
 
 
 # ----------------------------------------------------------------------------------------------

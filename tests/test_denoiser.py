@@ -122,30 +122,6 @@ def test_denoiser_config_validation():
         DenoiserConfig(sample_size=64, patch_size=4, block_channels=(32,) * 6, attention_levels=(False,) * 6)
 
 
-def test_condition_norm_sees_small_conditions_as_well_as_large():
-    """L_norm keeps y° tiny on small context encoders; with condition_norm="batch" the denoiser's
-    response does not depend on y°'s overall scale, without it a 10x smaller y° is nearly invisible."""
-    x, t, ctx, y = inputs(b=4)
-    effect = {}
-    for norm in ("none", "batch"):
-        m = make_denoiser(condition_norm=norm).train()  # batch statistics
-        with torch.no_grad():
-            out, out_small = m(x, t, ctx, y).sample, m(x, t, ctx, 0.1 * y).sample
-            null = m(x, t, ctx, torch.zeros_like(y) + y.mean((0, 1))).sample  # one condition for every sample
-        effect[norm] = ((out_small - null).abs().mean() / (out - null).abs().mean()).item()
-        if norm == "batch":
-            torch.testing.assert_close(out_small, out, atol=1e-3, rtol=1e-3)
-    assert effect["batch"] > 0.95 and effect["none"] < 0.5, effect
-
-
-def test_condition_norm_is_validated_and_off_for_old_configs():
-    with pytest.raises(ValueError, match=r"condition_norm must be one of \['none', 'batch'\], got 'layer'"):
-        DenoiserConfig(condition_norm="layer")
-    assert DenoiserConfig().condition_norm == "none"  # checkpoints saved before the option load unchanged
-    cfg = get_preset("mmsim-tiny", denoiser={"condition_norm": "batch"})
-    assert VideoDenoiser.from_config_dataclass(cfg.denoiser).condition_bn is not None
-
-
 def test_denoiser_save_load_roundtrip(tmp_path):
     m = make_denoiser()
     m.save_pretrained(tmp_path)
@@ -191,7 +167,7 @@ def test_paper_preset_sizes():
     assert cfg.action_encoder.feature_dim == 1024 and cfg.action_encoder.projection_dims == (512, 768)
     assert cfg.denoiser.patch_size == 1 and cfg.context_encoder == "openclip"
     with torch.device("meta"):
-        n = count_parameters(VideoDenoiser.from_config_dataclass(cfg.denoiser))
+        n = count_parameters(VideoDenoiser.from_config_object(cfg.denoiser))
     assert abs(n / 252_380_168 - 1) < 0.03, n
 
 
@@ -233,8 +209,8 @@ def test_training_step_losses():
     losses.total.backward()
     assert sim.denoiser.conv_out.weight.grad is not None
     assert any(p.grad is not None for p in sim.context_encoder.parameters())
-    # the ego-motion head learns from its photometric loss (its last layer starts at zero)
-    assert sim.action_encoder.ego_motion.net[-1].weight.grad.abs().sum() > 0
+    # the action warp's ego-motion head learns from its photometric loss (its last layer starts at zero)
+    assert sim.action_warp.ego_motion.net[-1].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("steps, prob", [(1, 1.0), (2, 1.0), (1, 0.0)])
@@ -316,13 +292,22 @@ def test_from_pipeline_and_to_pipeline_share_weights():
     from mmsim_core.pipelines import MultisensoryVideoPipeline
 
     pipe = MultisensoryVideoPipeline.from_preset("mmsim-tiny")
-    sim = MultisensorySimulator.from_pipeline(pipe, condition_drop_prob=0.0)
+    sim = MultisensorySimulator.from_pipeline(pipe)
+    assert sim.config is pipe.simulator_config  # loss weights, text kind and condition dropout come with it
     assert sim.denoiser is pipe.denoiser and sim.action_encoder is pipe.action_encoder
+    assert sim.action_warp is pipe.action_warp and sim.action_warp is not None
     assert sim.prediction_type == pipe.scheduler.config.prediction_type
     assert torch.allclose(sim.alphas_cumprod, pipe.scheduler.alphas_cumprod.float())
     pipe2 = sim.to_pipeline()
     assert pipe2.denoiser is pipe.denoiser and pipe2.scheduler is pipe.scheduler
+    assert pipe2.action_warp is pipe.action_warp and pipe2.simulator_config is sim.config
     assert pipe2.config.default_num_inference_steps == pipe.config.default_num_inference_steps
+    # fine-tuning with another recipe: the config given replaces the pipeline's
+    tuned = get_preset("mmsim-tiny", condition_drop_prob=0.0)
+    assert MultisensorySimulator.from_pipeline(pipe, config=tuned).config is tuned
+    bare = MultisensoryVideoPipeline(pipe.denoiser, pipe.action_encoder, pipe.context_encoder, pipe.scheduler)
+    with pytest.raises(ValueError, match="carries no simulator config"):
+        MultisensorySimulator.from_pipeline(bare)
 
 
 @pytest.mark.slow
@@ -340,21 +325,20 @@ def test_paper_preset_builds_and_runs_one_step():
     assert out.frames.shape == (1, 8, 64, 64, 3) and out.frames.dtype == np.uint8
 
 
-def test_residual_target_round_trip_and_zero_is_copy_last():
-    from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
-
+def test_warped_residual_without_a_warp_is_the_residual_from_the_last_frame():
     base = dict(block_channels=(32, 64), attention_levels=(False, True), attention_head_dim=16, norm_groups=8,
                 cross_attention_dim=16)
-    res = VideoDenoiser.from_config_dataclass(DenoiserConfig(**base, target="residual", residual_scale=3.0))
-    frm = VideoDenoiser.from_config_dataclass(DenoiserConfig(**base, target="frames"))
+    res = VideoDenoiser.from_config_object(DenoiserConfig(**base, target="warped_residual", residual_scale=3.0))
+    frm = VideoDenoiser.from_config_object(DenoiserConfig(**base, target="frames"))
     g = torch.Generator().manual_seed(0)
     context = torch.rand(2, 4, 3, 64, 64, generator=g) * 2 - 1
     future = torch.rand(2, 8, 3, 64, 64, generator=g) * 2 - 1
+    torch.testing.assert_close(res.anchor(context), context[:, -1:].expand_as(future))
     x0 = res.frames_to_sample(future, context)
     torch.testing.assert_close(x0, (future - context[:, -1:]) * 3.0)
     torch.testing.assert_close(res.sample_to_frames(x0, context), future)
     zero = res.sample_to_frames(torch.zeros_like(future), context)
     torch.testing.assert_close(zero, context[:, -1:].expand_as(future))  # "nothing moves"
-    assert frm.frames_to_sample(future, context) is future
+    assert frm.anchor(context) is None and frm.frames_to_sample(future, context) is future
     with pytest.raises(ValueError, match="target must be one of"):
         DenoiserConfig(**base, target="flow")

@@ -1,4 +1,4 @@
-"""The ego-motion head, its warp and photometric loss, and the warped-residual denoiser target."""
+"""The action warp's ego-motion head, its warp and photometric loss, and the warped-residual denoiser target."""
 
 from dataclasses import replace
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmsim_core.models.action_encoder import ActionEncoderConfig, MultisensoryActionEncoder
-from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
-from mmsim_core.models.ego_motion import (
+from mmsim_core.models.action_warp import ActionWarp, ActionWarpConfig
+from mmsim_core.models.action_warp.ego_motion import (
     EgoMotionHead, context_motion_features, estimate_context_motion, photometric_loss, warp,
 )
+from mmsim_core.models.denoiser import VideoDenoiser
 from mmsim_core.schema import MODALITIES
 
 IDENTITY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -88,34 +88,6 @@ def test_head_statistics_come_from_samples_that_carry_the_modality():
     torch.testing.assert_close(head.norm.running_var, rows.var(0))
 
 
-def test_preset_rejects_a_head_whose_warp_no_target_uses():
-    from mmsim_core.presets import get_preset
-
-    assert get_preset("mmsim-tiny").denoiser.target == "warped_residual"
-    with pytest.raises(ValueError, match="ego_motion_context need denoiser.target='warped_residual'"):
-        get_preset("mmsim-tiny", denoiser={"target": "residual"})
-    with pytest.raises(ValueError, match="ego_motion_context need denoiser.target='warped_residual'"):
-        get_preset("mmsim-tiny", denoiser={"target": "residual"},
-                   action_encoder={"ego_motion_from": (), "ego_motion_context": True})
-    plain = get_preset("mmsim-tiny", denoiser={"target": "residual"}, action_encoder={"ego_motion_from": ()})
-    assert plain.action_encoder.ego_motion_modalities == () and not plain.action_encoder.has_ego_motion
-
-
-def test_action_encoder_outputs_ego_motion_only_when_configured():
-    common = dict(feature_dim=32, expert_hidden=16, projection_dims=(32,), anchor_group_size=32, expert_dropout=0.0)
-    ctx = torch.randn(2, 4, 32)
-    acts = {k: v[:2] for k, v in _actions().items()}
-    plain = MultisensoryActionEncoder.from_config_dataclass(ActionEncoderConfig(**common))
-    assert plain.ego_motion is None and plain(acts, ctx).ego_motion is None
-    enc = MultisensoryActionEncoder.from_config_dataclass(ActionEncoderConfig(ego_motion_from=("body_pose",), **common))
-    assert enc(acts, ctx).ego_motion.shape == (2, 8, 2, 3)
-    # a model without body pose gets no head rather than an error (e.g. the "only EMG" ablation)
-    emg_only = ActionEncoderConfig(modalities=("emg",), ego_motion_from=("body_pose",), **common)
-    assert emg_only.ego_motion_modalities == ()
-    with pytest.raises(ValueError, match="ego_motion_from: modality must be one of"):
-        ActionEncoderConfig(ego_motion_from=("gaze",), **common)
-
-
 def test_warped_residual_round_trip_and_anchor_input():
     cfg = dict(context_frames=4, num_frames=8, sample_size=32, patch_size=4, block_channels=(16,),
                attention_levels=(False,), norm_groups=8, cross_attention_dim=16, cond_tokens=1)  # fmt: skip
@@ -124,12 +96,10 @@ def test_warped_residual_round_trip_and_anchor_input():
     future = textured(b=16, size=32, seed=1).view(2, 8, 3, 32, 32)
     shift = IDENTITY.clone()
     shift[0, 2] = 0.1
-    anchor = den.anchor(context, shift.expand(2, 8, 2, 3))
+    anchor = ActionWarp.anchor(context, shift.expand(2, 8, 2, 3), None)
     torch.testing.assert_close(anchor, warp(context[:, -1], shift.expand(2, 8, 2, 3)))
     x0 = den.frames_to_sample(future, context, anchor)
     torch.testing.assert_close(den.sample_to_frames(x0, context, anchor), future.clamp(-1, 1), atol=1e-5, rtol=0)
-    # without ego-motion the anchor is the last frame itself: a plain residual
-    torch.testing.assert_close(den.anchor(context), context[:, -1:].expand(-1, 8, -1, -1, -1))
     # the anchor is an input: a different warp changes the prediction
     with torch.no_grad():
         den.conv_out.weight.normal_(std=0.05)
@@ -137,8 +107,6 @@ def test_warped_residual_round_trip_and_anchor_input():
         a = den(torch.zeros_like(future), 500, context, y, anchor=anchor).sample
         b = den(torch.zeros_like(future), 500, context, y, anchor=den.anchor(context)).sample
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError, match="target must be one of"):
-        DenoiserConfig(target="flow")
 
 
 # ---------------------------------------------------------------------------------------- context motion
@@ -245,48 +213,38 @@ def test_head_from_context_learns_to_extrapolate_the_camera_motion():
     assert learned < 0.5 * held
 
 
-def test_context_motion_reaches_text_only_models_and_the_pipeline(tmp_path):
-    from mmsim_core import MultisensoryVideoPipeline
+def test_context_motion_reaches_text_only_models_and_the_pipeline():
     from mmsim_core.presets import get_preset
     from mmsim_core.training_step import MultisensorySimulator
 
-    common = dict(feature_dim=32, expert_hidden=16, projection_dims=(32,), anchor_group_size=32, expert_dropout=0.0)
-    text_only = ActionEncoderConfig(modalities=(), text_dim=8, ego_motion_from=("body_pose",), **common)
+    text_only = ActionWarpConfig(modalities=(), ego_motion_from=("body_pose",), ego_motion_hidden=16, sample_size=32)
     assert not text_only.has_ego_motion
-    enc = MultisensoryActionEncoder.from_config_dataclass(replace(text_only, ego_motion_context=True))
+    aw = ActionWarp.from_config_object(replace(text_only, context_motion=True))
     frames = moving(torch.stack([affine(tx=0.05), affine()]), steps=4, size=32)
-    out = enc({}, torch.randn(2, 4, 32), text_features=torch.randn(2, 8), num_steps=12, context_frames=frames)
-    assert out.ego_motion.shape == (2, 8, 2, 3)
-    # without the frames the head is skipped (y° alone was asked for), not run on nothing
-    assert enc({}, torch.randn(2, 4, 32), text_features=torch.randn(2, 8), num_steps=12).ego_motion is None
-    with pytest.raises(ValueError, match=r"context_steps must be in \[2, num_steps=12\) for ego_motion_context"):
-        ActionEncoderConfig(ego_motion_context=True, context_steps=1, **common)
+    out = aw({}, None, 2, 12, frames)
+    assert out.ego_motion.shape == (2, 8, 2, 3) and out.anchor.shape == (2, 8, 3, 32, 32)
+    # without the frames the head is skipped (it has nothing to read), not run on nothing
+    assert aw({}, None, 2, 12).ego_motion is None
 
-    sim = MultisensorySimulator.from_config(
-        get_preset("mmsim-tiny", condition_drop_prob=0.0, action_encoder={"ego_motion_context": True})
-    ).train()
+    cfg = get_preset("mmsim-tiny", condition_drop_prob=0.0, text_encoder="bow", text_kind="verb",
+                     action_encoder={"modalities": (), "text_dim": 16}, action_warp={"context_motion": True})
+    sim = MultisensorySimulator.from_config(cfg).train()
     clip = (moving(torch.stack([affine(tx=0.04), affine(ty=0.03)]), steps=12) * 127.5 + 127.5).clamp(0, 255)
     clip = clip.permute(0, 1, 3, 4, 2).to(torch.uint8).numpy()  # (2, 12, 64, 64, 3)
-    acts = {k: v[:2].numpy() for k, v in _actions(b=2).items()}
-    batch = {"context": clip[:, :4], "future": clip[:, 4:], "actions": acts,
+    batch = {"context": clip[:, :4], "future": clip[:, 4:], "actions": {},
              "text": {k: ["cut"] * 2 for k in ("verb", "phrase", "sentence")}}  # fmt: skip
     with torch.no_grad():
-        sim.action_encoder.ego_motion.net[-1].weight.normal_(std=0.1)
+        sim.action_warp.ego_motion.net[-1].weight.normal_(std=0.1)
     losses = sim(batch, generator=torch.Generator().manual_seed(0))
+    assert float(losses.motion) > 0
     losses.total.backward()
-    assert sim.action_encoder.ego_motion.net[0].weight.grad.abs().sum() > 0
+    assert sim.action_warp.ego_motion.net[0].weight.grad.abs().sum() > 0
     pipe = sim.eval().to_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    pipe.save_pretrained(tmp_path / "pipe")
-    loaded = MultisensoryVideoPipeline.from_pretrained(tmp_path / "pipe")
-    loaded.set_progress_bar_config(disable=True)
-    assert loaded.action_encoder.ego_motion.from_context
-    no_body = {k: v for k, v in acts.items() if k != "body_pose"}
-    kw = dict(context=clip[:, :4], num_inference_steps=1)
-    a = pipe(**kw, actions=no_body, generator=torch.Generator().manual_seed(0)).frames
-    b = loaded(**kw, actions=no_body, generator=torch.Generator().manual_seed(0)).frames
-    assert np.array_equal(a, b)
-    # the pipeline hands the context frames on: without body pose the warp still follows the context
-    frames, feats = loaded.encode_context(clip[:, :4])
-    cond = loaded.encode_conditions(no_body, feats, context_frames=frames)
-    assert cond.ego_motion is not None and not torch.allclose(cond.ego_motion, IDENTITY.expand(2, 8, 2, 3))
+    # the pipeline hands the context frames on: with no action at all the warp follows the context
+    frames, _ = pipe.encode_context(clip[:, :4])
+    moved = pipe.warp_actions({}, frames)
+    assert moved.ego_motion is not None and not torch.allclose(moved.ego_motion, IDENTITY.expand(2, 8, 2, 3))
+    out = pipe(context=clip[:, :4], text=["cut", "cut"], num_inference_steps=1,
+               generator=torch.Generator().manual_seed(0)).frames
+    assert out.shape == (2, 8, 64, 64, 3)
