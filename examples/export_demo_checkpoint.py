@@ -5,7 +5,7 @@
 
 RUN_DIR is an ``mmsim train --out`` folder (its ``final/`` pipeline, or the latest checkpoint). The weights are
 stored in fp16 to keep the folder under the 30 MB limit for ``examples/``; ``load_pipeline`` upcasts them to
-fp32 on CPU. ``--quality`` is the summary written by ``benchmarks/bench_demo_quality.py``: its figures go in the
+fp32 on CPU. ``--quality`` is the summary written by ``python -m mmsim.training.experiments.demo_quality``: its figures go in the
 model card. ``--steps`` sets the checkpoint's default sampler steps.
 """
 
@@ -55,7 +55,7 @@ def card(
         "the studio's step control changes it.",
         "- EMA weights of the run (decay "
         f"{cfg['ema_decay']}, every {cfg['ema_every']} steps).",
-        "- Beyond the paper, for CPU scale: an ego-motion head (`mmsim_core/models/ego_motion.py`) maps the body "
+        "- Beyond the paper, for CPU scale: the action warp component (`mmsim_core/models/action_warp/`: an ego-motion head) maps the body "
         "pose to an affine warp of the last context frame per future frame, and the diffusion models the "
         "difference from that warped frame (`target=\"warped_residual\"`). Dropping body pose removes the warp.",
         "",
@@ -78,7 +78,7 @@ def card(
         lines += [
             "## Held-out evaluation", "",
             f"Synthetic recordings generated with world seed {quality['seed']} (never used in training), "
-            f"{r['checkpoint']['num_clips']} clips, `python benchmarks/bench_demo_quality.py`:", "",
+            f"{r['checkpoint']['num_clips']} clips, `python -m mmsim.training.experiments.demo_quality`:", "",
             "| | PSNR dB | SSIM |", "|---|---:|---:|",
             f"| this checkpoint | {r['checkpoint']['psnr']:.2f} | {r['checkpoint']['ssim']:.3f} |",
             f"| copy the last context frame | {r['copy-last']['psnr']:.2f} | {r['copy-last']['ssim']:.3f} |",

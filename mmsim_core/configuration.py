@@ -16,7 +16,7 @@ import inspect
 import json
 import types
 import typing
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 T = TypeVar("T")
 

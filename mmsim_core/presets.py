@@ -22,7 +22,7 @@ from mmsim_core.configuration import apply_overrides, from_dict, nested_update, 
 from mmsim_core.errors import MMSimError
 from mmsim_core.models.action_encoder import ActionEncoderConfig
 from mmsim_core.models.action_warp import ActionWarp, ActionWarpConfig
-from mmsim_core.models.baselines import FEATURE_EXTRACTORS, action_encoder_config, build_action_encoder
+from mmsim_core.models.baselines import action_encoder_config, build_action_encoder
 from mmsim_core.models.denoiser import DenoiserConfig, VideoDenoiser
 from mmsim_core.schema import CONTEXT_FRAMES, FRAME_SIZE, FUTURE_FRAMES, TEXT_KINDS
 

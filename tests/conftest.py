@@ -7,11 +7,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
 import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_DATA = REPO / "examples" / "demo_data"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +36,34 @@ def tiny_setup(tmp_path_factory):
     ds = ClipDataset(base / "proc", split="test")
     MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=ds.stats).save_pretrained(base / "ckpt")
     return {"data": base / "proc", "ckpt": base / "ckpt", "num_test": len(ds)}
+
+
+@pytest.fixture(scope="session")
+def demo_tiny_checkpoint(tmp_path_factory):
+    """An untrained mmsim-tiny pipeline saved with the bundled demo clips' statistics (fast to run)."""
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim_core.data import ClipDataset
+
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    stats = ClipDataset(DEMO_DATA, split="test").stats
+    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=stats).save_pretrained(out)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def studio(demo_tiny_checkpoint):
+    """The studio running on a free loopback port with the tiny checkpoint and the demo clips:
+    (url, engine). Shared by the API-client and browser tests."""
+    from mmsim.app.cli import create_app, launch
+
+    demo, engine = create_app(str(demo_tiny_checkpoint), str(DEMO_DATA))
+    port = _free_port()
+    launch(demo, "127.0.0.1", port, concurrency=4, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/", engine
+    demo.close()

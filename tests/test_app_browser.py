@@ -4,9 +4,6 @@ gallery, drag a point on an EMG curve, press Generate, see a video; no page erro
 from __future__ import annotations
 
 import os
-import socket
-import threading
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +12,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "examples" / "demo_data"
 
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (`apt-get install -y chromium`)",
@@ -25,26 +20,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing
                                                               "(never `playwright install`)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url(tmp_path_factory):
-    from mmsim.app.cli import create_app, launch
-    from mmsim_core import MultisensoryVideoPipeline
-    from mmsim_core.data import ClipDataset
-
-    ckpt = tmp_path_factory.mktemp("ckpt") / "tiny"
-    stats = ClipDataset(DEMO, split="test").stats
-    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=stats).save_pretrained(ckpt)
-    demo, _ = create_app(str(ckpt), str(DEMO))
-    port = _free_port()
-    launch(demo, "127.0.0.1", port, prevent_thread_lock=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+def url(studio):
+    return studio[0]
 
 
 def test_pick_drag_generate(url):

@@ -5,7 +5,6 @@ the app working, and 4 concurrent clients."""
 from __future__ import annotations
 
 import json
-import socket
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,43 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "demo_data"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from mmsim_core import MultisensoryVideoPipeline
-    from mmsim_core.data import ClipDataset
-
-    ds = ClipDataset(DEMO, split="test")
-    out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    MultisensoryVideoPipeline.from_preset("mmsim-tiny", normalization_stats=ds.stats).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint):
-    from mmsim.app.cli import create_app, launch
-
-    demo, engine = create_app(str(tiny_checkpoint), str(DEMO))
-    port = _free_port()
-    launch(demo, "127.0.0.1", port, concurrency=4, prevent_thread_lock=True)
-    url = f"http://127.0.0.1:{port}/"
-    yield url, engine
-    demo.close()
-
-
 def _client(url):
     return gradio_client.Client(url, verbose=False)
 
 
-def test_load_edit_generate_export(server, tmp_path):
+def test_load_edit_generate_export(studio, tmp_path):
     from mmsim_core.data import ClipDataset
 
-    url, engine = server
+    url, engine = studio
     c = _client(url)
     out = c.predict(3, "emg", ["L1", "L2"], api_name="/load_clip")
     assert "#3" in out[2]  # status names the clip (gr.State outputs are not sent to clients)
@@ -104,8 +74,8 @@ def test_load_edit_generate_export(server, tmp_path):
     assert it["meta"]["future_source"] == "generated"
 
 
-def test_invalid_upload_then_generate_still_works(server, tmp_path):
-    url, _ = server
+def test_invalid_upload_then_generate_still_works(studio, tmp_path):
+    url, _ = studio
     c = _client(url)
     bad = tmp_path / "bad.npz"
     np.savez(bad, emg=np.zeros((5, 2, 8), np.float32))  # wrong number of steps
@@ -123,8 +93,8 @@ def test_invalid_upload_then_generate_still_works(server, tmp_path):
     assert "Rendered 8 frames" in res[2]
 
 
-def test_four_concurrent_clients(server):
-    url, _ = server
+def test_four_concurrent_clients(studio):
+    url, _ = studio
 
     def user(i):
         c = _client(url)

@@ -62,7 +62,7 @@ from torch import Tensor, nn
 from mmsim_core.configuration import config_init, to_dict
 from mmsim_core.models.action_encoder import TEXT, ActionEncoderConfig, ActionEncoderOutput, MultisensoryActionEncoder
 from mmsim_core.models.experts import ModalityExpert, ProjectionHead
-from mmsim_core.schema import MODALITIES, MODALITY_NAMES
+from mmsim_core.schema import MODALITIES
 
 FEATURE_EXTRACTORS = ("multisensory", "mutex", "imagebind", "languagebind", "signal_agnostic")
 """``SimulatorConfig.feature_extractor`` choices: ours (paper §2) and the four Table 2 baselines."""

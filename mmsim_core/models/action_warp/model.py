@@ -18,7 +18,7 @@ own losses (photometric for the warp, a label-free placement loss for a learned 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from diffusers.configuration_utils import ConfigMixin
