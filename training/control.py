@@ -41,7 +41,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -114,19 +114,19 @@ EDITS: dict[str, tuple[str, Callable[[dict, int], dict]]] = {
 }
 
 
-def _scores(pred: np.ndarray, target: np.ndarray, ssim: bool = True) -> dict[str, np.ndarray]:
+def future_scores(pred: np.ndarray, target: np.ndarray, ssim: bool = True) -> dict[str, np.ndarray]:
     """Per-clip mean MSE / PSNR (/ SSIM, the costly one) of future frames, uint8 (N, F, H, W, 3)."""
-    from mmsim.training.metrics import frame_mse, frame_ssim, psnr_from_mse, to_unit
+    from mmsim_core.evaluation.metrics import frame_mse, frame_psnr, frame_ssim, to_unit
 
     p, t = to_unit(pred), to_unit(target)
-    mse = frame_mse(p, t)  # (N, F)
-    out = {"mse": mse.mean(1).numpy(), "psnr": psnr_from_mse(mse).mean(1).numpy()}
+    out = {"mse": frame_mse(p, t).mean(1).numpy(), "psnr": frame_psnr(p, t).mean(1).numpy()}  # per clip, (N,)
     if ssim:
         out["ssim"] = frame_ssim(p, t).mean(1).numpy()
     return out
 
 
-def _mean(scores: dict[str, np.ndarray]) -> dict[str, float]:
+def mean_scores(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per-clip scores averaged over the clips."""
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
@@ -138,7 +138,7 @@ def _delta_cosine(pred_e, pred_o, ora_e, ora_o) -> np.ndarray:
     return np.where(denom > 0, (dp * do).sum(1) / np.maximum(denom, 1e-12), 0.0)
 
 
-def _open_split(data: str, split: str):
+def open_oracle_split(data: str, split: str):
     """``split`` of ``data`` with every modality the oracle needs, refusing an empty split."""
     from mmsim.training.evaluate import open_dataset
 
@@ -148,7 +148,7 @@ def _open_split(data: str, split: str):
     return ds
 
 
-def _oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
+def oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
     """``clips`` clips spread evenly over the split, of recordings with all four modalities (the oracle
     needs them): (items, skipped indices, their raw actions, ``render(meta, raw)`` -> future frames
     (F, H, W, 3) the world shows under ``raw``)."""
@@ -180,8 +180,8 @@ def _oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
     return items, skipped, raws, render
 
 
-def _predict(pipe, items: list[dict], acts_list: list[dict], used: list[str], text_kind: str | None, steps: int,
-             seed: int, batch_size: int) -> np.ndarray:
+def predict_futures(pipe, items: list[dict], acts_list: list[dict], used: list[str], text_kind: str | None,
+                    steps: int, seed: int, batch_size: int) -> np.ndarray:
     """The pipeline's future frames uint8 (N, F, H, W, 3) for ``items`` under the (normalised) actions
     ``acts_list``, with one fixed noise draw per clip (as ``mmsim evaluate``)."""
     from mmsim.training.evaluate import clip_noise
@@ -202,28 +202,28 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
                      edits: Mapping[str, tuple[str, Callable]] | None = None, batch_size: int = 8,
                      num_inference_steps: int | None = None, device: str = "auto") -> dict:
     """Score the simulator on edited action trajectories against the oracle (see module doc)."""
-    from mmsim.training.evaluate import load_pipeline, training_text_kind
+    from mmsim_core.evaluation.loading import load_pipeline
 
     edits = dict(EDITS if edits is None else edits)
     t0 = time.perf_counter()
     pipe, pipe_path = load_pipeline(checkpoint, device)
-    ds = _open_split(data, split)
+    ds = open_oracle_split(data, split)
     if pipe.context_frames != ds.context_frames:
         raise MMSimError(f"checkpoint has h={pipe.context_frames} context frames, dataset {ds.context_frames}")
     h, stats = ds.context_frames, ds.stats  # h: history steps the edits leave alone
-    text_kind = training_text_kind(pipe_path) if pipe.text_encoder is not None else None
+    text_kind = pipe.text_kind
     used = [m for m in ds.modalities if m in pipe.modalities]
     steps = int(num_inference_steps or pipe.config.default_num_inference_steps)
 
-    items, skipped, raws, render = _oracle_clips(ds, data, split, clips, "control fidelity")
+    items, skipped, raws, render = oracle_clips(ds, data, split, clips, "control fidelity")
 
     def predict(acts_list: list[dict]) -> np.ndarray:
-        return _predict(pipe, items, acts_list, used, text_kind, steps, seed, batch_size)
+        return predict_futures(pipe, items, acts_list, used, text_kind, steps, seed, batch_size)
 
     oracle_orig = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])
     pred_orig = predict([it["actions"] for it in items])
-    reference = _scores(pred_orig, oracle_orig)
-    recorded = _scores(oracle_orig, np.stack([it["future"] for it in items]), ssim=False)  # oracle vs the mp4
+    reference = future_scores(pred_orig, oracle_orig)
+    recorded = future_scores(oracle_orig, np.stack([it["future"] for it in items]), ssim=False)  # oracle vs the mp4
 
     results = {}
     for name, (description, fn) in edits.items():
@@ -231,15 +231,15 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
         oracle_e = np.stack([render(it["meta"], raw) for it, raw in zip(items, edited)])
         acts_e = [{m: schema.normalize(m, raw[m], stats) for m in schema.MODALITY_NAMES} for raw in edited]
         pred_e = predict(acts_e)
-        follow, ignore = _scores(pred_e, oracle_e), _scores(pred_orig, oracle_e, ssim=False)
-        effect = _scores(oracle_orig, oracle_e, ssim=False)
+        follow, ignore = future_scores(pred_e, oracle_e), future_scores(pred_orig, oracle_e, ssim=False)
+        effect = future_scores(oracle_orig, oracle_e, ssim=False)
         gain = follow["psnr"] - ignore["psnr"]
         cos = _delta_cosine(pred_e, pred_orig, oracle_e, oracle_orig)
         visible = effect["psnr"] < VISIBLE_PSNR
         results[name] = {
             "description": description,
-            "follow": _mean(follow),
-            "ignore": _mean(ignore),
+            "follow": mean_scores(follow),
+            "ignore": mean_scores(ignore),
             "gain_psnr": float(np.mean(gain)),
             "edit_effect_psnr": float(np.mean(effect["psnr"])),
             "delta_cosine": float(np.mean(cos)),
@@ -265,257 +265,33 @@ def control_fidelity(checkpoint: str, data: str, split: str = "test", clips: int
         "text_kind": text_kind,
         "num_inference_steps": steps,
         "seed": seed,
-        "reference": _mean(reference),
-        "oracle_vs_recorded": _mean(recorded),
+        "reference": mean_scores(reference),
+        "oracle_vs_recorded": mean_scores(recorded),
         "edits": results,
         "seconds": time.perf_counter() - t0,
     }
 
 
-def hold_future(raw: dict, h: int, modality: str) -> dict:
-    """``modality``'s future steps held at its last history value: what a predictor that is not told
-    how that signal continues would have to assume (the other modalities keep their recorded future)."""
-    x = raw[modality].copy()
-    x[h:] = x[h - 1]
-    return {**raw, modality: x}
-
-
-ARM_POINTS = tuple(i for i, s in enumerate(schema.BODY_POSE_INDICES)
-                   if schema.XSENS_BODY_SEGMENTS[s] in ("Left Forearm", "Left Hand", "Right Forearm", "Right Hand"))
-"""The body_pose points that place the hands; the others (head, neck, trunk, shoulders, upper arms, legs) aim
-the head camera."""
-BODY_PARTS = {"arms": ARM_POINTS, "camera and trunk": tuple(i for i in range(len(schema.BODY_POSE_INDICES))
-                                                              if i not in ARM_POINTS)}
-
-
-def hold_body_points(raw: dict, h: int, points: Sequence[int]) -> dict:
-    """Only these ``body_pose`` points' futures held at their last history value (see :func:`hold_future`)."""
-    x = raw["body_pose"].copy()
-    x[h:, list(points)] = x[h - 1, list(points)]
-    return {**raw, "body_pose": x}
-
-
-POSE_MODALITIES = ("body_pose", "hand_pose")
-"""Trajectories a guesser can extrapolate; the tactile and EMG signals are not smooth enough to, so
-:func:`extrapolate_future` holds them."""
-
-
-def extrapolate_future(raw: dict, h: int, modality: str) -> dict:
-    """``modality``'s future continued at its last history velocity (poses only; signals are held, as in
-    :func:`hold_future`): the other simple guess a predictor without that sensor could make."""
-    if modality not in POSE_MODALITIES or h < 2:
-        return hold_future(raw, h, modality)
-    x = raw[modality].astype(np.float64)  # (T, ...) in cm
-    k = np.arange(1, len(x) - h + 1).reshape(-1, *([1] * (x.ndim - 1)))
-    out = x.copy()
-    out[h:] = x[h - 1] + k * (x[h - 1] - x[h - 2])
-    return {**raw, modality: out.astype(raw[modality].dtype)}
-
-
-MODALITY_INFORMATION_FORMAT = "mmsim-modality-information-v3"
-
-GUESSES: dict[str, Callable[[dict, int, str], dict]] = {"hold": hold_future, "extrapolate": extrapolate_future}
-
-GOAL_MARGIN_DB, GOAL_MAX_DROP_DB = 1.5, 0.8
-FEASIBLE_RATIO = (10 ** (GOAL_MAX_DROP_DB / 10) - 1) / (10 ** (GOAL_MARGIN_DB / 10) - 1)
-"""Issue 4's goals (every single-modality row ≥ 1.5 dB below Ours, any one modality dropped ≤ 0.8 dB below
-it) in terms of the oracle's losses. Model a predictor's MSE as e0 + L: its own rendering error e0 (that of
-Ours, which hears everything) plus the information loss L of the futures it must guess. Then the drop
-goal asks L(m unknown) ≤ (10^0.08 - 1)·e0 and the margin goal L(only m known) ≥ (10^0.15 - 1)·e0, so both
-can hold for some e0 only if L(m unknown) / L(only m known) ≤ this ratio (0.49), for every modality m.
-
-The margin over the best text row pairs with the drop goal the same way: a text row hears no trajectory,
-so its L is that of knowing none (for the oracle, ``every_modality_held``), and both goals need
-L(m unknown) / L(nothing known) ≤ this ratio for every m. Put plainly, Ours without m must still beat the
-text row by 1.5 - 0.8 = 0.7 dB."""
-
-
-def modality_information(data: str, split: str = "test", clips: int | None = 64) -> dict:
-    """How much of the future video each modality decides, measured with the oracle alone (no model).
-
-    For each clip, the oracle renders the future with every recorded trajectory, and again with
-    guessed futures:
-
-    * ``held[m]`` — m's future held at its last history value (:func:`hold_future`), the rest recorded.
-      The PSNR between the two is the cost, in the video, of not knowing how m continues — the most a
-      model could gain from it over one that holds it still;
-    * ``extrapolated[m]`` — m's future continued at its last velocity (:func:`extrapolate_future`);
-    * ``alone[m]`` — only m recorded, every other modality guessed with the guess that costs it less
-      (``guess``): what a single-modality model could at best see;
-    * ``body_parts`` — only the arm points (forearm, hand: where the hands are) or only the rest (what
-      aims the camera) of body pose held (:data:`BODY_PARTS`);
-    * ``every_modality_held`` bounds what all actions together decide, and ``copy_last_frame`` is the
-      trivial predictor on the same oracle frames.
-
-    ``feasibility`` checks issue 4's result goals against these losses (see :data:`FEASIBLE_RATIO`): per
-    modality, the loss of not knowing it over the loss of knowing only it (the single-modality margin and
-    the drop) and over the loss of knowing nothing (the text margin and the drop, ``vs_text``)."""
-    t0 = time.perf_counter()
-    ds = _open_split(data, split)
-    h = ds.context_frames
-    items, _, raws, render = _oracle_clips(ds, data, split, clips, "modality information")
-    full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3)
-    last = np.stack([np.repeat(it["context"][-1:], full.shape[1], 0) for it in items])
-
-    def entry(pred: np.ndarray) -> dict:
-        sc = _scores(pred, full, ssim=False)
-        visible = sc["psnr"] < VISIBLE_PSNR
-        # Mean per-clip PSNR is dominated by clips the change misses (their PSNR is huge); the PSNR of
-        # the mean MSE weighs every pixel of the test set alike.
-        pooled = float(10 * np.log10(1.0 / max(float(np.mean(sc["mse"])), 1e-10)))
-        return {**_mean(sc), "psnr_pooled": pooled, "visible_clips": int(visible.sum()),
-                "psnr_visible": float(np.mean(sc["psnr"][visible])) if visible.any() else None}
-
-    def guessed(guess: Mapping[str, str]) -> dict:
-        videos = []
-        for it, raw in zip(items, raws):
-            for m, g in guess.items():
-                raw = GUESSES[g](raw, h, m)
-            videos.append(render(it["meta"], raw))
-        return entry(np.stack(videos))
-
-    names = schema.MODALITY_NAMES
-    held = {m: guessed({m: "hold"}) for m in names}
-    extrapolated = {m: guessed({m: "extrapolate"}) for m in POSE_MODALITIES}
-    best = {m: "extrapolate" if m in extrapolated and extrapolated[m]["mse"] < held[m]["mse"] else "hold"
-            for m in names}
-    alone = {m: guessed({o: best[o] for o in names if o != m}) for m in names}
-    feasibility = {}
-    for m in names:
-        unknown = min(held[m]["mse"], extrapolated.get(m, held[m])["mse"])
-        ratio = unknown / max(alone[m]["mse"], 1e-12)
-        feasibility[m] = {"unknown_mse": unknown, "alone_mse": alone[m]["mse"], "ratio": ratio,
-                          "feasible": bool(ratio <= FEASIBLE_RATIO)}
-        logger.info("modality information: %s held %.2f dB, alone %.2f dB, ratio %.2f", m,
-                    held[m]["psnr_pooled"], alone[m]["psnr_pooled"], ratio)
-    body_parts = {part: entry(np.stack([render(it["meta"], hold_body_points(raw, h, pts))
-                                        for it, raw in zip(items, raws)])) for part, pts in BODY_PARTS.items()}
-    every = guessed({m: "hold" for m in names})
-    for m in names:
-        ratio = feasibility[m]["unknown_mse"] / max(every["mse"], 1e-12)
-        feasibility[m]["vs_text"] = {"nothing_known_mse": every["mse"], "ratio": ratio,
-                                     "feasible": bool(ratio <= FEASIBLE_RATIO)}
-    ds.close()
-    return {
-        "format": MODALITY_INFORMATION_FORMAT,
-        "data": str(data), "split": split, "num_clips": len(items), "visible_psnr": VISIBLE_PSNR,
-        "held": held, "extrapolated": extrapolated, "guess": best, "alone": alone, "body_parts": body_parts,
-        "every_modality_held": every, "copy_last_frame": entry(last),
-        "feasibility": {"ratio_required": FEASIBLE_RATIO, "drop_db": GOAL_MAX_DROP_DB, "margin_db": GOAL_MARGIN_DB,
-                        "modalities": feasibility, "feasible": all(f["feasible"] for f in feasibility.values()),
-                        "feasible_vs_text": all(f["vs_text"]["feasible"] for f in feasibility.values())},
-        "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
-
-
-DIRECT_MODALITIES = ("hand_pose", "emg", "hand_force")
-"""What Ours multisensory hears beyond Body-pose only: the modalities whose ceiling :func:`margin_ceiling` measures."""
-
-
-def margin_ceiling(checkpoints: Sequence[str], data: str, split: str = "test", clips: int | None = 64,
-                   modalities: Sequence[str] = DIRECT_MODALITIES, threshold: int = 0, dilate: int = 1,
-                   seed: int = 0, batch_size: int = 8, num_inference_steps: int | None = None,
-                   device: str = "auto") -> dict:
-    """The most ``modalities`` could add to each checkpoint's PSNR, measured with the synthetic oracle.
-
-    Body pose already places the camera and the hands; hand pose, EMG and force can only change the
-    pixels they make the world draw differently (fingers, a held or squashed object, scrubbed dirt). For
-    each clip the oracle renders the future with the recorded actions and with each of ``modalities``
-    held at its last history value (:func:`hold_future`); the pixels where any of those renders differ
-    from the recorded one by more than ``threshold`` uint8 levels on any channel, grown by ``dilate``
-    pixels, are the mask those modalities decide. The *ceiling* replaces a checkpoint's prediction inside
-    the mask by the oracle's frame: what the checkpoint would score had it used those modalities
-    perfectly and changed nothing else. ``ceiling - model`` estimates the most a model at that accuracy
-    elsewhere can gain from them, so for a Body-pose only checkpoint it estimates the largest margin Ours
-    multisensory can have over it at the same quality outside the mask. It is an estimate, not a strict
-    bound: the mask is where *holding* the three changes the video, and another trajectory could touch a
-    few pixels more (``dilate`` covers their edges). Scores are against the oracle's
-    frames (no video compression), per frame on [0, 1], averaged; ``share_of_mse_in_mask`` pools the
-    squared error over every clip."""
-    from mmsim.training.evaluate import load_pipeline, training_text_kind
-
-    unknown = [m for m in modalities if m not in schema.MODALITY_NAMES]
-    if unknown or not modalities:
-        raise MMSimError(f"modalities must be a non-empty subset of {list(schema.MODALITY_NAMES)}, got {list(modalities)}")
-    if threshold < 0 or dilate < 0:
-        raise MMSimError(f"threshold and dilate must be >= 0, got {threshold} and {dilate}")
-    if not checkpoints:
-        raise MMSimError("margin ceiling needs at least one checkpoint")
-    t0 = time.perf_counter()
-    ds = _open_split(data, split)
-    h = ds.context_frames
-    items, skipped, raws, render = _oracle_clips(ds, data, split, clips, "margin ceiling")
-    full = np.stack([render(it["meta"], raw) for it, raw in zip(items, raws)])  # (N, F, H, W, 3) uint8
-
-    def changed(m: str) -> np.ndarray:  # (N, F, H, W) bool: pixels holding ``m`` changes
-        held = np.stack([render(it["meta"], hold_future(raw, h, m)) for it, raw in zip(items, raws)])
-        mask = torch.from_numpy((np.abs(held.astype(np.int16) - full).max(-1) > threshold))
-        if dilate:  # a max-pool over H, W grows the mask by ``dilate`` pixels
-            k = 2 * dilate + 1
-            mask = torch.nn.functional.max_pool2d(mask.flatten(0, 1)[:, None].float(), k, 1, dilate)[:, 0] > 0
-            mask = mask.view(full.shape[:-1])
-        return mask.numpy()
-
-    masks = {m: changed(m) for m in modalities}
-    union = np.logical_or.reduce(list(masks.values()))
-    truth = torch.from_numpy(full).float() / 255.0
-
-    def scores(pred: np.ndarray, mask: np.ndarray) -> dict:
-        p = torch.from_numpy(pred).float() / 255.0
-        m = torch.from_numpy(mask)[..., None]
-        err = (p - truth).pow(2)
-        ceiling_err = (torch.where(m, truth, p) - truth).pow(2)
-
-        def psnr(e: torch.Tensor) -> float:  # per frame, averaged
-            return float((10 * torch.log10(1.0 / e.mean(dim=(-3, -2, -1)).clamp_min(1e-10))).mean())
-
-        model, ceil = psnr(err), psnr(ceiling_err)
-        return {"model_psnr": model, "ceiling_psnr": ceil, "ceiling_gain": ceil - model,
-                "model_mse": float(err.mean()), "ceiling_mse": float(ceiling_err.mean()),
-                "share_of_mse_in_mask": float((err * m).sum() / err.sum().clamp_min(1e-12))}
-
-    results = {}
-    for ckpt in checkpoints:
-        pipe, pipe_path = load_pipeline(ckpt, device)
-        if pipe.context_frames != h:
-            raise MMSimError(f"{ckpt}: checkpoint has h={pipe.context_frames} context frames, dataset {h}")
-        used = [m for m in ds.modalities if m in pipe.modalities]
-        text_kind = training_text_kind(pipe_path) if pipe.text_encoder is not None else None
-        steps = int(num_inference_steps or pipe.config.default_num_inference_steps)
-        pred = _predict(pipe, items, [it["actions"] for it in items], used, text_kind, steps, seed, batch_size)
-        results[str(ckpt)] = {"modalities_used": used, "num_inference_steps": steps,
-                              "all": scores(pred, union), "per_modality": {m: scores(pred, masks[m]) for m in modalities}}
-        logger.info("margin ceiling %s: %.2f dB, ceiling %.2f dB", ckpt, results[str(ckpt)]["all"]["model_psnr"],
-                    results[str(ckpt)]["all"]["ceiling_psnr"])
-    ds.close()
-    return {
-        "format": "mmsim-margin-ceiling-v1",
-        "data": str(data), "split": split, "num_clips": len(items), "skipped_clips_missing_modalities": skipped,
-        "modalities": list(modalities), "threshold": threshold, "dilate": dilate, "seed": seed,
-        "mask_fraction": {"all": float(union.mean()), **{m: float(x.mean()) for m, x in masks.items()}},
-        "checkpoints": results, "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
-
-
 def markdown(report: dict, title: str = "Control fidelity") -> str:
-    ref = report["reference"]
+    from tabulate import tabulate
+
+    ref, n = report["reference"], report["num_clips"]
+    rows = [[f"{name} ({r['description']})", f"{r['follow']['psnr']:.2f}", f"{r['ignore']['psnr']:.2f}",
+             f"{r['gain_psnr']:+.2f}", f"{r['follow']['ssim']:.3f}", f"{r['delta_cosine']:.3f}",
+             f"{r['edit_effect_psnr']:.2f}", f"{r['clips_following']}/{n}",
+             f"{r['visible_clips']}: {r['gain_psnr_visible']:+.2f} / {r['delta_cosine_visible']:.3f}"
+             if r["visible_clips"] else "0"] for name, r in report["edits"].items()]
+    header = ["Edit", "Follow PSNR ↑", "Ignore PSNR", "Gain (dB)", "Follow SSIM ↑", "Δ-cosine ↑", "Edit effect PSNR",
+              "Clips following", "Visible clips: gain (dB) / Δ-cosine"]
     lines = [f"### {title}", "",
-             f"{report['num_clips']} held-out clips; prediction for the original actions vs the oracle's "
-             f"re-rendering: PSNR {ref['psnr']:.2f} dB, SSIM {ref['ssim']:.3f}, MSE {ref['mse']:.4f}.", "",
-             "| Edit | Follow PSNR ↑ | Ignore PSNR | Gain (dB) | Follow SSIM ↑ | Δ-cosine ↑ | Edit effect PSNR "
-             "| Clips following | Visible clips: gain (dB) / Δ-cosine |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for name, r in report["edits"].items():
-        lines.append(f"| {name} ({r['description']}) | {r['follow']['psnr']:.2f} | {r['ignore']['psnr']:.2f} | "
-                     f"{r['gain_psnr']:+.2f} | {r['follow']['ssim']:.3f} | {r['delta_cosine']:.3f} | "
-                     f"{r['edit_effect_psnr']:.2f} | {r['clips_following']}/{report['num_clips']} | "
-                     + (f"{r['visible_clips']}: {r['gain_psnr_visible']:+.2f} / {r['delta_cosine_visible']:.3f} |"
-                        if r["visible_clips"] else "0 |"))
-    lines += ["", "Follow: prediction for the edited actions vs the oracle video of the edit. Ignore: prediction for "
-              "the original actions vs that video. Gain > 0: the model follows the edit. Δ-cosine: cosine between "
-              "predicted and true pixel change. Edit effect: PSNR between the oracle's original and edited videos "
-              "(lower = bigger visible change); visible clips: those where it is below "
-              f"{VISIBLE_PSNR:.0f} dB."]
+             f"{n} held-out clips; prediction for the original actions vs the oracle's re-rendering: PSNR "
+             f"{ref['psnr']:.2f} dB, SSIM {ref['ssim']:.3f}, MSE {ref['mse']:.4f}.", "",
+             tabulate(rows, headers=header, tablefmt="pipe", disable_numparse=True,
+                      colalign=("left",) + ("right",) * (len(header) - 1)),
+             "", "Follow: prediction for the edited actions vs the oracle video of the edit. Ignore: prediction for "
+             "the original actions vs that video. Gain > 0: the model follows the edit. Δ-cosine: cosine between "
+             "predicted and true pixel change. Edit effect: PSNR between the oracle's original and edited videos "
+             f"(lower = bigger visible change); visible clips: those where it is below {VISIBLE_PSNR:.0f} dB."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,29 +1,23 @@
-"""benchmarks/bench_condition_pathway.py: the path switch really separates the warp from y°."""
+"""The condition-pathway experiment: the path switch really separates the warp from y° and the hand map."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures.models import randomize_zero_init
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-import bench_condition_pathway as bench  # noqa: E402
-
-from fixtures.models import randomize_zero_init  # noqa: E402
-from mmsim_core import MultisensoryVideoPipeline  # noqa: E402
-from mmsim_core.data import ClipDataset  # noqa: E402
-from mmsim_core.presets import get_preset  # noqa: E402
-from mmsim_core.training_step import MultisensorySimulator  # noqa: E402
+from mmsim_core import MultisensoryVideoPipeline
+from mmsim_core.data import ClipDataset
+from mmsim_core.presets import get_preset
+from mmsim_core.training_step import MultisensorySimulator
+from mmsim.training.experiments import condition_pathway as bench
 
 
 def test_paths_separate_warp_and_conditioning(tiny_setup):
     pipe = MultisensoryVideoPipeline.from_pretrained(tiny_setup["ckpt"])
     pipe.set_progress_bar_config(disable=True)
-    randomize_zero_init(pipe.denoiser, pipe.action_encoder)  # else every path would be the identity
+    randomize_zero_init(pipe.denoiser, pipe.action_encoder, pipe.action_warp)  # else every path would be the identity
     ds = ClipDataset(tiny_setup["data"], split="test")
     items = [ds[i] for i in range(min(4, len(ds)))]
     assert len(items) >= 2
@@ -33,7 +27,7 @@ def test_paths_separate_warp_and_conditioning(tiny_setup):
     flipped = {**actions, "hand_pose": actions["hand_pose"][::-1].copy()}  # hand pose reaches only y°
 
     both = bench.generate(pipe, context, actions)
-    assert "encode_conditions" not in vars(pipe)  # the seam is restored after each call
+    assert not {"encode_actions", "warp_actions"} & set(vars(pipe))  # the seams are restored after each call
     warp = bench.generate(pipe, context, actions, "warp")
     ycond = bench.generate(pipe, context, actions, "y")
     assert both.shape == (len(items), 8, 3, 64, 64)
@@ -59,8 +53,8 @@ def test_map_path_separates_the_hand_map(tiny_setup, tmp_path):
     """With a hand placement map, hand pose reaches the output through y° and the map; "map" keeps only
     the map, "warp" neither."""
     torch.manual_seed(0)
-    sim = MultisensorySimulator.from_config(get_preset("mmsim-tiny", action_encoder={"hand_map_channels": 2}))
-    randomize_zero_init(sim.denoiser, sim.action_encoder)
+    sim = MultisensorySimulator.from_config(get_preset("mmsim-tiny", action_warp={"hand_map_channels": 2}))
+    randomize_zero_init(sim.denoiser, sim.action_encoder, sim.action_warp)
     ds = ClipDataset(tiny_setup["data"], split="test")
     pipe = sim.eval().to_pipeline(normalization_stats=ds.stats)
     pipe.set_progress_bar_config(disable=True)
@@ -84,19 +78,20 @@ def test_references_without_a_denoiser(tiny_setup):
     last frame; both follow a context that moves."""
     pipe = MultisensoryVideoPipeline.from_pretrained(tiny_setup["ckpt"])
     pipe.set_progress_bar_config(disable=True)
-    randomize_zero_init(pipe.action_encoder)
+    randomize_zero_init(pipe.action_encoder, pipe.action_warp)
     ds = ClipDataset(tiny_setup["data"], split="test")
     items = [ds[i] for i in range(2)]
     context = np.stack([it["context"] for it in items])
     actions = {m: np.stack([it["actions"][m] for it in items]) for m in items[0]["actions"]}
+
     def held(frames: np.ndarray) -> torch.Tensor:  # (N, h, H, W, 3) uint8 -> its last frame for all 8 steps
         return (torch.from_numpy(frames[:, -1]).permute(0, 3, 1, 2).float() / 255)[:, None].expand(-1, 8, -1, -1, -1)
 
     last = held(context)
     # no body pose and no context motion: nothing moves the frame
     torch.testing.assert_close(bench.warped_last_frame(pipe, context, {}), last, atol=1e-6, rtol=0)
-    frames, feats = pipe.encode_context(context)
-    anchor = pipe.denoiser.anchor(frames, pipe.encode_conditions(actions, feats, context_frames=frames).ego_motion)
+    frames, _ = pipe.encode_context(context)
+    anchor = pipe.warp_actions(actions, frames).anchor
     torch.testing.assert_close(bench.warped_last_frame(pipe, context, actions), (anchor.clamp(-1, 1) + 1) / 2)
     assert (bench.warped_last_frame(pipe, context, actions) - last).abs().max() > 1e-3
     still = np.repeat(context[:, :1], 4, axis=1)

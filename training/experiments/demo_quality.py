@@ -1,12 +1,12 @@
 """Does the demo checkpoint use its actions? PSNR against copying the last context frame and against the same
 model with every action dropped, on fresh synthetic clips.
 
-    python benchmarks/bench_demo_quality.py [--checkpoint examples/demo_checkpoint] [--seed 7919] [--limit 256]
+    python -m mmsim.training.experiments.demo_quality [--checkpoint examples/demo_checkpoint] [--seed 7919] [--limit 256]
 
 Generates ``--subjects`` synthetic recordings with a world seed the training data never used (default 7919;
 training used seed 0), preprocesses every subject into the test split, then runs ``mmsim evaluate`` three
 times on the same clips and noise: the checkpoint, ``--baseline copy-last`` and ``--baseline no-actions``.
-Target (issue 5): the checkpoint beats both baselines by >= 1 dB PSNR. Prints the figures, writes the three
+Target: the checkpoint beats both baselines by >= 1 dB PSNR. Prints the figures, writes the three
 results JSON/MD/HTML under ``--work``, exits 1 when a margin is under the target.
 """
 
@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[2]
 
 TARGET_DB = 1.0
 
@@ -44,8 +43,9 @@ def held_out_data(work: Path, subjects: int, seconds: float, seed: int, workers:
     return proc
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mmsim.training.experiments.demo_quality",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=str(REPO / "examples" / "demo_checkpoint"))
     p.add_argument("--data", default=None, help="processed clips to use instead of generating them")
     p.add_argument("--work", default="/tmp/mmsim_demo_quality")
@@ -55,7 +55,7 @@ def main() -> int:
     p.add_argument("--limit", type=int, default=256, help="clips, spread evenly over the split (0 = all)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the checkpoint's)")
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from mmsim.training.evaluate import EvalConfig, evaluate, write_results
 
@@ -63,7 +63,7 @@ def main() -> int:
     if args.data:
         data = Path(args.data)
     else:
-        from mmsim.training.evaluate import resolve_checkpoint
+        from mmsim_core.evaluation.loading import resolve_checkpoint
 
         stats = Path(resolve_checkpoint(args.checkpoint)) / "normalization.json"
         if not stats.is_file():

@@ -1,6 +1,6 @@
 """Every conditioning variant of the paper as a config, and every table row as (variant, test protocol).
 
-    from mmsim.training.experiments import VARIANTS, TABLES, rows, variants_for, train_config
+    from mmsim.training.experiments.paper_tables.variants import VARIANTS, TABLES, train_config
     cfg = train_config(VARIANTS["fusion-max"], base_cfg, data_dir, out_dir)   # a TrainConfig
     for row in TABLES["table3a"]: print(row.name, row.variant, row.drop)
 
@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mmsim_core import schema
+from mmsim_core.configuration import nested_update
 from mmsim_core.errors import DatasetError
 from mmsim.training.config import TrainConfig
 
@@ -264,25 +265,15 @@ def variants_for(tables=TABLE_KEYS) -> list[Variant]:
 # ----------------------------------------------------------------------------------------------
 # Variant -> TrainConfig
 # ----------------------------------------------------------------------------------------------
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def train_config(variant: Variant, base: TrainConfig, data: str | Path, out: str | Path) -> TrainConfig:
     """The base config with this variant's modalities, text and model overrides (budget untouched)."""
     d = asdict(base)
-    d["model"] = _deep_merge(base.model, variant.model)
-    encoder = d["model"].get("action_encoder") or {}
-    if encoder.get("ego_motion_context") and d["model"].get("context_frames", schema.CONTEXT_FRAMES) < 2:
+    d["model"] = nested_update(d["model"], copy.deepcopy(variant.model))
+    action_warp = d["model"].get("action_warp") or {}
+    if action_warp.get("context_motion") and d["model"].get("context_frames", schema.CONTEXT_FRAMES) < 2:
         # One context frame shows no motion to measure: the h=1 rows of Table 11 lose it with the history,
         # which is part of what they measure.
-        d["model"]["action_encoder"] = {**encoder, "ego_motion_context": False}
+        d["model"]["action_warp"] = {**action_warp, "context_motion": False}
     d["modalities"] = tuple(variant.modalities)
     d["text_kind"] = variant.text_kind
     d["modality_drop"] = base.modality_drop if len(variant.modalities) >= 2 else 0.0

@@ -1,6 +1,6 @@
 """Which few-step sampler, and how many steps? Measured with an EXACT denoiser.
 
-    python benchmarks/bench_samplers.py [--size 64] [--modes 2]
+    python -m mmsim.training.experiments.samplers [--size 64] [--modes 2]
 
 A learned denoiser adds its own error; this isolates the sampler's discretisation error. The data
 is an empirical distribution: given a condition, the future is one of ``--modes`` clips (ambiguity,
@@ -113,13 +113,14 @@ def run_gaussian(sampler: str, steps: int, lam: torch.Tensor, n: int, prediction
     return {k: 10 * math.log10(float(power[m].sum() / lam[m].sum())) for k, m in bands.items()}
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mmsim.training.experiments.samplers",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--modes", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--prediction-type", default="v_prediction")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(2)
     samplers = ("dpmsolver++", "unipc", "ddim", "euler", "dpmsolver++_sde")
     steps_list = (1, 2, 4, 6, 8, 12, 20)
@@ -152,7 +153,8 @@ def main():
     mean_psnr = psnr(clips.mean(1), truth).mean().item()
     print(f"posterior mean (average of the modes) vs ground truth: {mean_psnr:.1f} dB; "
           f"the other mode: {psnr(clips[:, -1], truth).mean().item() if args.modes > 1 else math.inf:.1f} dB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,9 +1,9 @@
 """Which path do a checkpoint's actions take? The ego-motion warp, the hand placement map, or y°?
 
-    python benchmarks/bench_condition_pathway.py CKPT DATA [--split test] [--clips 64]
+    python -m mmsim.training.experiments.condition_pathway CKPT DATA [--split test] [--clips 64]
 
-``mmsim-cpu``-style models hear the actions on up to three paths: the ego-motion head turns body pose into
-a warp of the last context frame; the hand placement map (``action_encoder.hand_map_channels > 0``) tells
+``mmsim-cpu``-style models hear the actions on up to three paths: the action warp's ego-motion head turns body
+pose into a warp of the last context frame; its hand placement map (``action_warp.hand_map_channels > 0``) tells
 the denoiser where each hand is and what it does, as an image; and the action encoder turns every
 modality into y° (experts, anchoring, fusion, interaction), which the denoiser reads through FiLM and
 cross-attention. On the same clips and noise this prints PSNR (per frame on [0, 1], averaged, as
@@ -11,7 +11,7 @@ cross-attention. On the same clips and noise this prints PSNR (per frame on [0, 
 
 * ``both``: the checkpoint as it is;
 * ``warp only``: y° replaced by the all-dropped null embedding and no hand map, the warp kept (with
-  ``ego_motion_context`` it reads the context's motion as well as body pose);
+  ``action_warp.context_motion`` it reads the context's motion as well as body pose);
 * ``y° only``: the warp replaced by the identity (no motion known) and no hand map, y° kept;
 * ``map only`` (models with a hand map): y° null and the identity warp, the hand map kept;
 
@@ -21,7 +21,7 @@ velocity (no model: how much the context frames alone say about the camera); and
 averaged over ``--noise-draws`` initial noises (is a shortfall sampling noise or a wrong mean?);
 then, for each modality, how much the output moves (RMS on [0, 1]) and what PSNR becomes when that
 modality is shuffled across clips or dropped. A modality whose shuffle moves the output by ~1e-4 is not
-used, whatever the oracle says its information is worth (``bench_modality_information.py``).
+used, whatever the oracle says its information is worth (:mod:`~mmsim.training.experiments.modality_information`).
 
 ``--by-subject`` prints instead, for each subject of the split, the checkpoint's PSNR next to its warp alone
 on ``--clips`` clips of that subject: does the denoiser add to its anchor on every subject, or only on some?
@@ -33,17 +33,14 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mmsim_core.data.dataset import ClipDataset  # noqa: E402
-from mmsim_core.models.ego_motion import estimate_context_motion, warp  # noqa: E402
-from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline  # noqa: E402
-from mmsim.training.metrics import frame_psnr, to_unit  # noqa: E402
+from mmsim_core.data.dataset import ClipDataset
+from mmsim_core.evaluation.metrics import frame_psnr, to_unit
+from mmsim_core.models.action_warp.ego_motion import estimate_context_motion, warp
+from mmsim_core.pipelines.multisensory import MultisensoryVideoPipeline
 
 PATHS = ("both", "warp", "y", "map")
 
@@ -51,38 +48,42 @@ PATHS = ("both", "warp", "y", "map")
 def generate(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict, path: str = "both",
              seed: int = 0) -> torch.Tensor:
     """One-step prediction (N, F, 3, H, W) in [0, 1] with the actions reaching the denoiser by ``path``:
-    ``"both"`` as trained, ``"warp"`` by the warp alone, ``"y"`` by y° alone, ``"map"`` by the hand map alone."""
+    ``"both"`` as trained, ``"warp"`` by the action warp's anchor alone, ``"y"`` by y° alone, ``"map"`` by the
+    hand map alone."""
     if path not in PATHS:
         raise ValueError(f"path must be one of {list(PATHS)}, got {path!r}")
-    encode = pipe.encode_conditions
+    encode_actions, warp_actions = pipe.encode_actions, pipe.warp_actions
 
-    def conditions(acts, context_features, action_mask=None, text=None, context_frames=None):
-        cond = encode(acts, context_features, action_mask, text, context_frames)
-        if path == "both":
-            return cond
-        y = cond.y if path == "y" else encode({}, context_features, None, text).y
-        # a projected_warp map's keypoint flow moves pixels: it goes with the warp, not the map
-        return replace(cond, y=y, ego_motion=cond.ego_motion if path == "warp" else None,
-                       hand_flow=cond.hand_flow if path == "warp" else None,
-                       hand_map=cond.hand_map if path == "map" else None)
+    def actions_y(acts, context_features, action_mask=None, text=None):
+        keep = path in ("both", "y")  # otherwise the all-dropped null embedding
+        return encode_actions(acts, context_features, action_mask, text) if keep else encode_actions({}, context_features)
 
-    pipe.encode_conditions = conditions  # the pipeline's one seam between actions and denoiser
+    def actions_warp(acts, context_frames, action_mask=None):
+        out = warp_actions(acts, context_frames, action_mask)
+        if out is None or path == "both":
+            return out
+        # a projected_warp map's keypoint flow moves pixels: it is part of the anchor, so it goes with the warp
+        return replace(out, anchor=out.anchor if path == "warp" else None,
+                       spatial=out.spatial if path == "map" else None)
+
+    # The pipeline's two seams between the actions and the denoiser, replaced on this instance only.
+    pipe.encode_actions, pipe.warp_actions = actions_y, actions_warp
     try:
         g = torch.Generator().manual_seed(seed)
         return to_unit(pipe(context, actions=actions, num_inference_steps=1, generator=g).frames)
     finally:
-        del pipe.encode_conditions  # back to the class method
+        del pipe.encode_actions, pipe.warp_actions  # back to the class methods
 
 
 @torch.no_grad()
 def warped_last_frame(pipe: MultisensoryVideoPipeline, context: np.ndarray, actions: dict) -> torch.Tensor:
-    """The checkpoint's ego-motion warp of the last context frame (with a projected_warp map, the hands moved
-    with their keypoints too), no denoiser (N, F, 3, H, W) in [0, 1]; the last frame itself when the
-    checkpoint has no warp."""
-    frames, features = pipe.encode_context(context)
-    cond = pipe.encode_conditions(actions, features, context_frames=frames)
-    anchor = pipe.denoiser.anchor(frames, cond.ego_motion, cond.hand_flow)
-    if anchor is None:  # a model of whole frames: no warp
+    """The checkpoint's anchor: the last context frame moved by its action warp (ego-motion and, with a
+    projected_warp map, the hands' keypoints), no denoiser (N, F, 3, H, W) in [0, 1]; the last frame itself
+    when the checkpoint has no warp."""
+    frames, _ = pipe.encode_context(context)
+    out = pipe.warp_actions(actions, frames)
+    anchor = out.anchor if out is not None and out.anchor is not None else None
+    if anchor is None:  # no warp, or a model of whole frames
         anchor = frames[:, -1:].expand(-1, pipe.future_frames, -1, -1, -1)
     return (anchor.float().clamp(-1, 1) + 1) / 2
 
@@ -111,7 +112,7 @@ def stack_items(pipe: MultisensoryVideoPipeline, items: list[dict]) -> tuple[np.
 
 
 def has_hand_map(pipe: MultisensoryVideoPipeline) -> bool:
-    return getattr(pipe.action_encoder, "hand_map", None) is not None
+    return pipe.action_warp is not None and pipe.action_warp.hand_map is not None
 
 
 def measure(pipe: MultisensoryVideoPipeline, items: list[dict], seed: int = 0, noise_draws: int = 4) -> dict:
@@ -166,7 +167,8 @@ def by_subject(pipe: MultisensoryVideoPipeline, ds: ClipDataset, clips: int, see
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m mmsim.training.experiments.condition_pathway",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint")
     p.add_argument("data")
     p.add_argument("--split", default="test")
