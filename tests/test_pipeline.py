@@ -1,4 +1,4 @@
-"""MultisensoryVideoPipeline: the DESIGN §6 contract on the tiny preset (CPU, seconds)."""
+"""MultisensoryVideoPipeline: the public contract on the tiny preset (CPU, seconds)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_save_load_roundtrip_bit_exact(pipe, tmp_path):
     assert list((tmp_path / "denoiser").glob("*.safetensors"))
     loaded = MultisensoryVideoPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    for name in ("denoiser", "action_encoder", "context_encoder"):
+    for name in ("denoiser", "action_encoder", "action_warp", "context_encoder"):
         a, b = getattr(pipe, name), getattr(loaded, name)
         assert plain_config(a.config) == plain_config(b.config), name
         sa, sb = a.state_dict(), b.state_dict()
@@ -144,7 +144,7 @@ def test_from_pretrained_errors(tmp_path):
         MultisensoryVideoPipeline.from_pretrained(str(tmp_path / "missing"))
 
 
-def test_text_conditioning_roundtrip(tmp_path):
+def test_text_conditioning():
     p = MultisensoryVideoPipeline.from_preset(
         "mmsim-tiny", text_encoder="bow", action_encoder={"text_dim": 16}
     )
@@ -154,12 +154,7 @@ def test_text_conditioning_roundtrip(tmp_path):
     a = p(context=ctx, actions=acts, text=["peel a potato", "open a jar"], generator=gen()).frames
     b = p(context=ctx, actions=acts, text=["slice a cucumber", "open a jar"], generator=gen()).frames
     assert not np.array_equal(a[0], b[0])
-    p.save_pretrained(tmp_path)
-    loaded = MultisensoryVideoPipeline.from_pretrained(tmp_path)
-    loaded.set_progress_bar_config(disable=True)
-    assert type(loaded.text_encoder).__name__ == "BagOfWordsTextEncoder"
-    c = loaded(context=ctx, actions=acts, text=["peel a potato", "open a jar"], generator=gen()).frames
-    assert np.array_equal(a, c)
+    np.testing.assert_array_equal(a[1], b[1])  # each sample reads its own text
 
 
 @pytest.mark.parametrize(
@@ -291,6 +286,7 @@ def test_model_index_names_components(pipe, tmp_path):
     assert index["_class_name"] == "MultisensoryVideoPipeline"
     assert index["denoiser"][1] == "VideoDenoiser"
     assert index["action_encoder"][1] == "MultisensoryActionEncoder"
+    assert index["action_warp"][1] == "ActionWarp"
     assert index["scheduler"] == ["diffusers", "UniPCMultistepScheduler"]
 
 
