@@ -51,7 +51,7 @@ class SchedulerConfig:
     """Noise schedule for training and the few-step sampler for inference.
 
     Default: v-prediction on a cosine schedule (pixel space at 64x64), sampled with UniPC (order 2)
-    on "trailing" timesteps (the first step starts at t=T-1, pure noise). ``benchmarks/bench_samplers.py``
+    on "trailing" timesteps (the first step starts at t=T-1, pure noise). ``training/experiments/samplers.py``
     measures the samplers with an exact denoiser: at 6-8 steps UniPC loses the least detail
     (8 steps: -0.8/-0.2/-2.0 dB power in low/mid/high bands vs DPM-Solver++ 2M -1.9/-0.5/-2.1,
     DDIM -2.6/-1.5/-2.8). One step returns the posterior mean: the best MSE/PSNR, and a blur.

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from fixtures.models import randomize_zero_init
+from conftest import DEMO_DATA
 from mmsim_core import MultisensoryVideoPipeline
+from mmsim_core.data import ClipDataset
 from mmsim_core.pipelines.multisensory import SIMULATOR_CONFIG_FILE
 from mmsim_core.schema import MODALITIES
 
@@ -48,6 +50,8 @@ def test_save_load_round_trip(name, tmp_path):
     pipe = MultisensoryVideoPipeline.from_preset("mmsim-tiny", **_overrides(name))
     # Zero-initialised output layers would hide a weight that fails to load.
     randomize_zero_init(*[m for m in pipe.components.values() if isinstance(m, torch.nn.Module)])
+    if pipe.action_warp is not None:  # a projected map's pose frame (buffers) must travel too
+        pipe.action_warp.set_pose_frame(ClipDataset(DEMO_DATA, split="test").stats)
     context, actions = _inputs()
     text = ["cut the cucumber", "open the jar"] if pipe.text_encoder is not None else None
     before = pipe(context=context, actions=actions, text=text, generator=torch.Generator().manual_seed(1),
@@ -63,4 +67,9 @@ def test_save_load_round_trip(name, tmp_path):
     assert saved["simulator"]["text_kind"] == pipe.simulator_config.text_kind
     assert (loaded.action_warp is None) == (pipe.action_warp is None)
     assert type(loaded.action_encoder) is type(pipe.action_encoder)
+    assert loaded.action_encoder.cfg == pipe.action_encoder.cfg and loaded.denoiser.cfg == pipe.denoiser.cfg
+    if pipe.action_warp is not None:
+        assert loaded.action_warp.cfg == pipe.action_warp.cfg
+        for key, value in pipe.action_warp.state_dict().items():
+            assert torch.equal(loaded.action_warp.state_dict()[key], value), key
     assert torch.equal(before, after)

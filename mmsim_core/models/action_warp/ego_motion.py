@@ -21,7 +21,7 @@ coarse to fine, no parameters), and the head gets those motions and their consta
 extrapolation to each future step. The camera's motion does not stop when a body-pose sensor drops
 out, and the video shows where it was going; without this a model missing body pose can only copy
 the last frame (on the synthetic benchmark, continuing the last context motion at constant velocity
-scores 25.62 dB against 25.09 for copying the last frame; ``benchmarks/bench_condition_pathway.py``). Every sample then has a known motion, so text-only models get the same warp.
+scores 25.62 dB against 25.09 for copying the last frame; ``training/experiments/condition_pathway.py``). Every sample then has a known motion, so text-only models get the same warp.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ r"""Hand placement map: where each hand is in the picture and what it is doing, 
 Not in the paper. The paper's conditioning ``y°_t`` is one vector per frame; the denoiser hears it
 through FiLM and cross-attention to a few global tokens, which tells it *what* the hands do but not
 *where* in the 64x64 frame that happens. At CPU scale the denoiser never learns to place that content
-(``benchmarks/bench_condition_pathway.py``: shuffling hand pose, EMG or force across clips moves the
+(``training/experiments/condition_pathway.py``: shuffling hand pose, EMG or force across clips moves the
 output by under 0.002 RMS, though the oracle says hand pose alone decides about a quarter of the future
 pixels' change). A spatial condition, ControlNet-style, gives that content a place.
 
