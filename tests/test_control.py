@@ -20,17 +20,6 @@ from mmsim.training.control import (
 H, T = 4, 12
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    from mmsim_core.data.preprocess import PreprocessConfig, preprocess
-    from mmsim_core.synth import generate_dataset
-
-    base = tmp_path_factory.mktemp("control")
-    generate_dataset(base / "raw", subjects=3, seconds=8, seed=1, workers=1)
-    preprocess(base / "raw", base / "proc", PreprocessConfig(frame_steps=(1,), stride=8, workers=1))
-    return base / "proc"
-
-
 def _raw(seed=0) -> dict:
     rng = np.random.default_rng(seed)
     raw = {m: rng.normal(size=(T, *schema.MODALITIES[m].shape)).astype(np.float32) for m in schema.MODALITY_NAMES}

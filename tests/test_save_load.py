@@ -1,18 +1,19 @@
 """Every kind of simulator survives save_pretrained -> from_pretrained: same config, same frames, bit for bit."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from fixtures.models import randomize_zero_init
-from conftest import DEMO_DATA
 from mmsim_core import MultisensoryVideoPipeline
 from mmsim_core.data import ClipDataset
 from mmsim_core.pipelines.multisensory import SIMULATOR_CONFIG_FILE
 from mmsim_core.schema import MODALITIES
 
+DEMO_DATA = Path(__file__).resolve().parent.parent / "examples" / "demo_data"
 SMALL = {"denoiser": {"block_channels": (16, 32), "attention_head_dim": 16, "norm_groups": 8}}
 CONFIGS = {
     "tiny": {},
