@@ -129,18 +129,24 @@ def frame_scores(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Ten
 # ----------------------------------------------------------------------------------------------
 # LPIPS
 # ----------------------------------------------------------------------------------------------
+def _find_weights(path, env: str, filename: str, what: str) -> Path:
+    """``path``, else ``$env`` (either must exist), else where the torch hub cache would hold ``filename``
+    (which may not exist: the caller says what is missing)."""
+    explicit = path or os.environ.get(env)
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise MetricUnavailable(f"{what} {p} not found")
+        return p
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
 def find_lpips_backbone(net: str = "alex", path: str | os.PathLike | None = None) -> Path:
     """The torchvision ImageNet weights LPIPS builds on: ``path``, else ``$MMSIM_LPIPS_BACKBONE``, else
     torchvision's download cache (``$TORCH_HOME/hub/checkpoints``). Raises :class:`MetricUnavailable`."""
     if net not in LPIPS_BACKBONE_FILES:
         raise ValueError(f"lpips net must be one of {sorted(LPIPS_BACKBONE_FILES)}, got {net!r}")
-    explicit = path or os.environ.get(LPIPS_ENV)
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise MetricUnavailable(f"LPIPS backbone weights {p} not found")
-        return p
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILES[net]
+    cached = _find_weights(path, LPIPS_ENV, LPIPS_BACKBONE_FILES[net], "LPIPS backbone weights")
     if cached.is_file():
         return cached
     raise MetricUnavailable(
@@ -210,13 +216,7 @@ def load_lpips(net: str = "alex", backbone: str | os.PathLike | None = None, dev
 # ----------------------------------------------------------------------------------------------
 def find_i3d(path: str | os.PathLike | None = None) -> Path:
     """``path``, else ``$MMSIM_I3D_WEIGHTS``, else ``i3d_torchscript.pt`` in the torch hub cache."""
-    explicit = path or os.environ.get(I3D_ENV)
-    if explicit:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            raise MetricUnavailable(f"I3D weights {p} not found")
-        return p
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / I3D_FILENAME
+    cached = _find_weights(path, I3D_ENV, I3D_FILENAME, "I3D weights")
     if cached.is_file():
         return cached
     raise MetricUnavailable(
