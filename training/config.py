@@ -122,7 +122,12 @@ def _load_file(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict:
         path = CONFIG_DIR / f"{name_or_path}.json"
     if not path.exists():
         raise ValueError(f"config must be one of {named_configs()} or a JSON file, got {name_or_path!r}")
-    d = json.loads(path.read_text())
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # a folder, unreadable, not JSON
+        raise ValueError(f"config file {path} cannot be read as JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config file {path} must hold a JSON object of config keys, got {type(d).__name__}")
     base = d.pop("extends", None)
     if base is None:
         return d

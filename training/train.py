@@ -7,10 +7,17 @@
 
 Every run writes ``OUT/config.json`` (the resolved config), ``OUT/log.jsonl`` (loss parts, steps/s)
 and checkpoints ``OUT/checkpoints/checkpoint_<step>/``: accelerate's ``save_state`` (raw weights,
-optimiser, lr schedule, RNGs, data order, EMA), the EMA weights as a ``save_pretrained`` pipeline folder
-(``pipeline/``, loadable with ``MultisensoryVideoPipeline.from_pretrained``) and ``trainer_state.json``,
-written last: a folder without it is incomplete and never resumed from, so a killed process loses at
-most one checkpoint interval. ``OUT/final`` is the last EMA pipeline.
+optimiser, lr schedule, RNGs, data order), the EMA weights (``ema.safetensors``), the EMA weights as a
+``save_pretrained`` pipeline folder (``pipeline/``, loadable with ``MultisensoryVideoPipeline.from_pretrained``)
+and ``trainer_state.json``, written last: a folder without it is incomplete and never resumed from, so a
+killed process loses at most one checkpoint interval. A checkpoint that cannot be written (disk full) stops
+the run with the previous checkpoint intact. ``OUT/final`` is the last EMA pipeline.
+
+What a resume loads, and how: weights only from safetensors (``model.safetensors``, ``ema.safetensors``,
+each checked whole before use; a checkpoint holding ``model.bin`` or a pickled custom object is refused).
+The optimiser, lr schedule, sampler and RNG states are accelerate's ``torch.save`` files, read back by
+accelerate with ``torch.load(weights_only=True)``: a restricted unpickler that rebuilds tensors, numbers,
+strings and containers and refuses anything that could run code.
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
@@ -32,7 +41,9 @@ from diffusers.training_utils import EMAModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mmsim_core.checkpoint_files import PICKLE_SUFFIXES, check_safetensors
 from mmsim_core.data import ClipDataset, collate_clips
+from mmsim_core.errors import CheckpointError, DatasetError, MMSimError, UsageError, exit_status
 from mmsim_core.training_step import MultisensorySimulator
 from mmsim.training.config import TrainConfig, named_configs, resolve_config
 
@@ -55,6 +66,7 @@ def resolve_mixed_precision(choice: str) -> str:
 
 
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint folder: its presence marks it complete
+EMA_WEIGHTS = "ema.safetensors"  # the EMA's shadow weights and counters (accelerate would pickle the EMA object)
 
 
 def checkpoint_folders(out: Path) -> list[Path]:
@@ -75,14 +87,55 @@ def save_checkpoint(step: int, accelerator, simulator, ema, stats, cfg: TrainCon
     accelerate names the folder after ``project_configuration.iteration`` and, before writing it, deletes
     the oldest folders beyond ``total_limit``."""
     accelerator.project_configuration.iteration = step  # name the folder by optimisation step, not save count
-    ckpt = Path(accelerator.save_state())  # weights, optimiser, lr schedule, RNGs, sampler, EMA (registered)
-    if accelerator.is_main_process:
-        export_pipeline(ckpt / "pipeline", accelerator.unwrap_model(simulator), ema, stats, cfg.recipe())
-        marker = ckpt / (TRAINER_STATE + ".tmp")
-        marker.write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=1))
-        os.replace(marker, ckpt / TRAINER_STATE)  # the marker itself appears whole or not at all
+    ckpt = Path(accelerator.project_dir) / "checkpoints" / f"checkpoint_{step}"
+    try:
+        ckpt = Path(accelerator.save_state())  # weights, optimiser, lr schedule, RNGs, sampler
+        if accelerator.is_main_process:
+            save_ema(ema, ckpt / EMA_WEIGHTS)
+            export_pipeline(ckpt / "pipeline", accelerator.unwrap_model(simulator), ema, stats, cfg.recipe())
+            marker = ckpt / (TRAINER_STATE + ".tmp")
+            marker.write_text(json.dumps({"step": step, "config": cfg.to_dict()}, indent=1))
+            os.replace(marker, ckpt / TRAINER_STATE)  # the marker itself appears whole or not at all
+    except OSError as e:  # disk full, quota, permissions: the half-written folder has no marker
+        shutil.rmtree(ckpt, ignore_errors=True)  # frees what it took; it would be deleted on resume anyway
+        previous = latest_checkpoint(Path(accelerator.project_dir))
+        kept = f"{previous} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"cannot write checkpoint {ckpt} ({e.strerror or e}); {kept}: free space and run "
+                              f"again with --resume") from None
     accelerator.wait_for_everyone()
     return ckpt
+
+
+def save_ema(ema: EMAModel, path: Path) -> None:
+    """The EMA as safetensors: shadow weights as tensors, its counters as JSON metadata."""
+    state = ema.state_dict()
+    tensors = {f"shadow.{i}": p.detach().contiguous().cpu() for i, p in enumerate(state.pop("shadow_params"))}
+    save_file(tensors, str(path), metadata={"ema_state": json.dumps(state)})
+
+
+def load_ema(ema: EMAModel, path: Path) -> None:
+    from safetensors import safe_open
+
+    check_safetensors(path)
+    with safe_open(str(path), framework="pt") as f:
+        state = json.loads(f.metadata()["ema_state"])
+    tensors = load_file(str(path))
+    state["shadow_params"] = [tensors[f"shadow.{i}"] for i in range(len(tensors))]
+    if len(state["shadow_params"]) != len(ema.shadow_params):
+        raise CheckpointError(f"{path}: holds {len(state['shadow_params'])} EMA tensors, the model has "
+                              f"{len(ema.shadow_params)} (a checkpoint of another model?)")
+    ema.load_state_dict(state)
+
+
+def check_resumable(ckpt: Path) -> None:
+    """Refuse a checkpoint whose weights are not whole safetensors files, before accelerate reads it."""
+    pickles = sorted(p.name for p in ckpt.iterdir()
+                     if p.suffix in PICKLE_SUFFIXES and (p.name.startswith(("model", "custom_checkpoint"))))
+    if pickles:
+        raise CheckpointError(f"{ckpt}: holds pickled weights or objects ({', '.join(pickles)}); only safetensors "
+                              f"weights are loaded. Delete this checkpoint folder to resume from the one before it")
+    for name in ("model.safetensors", EMA_WEIGHTS):
+        check_safetensors(ckpt / name)
 
 
 def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel, stats, recipe: dict | None = None) -> None:
@@ -97,6 +150,22 @@ def export_pipeline(path: Path, simulator: MultisensorySimulator, ema: EMAModel,
     finally:
         ema.restore(params)
         simulator.train()
+
+
+def dataset_split_hint(data, split: str) -> str:
+    """Why a split may be empty, from the folder's manifest."""
+    try:
+        manifest = json.loads((Path(data) / "manifest.json").read_text())
+        subjects = manifest["splits"][split]["subjects"]
+        skipped = manifest["recordings"]["skipped"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "see its manifest.json"
+    parts = [f"subjects in it: {subjects or 'none'}"]
+    if skipped:
+        parts.append(f"{len(skipped)} recording(s) skipped, see manifest.json")
+    parts.append("re-run `mmsim preprocess` with other --test-subjects, or --include-maybe if the activities are "
+                 "rated Maybe")
+    return "; ".join(parts)
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -133,8 +202,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     accelerator.wait_for_everyone()
     ckpt = latest_checkpoint(out)
     if ckpt is not None and not resume:
-        raise FileExistsError(f"{out} already holds a run (up to {ckpt.name}): pass --resume to continue it, "
-                              "or choose another --out")
+        raise UsageError(f"--out {out} already holds a run (up to {ckpt.name}): pass --resume to continue it, "
+                         "or choose another --out")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "config.json")
@@ -144,6 +213,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     # modalities this run ignores (Table 8 runs keep their effective drop rate).
     dataset = ClipDataset(cfg.data, split=cfg.split, modality_drop=cfg.modality_drop, seed=cfg.seed,
                           modalities=cfg.modalities)
+    if len(dataset) == 0:
+        raise DatasetError(f"--data {cfg.data}: the {cfg.split!r} split has no clips, nothing to train on "
+                           f"({dataset_split_hint(cfg.data, cfg.split)})")
     # The loader draws its workers' base seed from its own generator when an epoch's iterator starts: from the
     # global one, a run resumed mid-epoch (a fresh iterator) would shift the noise draws of every later step.
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=len(dataset) >= cfg.batch_size,
@@ -164,7 +236,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=cfg.warmup_steps, last_epoch=0)
     ema = EMAModel(params, decay=cfg.ema_decay)
     simulator, optimizer, loader, lr_schedule = accelerator.prepare(simulator, optimizer, loader, lr_schedule)
-    accelerator.register_for_checkpointing(ema)  # save_state / load_state carry the EMA weights too
     ema.to(accelerator.device)
 
     # 3. Resume: restore weights, optimiser, schedule, RNGs, data order and EMA from the newest complete checkpoint.
@@ -172,8 +243,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if resume and ckpt is None:
         logger.warning("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
     elif resume:
-        accelerator.load_state(str(ckpt))
-        ema.to(accelerator.device)  # accelerate loads registered objects onto the CPU
+        check_resumable(ckpt)
+        try:
+            accelerator.load_state(str(ckpt))
+        except Exception as e:  # noqa: BLE001 - a damaged optimiser/RNG file: name the folder, not a torch stack
+            raise CheckpointError(f"cannot resume from {ckpt}: {type(e).__name__}: {str(e).splitlines()[0]}. "
+                                  f"Delete this checkpoint folder to resume from the one before it") from None
+        load_ema(ema, ckpt / EMA_WEIGHTS)
+        ema.to(accelerator.device)
         step = json.loads((ckpt / TRAINER_STATE).read_text())["step"]
         logger.info("resumed from %s (step %d)", ckpt, step)
     if resume and accelerator.is_main_process:
@@ -280,8 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     config = args.config
     if args.resume and args.out and (Path(args.out) / "config.json").exists() and not config:
         config = str(Path(args.out) / "config.json")  # a resumed run keeps its resolved config
-    cfg = resolve_config(config, args.overrides, **flags)
-    train(cfg, resume=args.resume)
+    try:
+        try:
+            cfg = resolve_config(config, args.overrides, **flags)
+        except (ValueError, TypeError) as e:  # an unknown key, a value out of range: a usage error
+            raise UsageError(str(e)) from None
+        train(cfg, resume=args.resume)
+    except MMSimError as e:
+        print(f"mmsim train: error: {e}", file=sys.stderr)
+        return exit_status(e)
     return 0
 
 

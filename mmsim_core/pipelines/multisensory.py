@@ -79,6 +79,16 @@ def prediction_to_x0(pred: torch.Tensor, x_t: torch.Tensor, alpha_bar: torch.Ten
     return pred
 
 
+def _check_component_weights(path: str) -> None:
+    """Every component folder's weights are whole safetensors files (a pickle is refused), named if not."""
+    from mmsim_core.checkpoint_files import check_weights_folder
+
+    for sub in sorted(os.listdir(path)):
+        folder = os.path.join(path, sub)
+        if os.path.isdir(folder) and os.path.isfile(os.path.join(folder, "config.json")):
+            check_weights_folder(folder)
+
+
 class MultisensoryVideoPipeline(DiffusionPipeline):
     """Predict F future frames from h context frames and multisensory action signals (paper §2)."""
 
@@ -175,6 +185,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 kwargs["normalization_stats"] = NormalizationStats.load(stats_file)
             if "simulator_config" not in kwargs:
                 kwargs["simulator_config"], kwargs["training_recipe"] = load_simulator_config(path)
+            _check_component_weights(path)
+            kwargs.setdefault("use_safetensors", True)  # never fall back to a pickle weight file
             pipe = super().from_pretrained(path, **kwargs)
             for component in pipe.components.values():
                 if isinstance(component, torch.nn.Module):
