@@ -233,12 +233,12 @@ def test_evaluate_clear_errors(setup, tmp_path, capsys):
     assert "checkpoint folder" in capsys.readouterr().err
     assert _run([setup["ckpt"], tmp_path / "no_data", "--out", tmp_path / "r.json"]) == 1
     assert "dataset folder" in capsys.readouterr().err
-    assert _run([setup["ckpt"], setup["data"], "--drop", "gaze", "--out", tmp_path / "r.json"]) == 1
+    assert _run([setup["ckpt"], setup["data"], "--drop", "gaze", "--out", tmp_path / "r.json"]) == 2
     err = capsys.readouterr().err
     assert "unknown modality 'gaze' in --drop" in err and "hand_force" in err
-    assert _run([setup["ckpt"], setup["data"], "--split", "val", "--out", tmp_path / "r.json"]) == 1
+    assert _run([setup["ckpt"], setup["data"], "--split", "val", "--out", tmp_path / "r.json"]) == 2
     assert "split must be one of" in capsys.readouterr().err
-    assert _run([setup["data"], "--out", tmp_path / "r.json"]) == 1
+    assert _run([setup["data"], "--out", tmp_path / "r.json"]) == 2  # usage errors: 2, data errors: 1
     assert "copy-last" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
 

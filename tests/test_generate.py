@@ -66,10 +66,10 @@ def test_generate_writes_mp4_and_filmstrip(setup, tmp_path, capsys, monkeypatch)
 
 def test_generate_errors(setup, tmp_path, capsys):
     n = setup["num_test"]
-    assert main([str(setup["ckpt"]), str(setup["data"]), "--index", str(n), "--out", str(tmp_path / "v.mp4")]) == 1
+    assert main([str(setup["ckpt"]), str(setup["data"]), "--index", str(n), "--out", str(tmp_path / "v.mp4")]) == 2
     assert f"has {n} clips" in capsys.readouterr().err
     assert main([str(setup["ckpt"]), str(setup["data"]), "--index", "0", "--keep", "tactile",
-                 "--out", str(tmp_path / "v.mp4")]) == 1
+                 "--out", str(tmp_path / "v.mp4")]) == 2
     assert "unknown modality 'tactile' in --keep" in capsys.readouterr().err
     assert main([str(tmp_path / "none"), str(setup["data"]), "--index", "0", "--out", str(tmp_path / "v.mp4")]) == 1
     assert "does not exist" in capsys.readouterr().err

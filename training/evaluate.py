@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mmsim_core import schema
-from mmsim_core.errors import MMSimError
+from mmsim_core.errors import MMSimError, UsageError, exit_status
 from mmsim_core.evaluation.loading import load_pipeline, resolve_device
 from mmsim_core.evaluation.metrics import FRAME_METRICS, LOWER_IS_BETTER, PSNR_MAX, VideoMetrics
 
@@ -79,21 +79,25 @@ class EvalConfig:
         for flag, names in (("--drop", self.drop), ("--keep", self.keep or ())):
             for n in names:
                 if n not in schema.MODALITIES:
-                    raise MMSimError(f"unknown modality {n!r} in {flag}; must be one of {list(schema.MODALITY_NAMES)}")
+                    raise UsageError(f"unknown modality {n!r} in {flag}; must be one of {list(schema.MODALITY_NAMES)}")
         if self.drop and self.keep is not None:
-            raise MMSimError("use either --drop or --keep, not both")
+            raise UsageError("use either --drop or --keep, not both")
+        from mmsim_core.data.shards import SPLITS
+
+        if self.split not in SPLITS:
+            raise UsageError(f"--split must be one of {list(SPLITS)}, got {self.split!r}")
         if self.baseline is not None and self.baseline not in BASELINES:
-            raise MMSimError(f"baseline must be one of {list(BASELINES)}, got {self.baseline!r}")
+            raise UsageError(f"--baseline must be one of {list(BASELINES)}, got {self.baseline!r}")
         if self.baseline != "copy-last" and not self.checkpoint:
-            raise MMSimError("a checkpoint is required (only --baseline copy-last runs without one)")
+            raise UsageError("a checkpoint is required (only --baseline copy-last runs without one)")
         if self.text_kind is not None and self.text_kind not in schema.TEXT_KINDS:
-            raise MMSimError(f"text_kind must be one of {list(schema.TEXT_KINDS)}, got {self.text_kind!r}")
+            raise UsageError(f"--text-kind must be one of {list(schema.TEXT_KINDS)}, got {self.text_kind!r}")
         if self.batch_size < 1:
-            raise MMSimError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
-            raise MMSimError(f"limit must be >= 1, got {self.limit}")
+            raise UsageError(f"--limit must be >= 1, got {self.limit}")
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
-            raise MMSimError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
+            raise UsageError(f"--num-inference-steps must be >= 1, got {self.num_inference_steps}")
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -194,7 +198,7 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     text_kind = cfg.text_kind
     if pipe is not None:
         if text_kind is not None and pipe.text_encoder is None:
-            raise MMSimError(f"--text-kind {text_kind} given but the checkpoint {pipe_path} has no text encoder")
+            raise UsageError(f"--text-kind {text_kind} given but the checkpoint {pipe_path} has no text encoder")
         if text_kind is None and pipe.text_encoder is not None and cfg.baseline is None:
             text_kind = pipe.text_kind
             if text_kind is None:
@@ -425,10 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args) -> EvalConfig:
     paths = list(args.paths)
     if len(paths) > 2:
-        raise MMSimError(f"expected CKPT DATA, got {len(paths)} paths: {paths}")
+        raise UsageError(f"expected CKPT DATA, got {len(paths)} paths: {paths}")
     if len(paths) == 1:
         if args.baseline != "copy-last":
-            raise MMSimError("expected CKPT DATA (only --baseline copy-last runs without a checkpoint)")
+            raise UsageError("expected CKPT DATA (only --baseline copy-last runs without a checkpoint)")
         ckpt, data = None, paths[0]
     else:
         ckpt, data = paths
@@ -455,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = write_results(results, cfg.out, compare)
     except MMSimError as e:
         print(f"mmsim evaluate: error: {e}", file=sys.stderr)
-        return 1
+        return exit_status(e)
     m = results["metrics"]
     print(" ".join(f"{k}={_fmt(k, m[k])}" for k in TABLE_METRICS if k in m) + f" ({results['num_clips']} clips)")
     for k, reason in results["unavailable"].items():

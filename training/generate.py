@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 
 from mmsim_core import schema
-from mmsim_core.errors import MMSimError
+from mmsim_core.errors import MMSimError, UsageError, exit_status
 from mmsim_core.evaluation.loading import load_pipeline
 from mmsim_core.evaluation.metrics import VideoMetrics
 from mmsim_core.evaluation.video import compose_filmstrip, compose_video
@@ -44,15 +44,15 @@ def generate(checkpoint: str, data: str, index: int, out: str | Path, split: str
                      keep=None if keep is None else tuple(keep), seed=seed, num_inference_steps=num_inference_steps,
                      text_kind=text_kind, device=device)  # validates names and values
     if scale < 1:
-        raise MMSimError(f"scale must be >= 1, got {scale}")
+        raise UsageError(f"--scale must be >= 1, got {scale}")
     if fps <= 0:
-        raise MMSimError(f"fps must be > 0, got {fps}")
+        raise UsageError(f"--fps must be > 0, got {fps}")
     pipe, pipe_path = load_pipeline(checkpoint, device)
     dataset = open_dataset(data, split, cfg.modalities)
     if not -len(dataset) <= index < len(dataset):
-        raise MMSimError(f"--index {index} out of range: split {split!r} of {data} has {len(dataset)} clips")
+        raise UsageError(f"--index {index} out of range: split {split!r} of {data} has {len(dataset)} clips")
     if text_kind is not None and pipe.text_encoder is None:
-        raise MMSimError(f"--text-kind {text_kind} given but the checkpoint {pipe_path} has no text encoder")
+        raise UsageError(f"--text-kind {text_kind} given but the checkpoint {pipe_path} has no text encoder")
     if text_kind is None and pipe.text_encoder is not None:
         text_kind = pipe.text_kind
     item = dataset[index % len(dataset)]
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                        device=args.device, fps=args.fps, scale=args.scale)
     except MMSimError as e:
         print(f"mmsim generate: error: {e}", file=sys.stderr)
-        return 1
+        return exit_status(e)
     meta = res["meta"]
     m = res["metrics"]
     print(f"clip {meta['index']} ({meta.get('subject')}, {meta.get('activity')}), modalities {res['modalities_used']}: "
