@@ -19,6 +19,25 @@ def _csv(kind):
     return parse
 
 
+def _flag_error(e: Exception, flags: dict[str, str]):
+    """A library's ``"<field> must ..."`` message as a usage error naming the flag (``"--<flag> must ..."``)."""
+    from mmsim_core.errors import UsageError
+
+    text = str(e)
+    for field, flag in flags.items():
+        if text.startswith(field + " ") or text.startswith(field + ":"):
+            text = flag + text[len(field):]
+            break
+    return UsageError(text)
+
+
+def _check_out_folder(path: Path, what: str = "OUT") -> None:
+    from mmsim_core.errors import UsageError
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file; give a folder (it is created if missing)")
+
+
 def _add_synth(sub):
     p = sub.add_parser("synth", help="generate recordings of the synthetic world in the ActionSense layout")
     p.add_argument("out", type=Path, help="output folder (one HDF5 + world mp4 per recording)")
@@ -31,9 +50,14 @@ def _add_synth(sub):
 
 def _run_synth(args) -> int:
     from mmsim_core.synth import generate_dataset
+    from mmsim_core.synth.script import SynthConfigError
 
-    paths = generate_dataset(args.out, subjects=args.subjects, seconds=args.seconds, seed=args.seed,
-                             workers=args.workers)
+    _check_out_folder(args.out)
+    try:
+        paths = generate_dataset(args.out, subjects=args.subjects, seconds=args.seconds, seed=args.seed,
+                                 workers=args.workers)
+    except SynthConfigError as e:
+        raise _flag_error(e, {k: f"--{k}" for k in ("subjects", "seconds", "seed", "workers")}) from None
     print(f"wrote {len(paths)} recordings to {args.out}")
     return 0
 
@@ -49,7 +73,8 @@ def _add_preprocess(sub):
     p.add_argument("--frame-steps", type=_csv(int), default=(1, 2, 3),
                    help="frame steps to resample with, e.g. '1,2,3' (paper §7.4: slow/normal/fast)")
     p.add_argument("--test-subjects", type=_csv(str), default=None,
-                   help="subjects held out for the test split, e.g. 'S05' (default: the last subject)")
+                   help="subjects held out for the test split, e.g. 'S05' (default: the last subject); 'none' puts "
+                        "every recording in train, 'all' every recording in test (with --stats)")
     p.add_argument("--include-maybe", action="store_true", help="keep activities rated Maybe as well as Good")
     p.add_argument("--shard-size", type=int, default=512, help="clips per HDF5 shard")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
@@ -62,10 +87,16 @@ def _add_preprocess(sub):
 def _run_preprocess(args) -> int:
     from mmsim_core.data.preprocess import PreprocessConfig, preprocess
 
-    cfg = PreprocessConfig(size=args.size, context=args.context, future=args.future, stride=args.stride,
-                           frame_steps=tuple(args.frame_steps), test_subjects=args.test_subjects,
-                           include_maybe=args.include_maybe, shard_size=args.shard_size,
-                           workers=args.workers, stats=str(args.stats) if args.stats else None)
+    _check_out_folder(args.out)
+    try:
+        cfg = PreprocessConfig(size=args.size, context=args.context, future=args.future, stride=args.stride,
+                               frame_steps=tuple(args.frame_steps), test_subjects=args.test_subjects,
+                               include_maybe=args.include_maybe, shard_size=args.shard_size,
+                               workers=args.workers, stats=str(args.stats) if args.stats else None)
+    except ValueError as e:
+        raise _flag_error(e, {k: f"--{k.replace('_', '-')}" for k in (
+            "size", "context", "future", "stride", "frame_steps", "test_subjects", "shard_size", "workers",
+            "stats")}) from None
     manifest = preprocess(args.raw, args.out, cfg)
     counts = ", ".join(f"{k}: {v['num_clips']} clips" for k, v in manifest["splits"].items())
     print(f"wrote {args.out / 'manifest.json'} ({counts})")
@@ -81,7 +112,10 @@ def _add_convert(sub):
 
 def _run_convert(args) -> int:
     from mmsim_core.conversion import convert_legacy_pipeline
+    from mmsim_core.errors import UsageError
 
+    if not (args.src / "model_index.json").is_file():
+        raise UsageError(f"SRC {args.src} is not a pipeline folder (no model_index.json in it)")
     convert_legacy_pipeline(args.src, args.dst)
     print(f"wrote {args.dst} (same weights; the action warp is now its own component, simulator_config.json added)")
     return 0
@@ -107,6 +141,8 @@ def _add_later(sub, name: str, help_text: str, module: str):
 def _delegate(name: str, module: str, argv: list[str]) -> int:
     import importlib
 
+    from mmsim_core.errors import MMSimError, exit_status
+
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
@@ -114,7 +150,15 @@ def _delegate(name: str, module: str, argv: list[str]) -> int:
             print(f"mmsim {name}: not yet available in this version", file=sys.stderr)
             return 2
         raise
-    return int(mod.main(argv) or 0)
+    try:
+        return int(mod.main(argv) or 0)
+    except MMSimError as e:  # subcommands print their own; this catches any that escapes them
+        print(f"mmsim {name}: error: {_one_line(e)}", file=sys.stderr)
+        return exit_status(e)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    from mmsim_core.errors import MMSimError
+    from mmsim_core.errors import MMSimError, exit_status
 
     try:
         return int(args.func(args) or 0)
     except MMSimError as e:
-        print(f"mmsim {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        print(f"mmsim {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return exit_status(e)
 
 
 if __name__ == "__main__":

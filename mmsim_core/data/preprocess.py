@@ -44,10 +44,14 @@ from mmsim_core.data.shards import (
     ClipShardWriter,
     write_manifest,
 )
-from mmsim_core.errors import DatasetError, MMSimError, RecordingError
+from mmsim_core.errors import DatasetError, MMSimError, RecordingError, UsageError
 
 logger = logging.getLogger(__name__)
 
+
+
+ALL_SUBJECTS = "all"
+"""``test_subjects=("all",)``: every subject in the test split (new recordings for a trained model)."""
 
 
 @dataclass
@@ -60,6 +64,8 @@ class PreprocessConfig:
     stride: int = 4
     frame_steps: tuple[int, ...] = (1, 2, 3)
     test_subjects: tuple[str, ...] | None = None
+    """Subjects held out for the test split. None: the last subject; ``()`` or ``("none",)``: nobody (everything
+    in train); ``("all",)``: everybody (everything in test; needs ``stats``, there is no train split to fit)."""
     include_maybe: bool = False
     shard_size: int = 512
     workers: int | None = None
@@ -87,7 +93,15 @@ class PreprocessConfig:
         if self.test_subjects is not None:
             if isinstance(self.test_subjects, str):
                 self.test_subjects = tuple(t for t in self.test_subjects.replace(",", " ").split() if t)
-            self.test_subjects = tuple(normalize_subject(s) for s in self.test_subjects)
+            words = tuple(str(s).strip().lower() for s in self.test_subjects)
+            if words == ("none",):
+                self.test_subjects = ()
+            elif words == (ALL_SUBJECTS,):
+                self.test_subjects = (ALL_SUBJECTS,)
+            elif "none" in words or ALL_SUBJECTS in words:
+                raise ValueError(f"test_subjects: 'none' and 'all' stand alone, got {list(self.test_subjects)}")
+            else:
+                self.test_subjects = tuple(normalize_subject(s) for s in self.test_subjects)
         if self.workers is not None and (not isinstance(self.workers, (int, np.integer)) or self.workers < 1):
             raise ValueError(f"workers must be a positive integer or None, got {self.workers!r}")
         if self.stats is not None:
@@ -263,16 +277,27 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
 # ---------------------------------------------------------------------------------------------------
 # Stage 2/3: split, statistics, text, shards
 # ---------------------------------------------------------------------------------------------------
+class SubjectSplitError(DatasetError, UsageError):
+    """The subjects asked for the test split do not fit the recordings found (the CLI names --test-subjects)."""
+
+
 def _choose_test_subjects(subjects: list[str], cfg: PreprocessConfig) -> tuple[str, ...]:
     if cfg.test_subjects is None:
         if len(subjects) < 2:
-            raise DatasetError(f"only one subject ({subjects[0]}) among the usable recordings: the default hold-out "
-                               f"of the last subject would leave no training data; pass test_subjects=() to put "
-                               f"everything in train, or add recordings")
+            raise SubjectSplitError(f"only one subject ({subjects[0]}) among the usable recordings: the default hold-out "
+                             f"of the last subject would leave no training data. Pass --test-subjects none "
+                             f"(test_subjects=()) to put everything in train, --test-subjects all with --stats "
+                             f"to put everything in test, or add recordings")
         return (subjects[-1],)
+    if cfg.test_subjects == (ALL_SUBJECTS,):
+        if cfg.stats is None:
+            raise SubjectSplitError("--test-subjects all (test_subjects=('all',)) leaves no train split to fit the "
+                             "normalisation on: pass --stats CKPT/normalization.json (stats=...) as well")
+        return tuple(subjects)
     unknown = [s for s in cfg.test_subjects if s not in subjects]
     if unknown:
-        raise DatasetError(f"test_subjects {unknown} not among the usable recordings' subjects {subjects}")
+        raise SubjectSplitError(f"test_subjects {unknown} not among the usable recordings' subjects {subjects} "
+                                f"(--test-subjects)")
     return tuple(cfg.test_subjects)
 
 
@@ -320,7 +345,10 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, cfg: PreprocessConfig |
     paths = find_recordings(raw_dir)
     if not paths:
         raise DatasetError(f"no *.hdf5 recordings under {raw_dir}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file in the way, no permission
+        raise DatasetError(f"cannot create the output folder {out_dir}: {e.strerror or e}") from None
     for split in SPLITS:  # stale shards from an earlier run would be listed by nobody but still confuse
         if (out_dir / split).is_dir():
             shutil.rmtree(out_dir / split)
