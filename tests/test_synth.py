@@ -251,7 +251,7 @@ def test_force_and_emg_act_through_the_world_state(recordings):
     assert no_emg[world.OBJECT_FIELDS.index("held")] >= 0 and no_emg[world.OBJECT_FIELDS.index("z")] < 1.0
 
 
-def test_oracle_input_errors(recordings, tmp_path):
+def test_oracle_input_errors(recordings, tmp_path, caplog):
     _, a, _ = recordings
     oracle = load_oracle(a)
     idx = np.arange(12)
@@ -263,7 +263,18 @@ def test_oracle_input_errors(recordings, tmp_path):
     np.testing.assert_array_equal(oracle.render_clip(idx, {"emg": acts["emg"]}), oracle.render_clip(idx, acts))
     with pytest.raises(ActionInputError, match="hand_pose"):
         oracle.render_clip(idx, dict(acts, hand_pose=acts["hand_pose"][:, 0]))
-    with pytest.raises(ActionInputError, match="12 steps but 11 frame indices"):
-        oracle.render_clip(idx[:11], acts)
+    with pytest.raises(ActionInputError, match=r"hand_pose must have shape \(11, 2, 24, 3\)"):
+        oracle.render_clip(idx[:11], acts)  # too many steps for the frames
+    with pytest.raises(ActionInputError, match=r"emg must have shape \(12, 2, 8\)"):
+        oracle.render_clip(idx, dict(acts, emg=acts["emg"][:5]))  # too few steps
+    bad = acts["hand_force"].copy()
+    bad[3, 0, 4, 4] = np.nan
+    with pytest.raises(ActionInputError, match="hand_force contains NaN"):
+        oracle.render_clip(idx, dict(acts, hand_force=bad))
+    # values the world cannot show are clipped, with the reason logged, never drawn as garbage
+    with caplog.at_level("WARNING", logger="mmsim_core.synth.world"):
+        wild = oracle.render_clip(idx, dict(acts, emg=np.full_like(acts["emg"], -50.0)))
+    assert "emg values outside the world's range" in caplog.text
+    np.testing.assert_array_equal(wild, oracle.render_clip(idx, dict(acts, emg=np.zeros_like(acts["emg"]))))
     with pytest.raises(RecordingError, match="no oracle sidecar"):
         load_oracle(tmp_path / "x_streamLog_actionNet-wearables_S09.hdf5")

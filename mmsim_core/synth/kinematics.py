@@ -171,3 +171,28 @@ def body_segments(lean, yaw, sway, nod, tilt, hand_l, hand_r, scale: float = 1.0
         seg[:, idx(f"{side} Foot")] = hip * np.array([1, 1, 0]) + np.array([0.0, 0.0, -88.0 * k])
         seg[:, idx(f"{side} Toe")] = hip * np.array([1, 1, 0]) + np.array([0.0, 15.0 * k, -93.0 * k])
     return seg
+
+
+def _curl_table() -> tuple[np.ndarray, np.ndarray]:
+    g = np.linspace(0.0, 1.0, 21)
+    z = np.zeros_like(g)
+    seg = hand_fk(g, z, z, z, 1)
+    return g, _reach_ratio(seg)
+
+
+def _reach_ratio(seg: np.ndarray) -> np.ndarray:
+    """Fingertip distance from the carpus over knuckle distance: ~2.1 flat open hand .. ~0.7 fist, scale-free."""
+    tips = np.linalg.norm(fingertips(seg)[..., 1:, :].mean(axis=-2), axis=-1)
+    knuckles = np.linalg.norm(seg[..., KNUCKLES, :].mean(axis=-2), axis=-1)
+    return tips / np.maximum(knuckles, 1e-6)
+
+
+_CURL_G, _CURL_R = _curl_table()
+
+
+def hand_curl(seg: np.ndarray) -> np.ndarray:
+    """Finger closure of a measured hand ``(..., 20, 3)`` on the scale of :func:`hand_fk`'s ``grip``:
+    0 flat open hand, ~0.5 holding a jar, 1 fist. Read from the finger geometry alone (any size or
+    orientation), so a hand pose from anywhere gives its own closure."""
+    r = _reach_ratio(np.asarray(seg, dtype=np.float64))
+    return np.interp(-r, -_CURL_R, _CURL_G)  # the ratio falls as the hand closes

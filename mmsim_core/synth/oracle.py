@@ -54,9 +54,10 @@ class OracleRecording:
         s = self.state_at(frame_index)
         seg = self.scene.segments[int(s[0])]
         objs = []
-        for i, o in enumerate(seg.objects):
+        for i, obj in enumerate(self.scene.objects(int(s[0]))):
             st = world.object_state(s, i)
-            objs.append({"kind": o.kind, **{f: float(v) for f, v in zip(world.OBJECT_FIELDS, st)}})
+            own = {f: float(st[world.OWN0 + k]) for k, f in enumerate(obj.FIELDS)}
+            objs.append({"kind": obj.kind, **{f: float(v) for f, v in zip(world.COMMON_FIELDS, st)}, **own})
         return {"segment": int(s[0]), "activity": seg.activity, "objects": objs}
 
     def _indices(self, frame_indices: Sequence[int]) -> np.ndarray:
@@ -89,9 +90,7 @@ class OracleRecording:
                 raise ActionInputError(f"{self.path}: the recording has no {absent} to fill in; pass them in "
                                        f"raw_actions")
             acts.update(recorded)
-        T = world.check_actions(acts)
-        if T != len(idx):
-            raise ActionInputError(f"raw actions have {T} steps but {len(idx)} frame indices were given")
+        acts = world.check_actions(acts, steps=len(idx), where=f"render_clip ({len(idx)} frame indices)")
         frames = world.render(self.scene, self.states[idx[0]], acts, self.frame_times[idx])
         return frames if size is None else center_crop_resize(frames, size)
 

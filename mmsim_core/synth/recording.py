@@ -7,13 +7,14 @@ gaze at ~120 Hz, the world camera at ~30 fps. The world video is drawn by the or
 (:func:`mmsim_core.synth.world.iter_world`) from the true signals at the frame times, and the world
 state at every frame goes to a sidecar ``<hdf5 stem>.oracle.npz`` beside the HDF5::
 
-    format           'mmsim-synth-oracle-v1'
+    format           'mmsim-synth-oracle-v2'
     scene_json       world.Scene as JSON (subject look, camera pitch, counter height, segments with their
                      activity, Start/Stop times, rating, tool and object layout); times in seconds since
                      the recording start ``t_start`` (epoch seconds)
     counter_texture  uint8 (160, 300, 3)   counter top, 2 px/cm;  wall_texture uint8 (120, 300, 3)
     frame_times      float64 (N,)          world-video frame times, seconds since t_start
-    states           float64 (N, 37)       world state *at* each frame (``state_fields`` names the columns)
+    states           float64 (N, 49)       world state *at* each frame (``state_fields`` names the columns;
+                                           each object's own fields are ``world.OBJECT_CLASSES[kind].FIELDS``)
     gloves           float32 (2, 2, 32, 32) per hand: taxel sensitivity pattern, untouched baseline
     grip_force, grip_tips  (N, 2)          the true tactile drive at each frame (for glove-less files)
 """
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 EPOCH0 = 1_654_600_000.0  # 2022-06-07, like the ActionNet recordings
 FPS = 30.0
-ORACLE_FORMAT = "mmsim-synth-oracle-v1"
+ORACLE_FORMAT = "mmsim-synth-oracle-v2"
 ORACLE_SUFFIX = ".oracle.npz"
 
 
