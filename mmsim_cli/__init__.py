@@ -125,6 +125,8 @@ DELEGATED = {
     "train": ("train a simulator (accelerate)", "mmsim.training.train"),
     "evaluate": ("evaluate a checkpoint on a split", "mmsim.training.evaluate"),
     "generate": ("generate a future video for one clip", "mmsim.training.generate"),
+    "control": ("does a checkpoint follow edited actions? ('mmsim control visibility DATA': does the world show them)",
+                "mmsim.training.control"),
     "experiments": ("research experiments, e.g. 'paper-tables' ('mmsim experiments --help')",
                     "mmsim.training.experiments.cli"),
     "app": ("launch the Gradio studio", "mmsim.app.cli"),

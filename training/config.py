@@ -42,6 +42,9 @@ class TrainConfig:
     split: str = "train"
     modality_drop: float = 0.0
     """Drop each modality independently with this probability (robustness to missing sensors)."""
+    observational_only: bool = False
+    """Train on observational clips only, leaving out the synthetic world's counterfactual recordings
+    (edited actions re-enacted from the same scene); the paper's tables use observational data."""
     num_workers: int = 0
 
     # optimisation (paper §7.4: Adam 1e-4, betas (0.9, 0.99), EMA 0.995 every 10 iterations)
@@ -78,6 +81,8 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "grad_accum", "ema_every", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not isinstance(self.observational_only, bool):
+            raise ValueError(f"observational_only must be true or false, got {self.observational_only!r}")
         if not 0.0 <= self.modality_drop < 1.0:
             raise ValueError(f"modality_drop must be in [0, 1), got {self.modality_drop}")
         if not 0.0 < self.ema_decay < 1.0:

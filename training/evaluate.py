@@ -71,6 +71,8 @@ class EvalConfig:
     i3d: str | None = None
     compare: tuple[str, ...] = ()
     num_workers: int = 0
+    observational_only: bool = False
+    """Score observational clips only (leave out the synthetic world's counterfactual recordings)."""
 
     def __post_init__(self):
         self.drop = tuple(self.drop or ())
@@ -122,12 +124,12 @@ class EvalConfig:
 # ----------------------------------------------------------------------------------------------
 # Shared with `mmsim generate`
 # ----------------------------------------------------------------------------------------------
-def open_dataset(data: str, split: str, modalities: Sequence[str]):
+def open_dataset(data: str, split: str, modalities: Sequence[str], observational_only: bool = False):
     from mmsim_core.data import ClipDataset
 
     if not Path(data).exists():
         raise MMSimError(f"dataset folder {data} does not exist (make one with `mmsim synth` + `mmsim preprocess`)")
-    return ClipDataset(data, split=split, modalities=tuple(modalities))
+    return ClipDataset(data, split=split, modalities=tuple(modalities), observational_only=observational_only)
 
 
 def clip_noise(pipe, indices: Sequence[int], seed: int) -> torch.Tensor:
@@ -187,9 +189,9 @@ def evaluate(cfg: EvalConfig, progress: bool = True) -> dict:
     pipe, pipe_path = (None, None)
     if cfg.baseline != "copy-last":
         pipe, pipe_path = load_pipeline(cfg.checkpoint, cfg.device)
-    dataset = open_dataset(cfg.data, cfg.split, cfg.modalities)
+    dataset = open_dataset(cfg.data, cfg.split, cfg.modalities, cfg.observational_only)
     if len(dataset) == 0:
-        raise MMSimError(f"split {cfg.split!r} of {cfg.data} has no clips")
+        raise MMSimError(f"split {cfg.split!r} of {cfg.data} has no {'observational ' * cfg.observational_only}clips")
     if cfg.keep:
         missing = [m for m in cfg.keep if m not in dataset.modalities]
         if missing:
@@ -423,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs="+", default=[], metavar="RESULTS_JSON",
                    help="earlier results to add as rows/curves in the .md and .html (e.g. baselines)")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--observational-only", action="store_true",
+                   help="score observational clips only, leaving out counterfactual recordings (as the paper's tables)")
     return p
 
 
@@ -444,7 +448,7 @@ def config_from_args(args) -> EvalConfig:
         num_inference_steps=args.num_inference_steps, seed=args.seed, limit=args.limit, text_kind=args.text_kind,
         baseline=args.baseline, label=args.label, device=args.device,
         lpips_net=None if args.no_lpips else args.lpips_net, lpips_backbone=args.lpips_backbone, i3d=args.i3d,
-        compare=tuple(args.compare), num_workers=args.num_workers,
+        compare=tuple(args.compare), num_workers=args.num_workers, observational_only=args.observational_only,
     )  # fmt: skip
 
 

@@ -212,9 +212,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     # Only the trained modalities are loaded, so modality-drop draws never spend themselves on
     # modalities this run ignores (Table 8 runs keep their effective drop rate).
     dataset = ClipDataset(cfg.data, split=cfg.split, modality_drop=cfg.modality_drop, seed=cfg.seed,
-                          modalities=cfg.modalities)
+                          modalities=cfg.modalities, observational_only=cfg.observational_only)
     if len(dataset) == 0:
-        raise DatasetError(f"--data {cfg.data}: the {cfg.split!r} split has no clips, nothing to train on "
+        only = " observational" if cfg.observational_only else ""
+        raise DatasetError(f"--data {cfg.data}: the {cfg.split!r} split has no{only} clips, nothing to train on "
                            f"({dataset_split_hint(cfg.data, cfg.split)})")
     # The loader draws its workers' base seed from its own generator when an epoch's iterator starts: from the
     # global one, a run resumed mid-epoch (a fresh iterator) would shift the noise draws of every later step.

@@ -30,6 +30,7 @@ Policies for imperfect input (real recordings have all of these):
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ VIDEO_DEVICE = "eye-tracking-video-world"
 VIDEO_STREAM = "frame_timestamp"
 ACTIVITY_DEVICE = "experiment-activities"
 ACTIVITY_STREAM = "activities"
+COUNTERFACTUAL_ATTR = "counterfactual"
+"""Root attribute marking a counterfactual recording (see ``ActionSenseRecording.counterfactual``)."""
 RATING_ORDER = {"Good": 0, "": 0, "Maybe": 1, "Bad": 2}
 
 _SUBJECT_RE = re.compile(r"_S(\d+)\.hdf5$", re.IGNORECASE)
@@ -188,6 +191,25 @@ class ActionSenseRecording:
         logger.warning("%s: no subject id in the file name (_SXX.hdf5) or attributes; using the file stem",
                        self.path)
         return self.path.stem
+
+    @property
+    def counterfactual(self) -> dict | None:
+        """What a counterfactual recording changed, from its root attribute ``counterfactual`` (JSON:
+        ``{"source": <observational HDF5 file name>, "edits": [{"family", "start_s", "end_s", "strength",
+        "side"}, ...]}``): the same scene and initial state as ``source`` under perturbed actions. None
+        for an observational recording (no such attribute: every real ActionSense file)."""
+        raw = self._h5.attrs.get(COUNTERFACTUAL_ATTR)
+        if raw is None:
+            return None
+        try:
+            info = json.loads(_decode(raw))
+        except ValueError as e:
+            raise RecordingError(self.path, f"root attribute {COUNTERFACTUAL_ATTR!r} is not valid JSON: {e}") from None
+        if not isinstance(info, dict) or not isinstance(info.get("source"), str) \
+                or not isinstance(info.get("edits"), list):
+            raise RecordingError(self.path, f"root attribute {COUNTERFACTUAL_ATTR!r} must be a JSON object with "
+                                            f"'source' (a file name) and 'edits' (a list), got {_decode(raw)[:200]!r}")
+        return info
 
     # ------------------------------------------------------------------ streams
     def headings(self, device: str, name: str) -> list | None:

@@ -64,10 +64,13 @@ class ClipDataset:
         seed: seed of the modality drop.
         modalities: keep only these modalities (default: all in the manifest).
         drop_all: allow the drop to remove every modality of an item (default: one always stays).
+        observational_only: keep only clips of observational recordings, leaving out counterfactual ones
+            (the synthetic world's re-enactments under edited actions, ``meta["counterfactual"]`` set).
+            Indices then run over the kept clips.
     """
 
     def __init__(self, processed_dir: str | Path, split: str = "train", modality_drop: float = 0.0, seed: int = 0,
-                 modalities: Sequence[str] | None = None, drop_all: bool = False):
+                 modalities: Sequence[str] | None = None, drop_all: bool = False, observational_only: bool = False):
         self.root = Path(processed_dir)
         self.manifest = load_manifest(self.root)
         splits = list(self.manifest["splits"])
@@ -96,10 +99,27 @@ class ClipDataset:
         self._stats = None
         self._handles: dict[int, object] = {}
         self._pid = None
+        self.observational_only = bool(observational_only)
+        self._selected: list[int] | None = None  # shard-order indices of the kept clips (None: all)
+        if self.observational_only:
+            self._selected = self._observational_indices()
+
+    def _observational_indices(self) -> list[int]:
+        keep = []
+        for s in range(len(self._shards)):
+            for row, text in enumerate(self._shard(s)[1]["meta"]):
+                try:
+                    cf = json.loads(text).get("counterfactual")
+                except (ValueError, AttributeError) as e:
+                    raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: "
+                                       f"{e}") from None
+                if cf is None:  # shards written before counterfactual data have no entry: observational
+                    keep.append(self._offsets[s] + row)
+        return keep
 
     # ------------------------------------------------------------------ properties
     def __len__(self) -> int:
-        return self._offsets[-1]
+        return self._offsets[-1] if self._selected is None else len(self._selected)
 
     @property
     def stats(self) -> schema.NormalizationStats:
@@ -124,7 +144,8 @@ class ClipDataset:
 
     def __repr__(self) -> str:
         return (f"ClipDataset({str(self.root)!r}, split={self.split!r}, clips={len(self)}, "
-                f"modalities={list(self.modalities)}, modality_drop={self.modality_drop})")
+                f"modalities={list(self.modalities)}, modality_drop={self.modality_drop}"
+                + (", observational_only=True)" if self.observational_only else ")"))
 
     # ------------------------------------------------------------------ reading
     def _shard(self, i: int):
@@ -164,6 +185,8 @@ class ClipDataset:
             index += n
         if not 0 <= index < n:
             raise IndexError(f"clip index {index} out of range for {n} clips in split {self.split!r}")
+        if self._selected is not None:
+            index = self._selected[index]
         s = bisect.bisect_right(self._offsets, index) - 1
         return s, index - self._offsets[s]
 

@@ -207,6 +207,7 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
     t0 = time.perf_counter()
     with ActionSenseRecording(path) as rec:
         subject = rec.subject
+        counterfactual = rec.counterfactual
         activities = rec.activities(include_maybe=cfg.include_maybe)
         if not activities:
             raise RecordingError(path, "no activities rated Good" + (" or Maybe" if cfg.include_maybe else ""),
@@ -261,6 +262,7 @@ def _stage1_inner(path: Path, work_dir: Path, cfg: PreprocessConfig, index: int,
         "path": str(path),
         "video": str(video),
         "subject": subject,
+        "counterfactual": counterfactual,
         "index": index,
         "npz": str(npz),
         "modalities": modalities,
@@ -330,6 +332,7 @@ def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict,
             "frame_step": c["frame_step"],
             "video_frame_indices": c["video_frame_indices"],
             "modalities": [m for m in modalities if present[m]],
+            "counterfactual": r["counterfactual"],  # None: observational
         }
         w.add(frames[rows], actions, text, meta)
     w.flush()
@@ -410,6 +413,9 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
         stats = schema.NormalizationStats.load(cfg.stats)
     else:
         train = [r for r in ok if split_of[r["path"]] == "train"]
+        # Counterfactual recordings (edited actions) leave the statistics alone when observational ones
+        # exist: an observational-only model normalises exactly as if they were not there.
+        train = [r for r in train if r["counterfactual"] is None] or train
         samples: dict[str, list] = {}
         for r in train:
             for m, (lo, hi) in r["minmax"].items():
@@ -458,6 +464,7 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
             counts[split][m] += n
         used_records.append({
             "path": r["path"], "video": r["video"], "subject": r["subject"], "split": split,
+            "counterfactual": r["counterfactual"] is not None,
             "modalities": list(r["modalities"]), "missing_modalities": r["missing_modalities"],
             "num_activities": r["num_activities"], "num_frames": r["num_frames"], "num_clips": len(r["clips"]),
         })
