@@ -45,6 +45,9 @@ def _add_synth(sub):
     p.add_argument("--seconds", type=float, default=120.0, help="length of each recording in seconds")
     p.add_argument("--seed", type=int, default=0, help="world seed (everything is deterministic per seed)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count)")
+    p.add_argument("--counterfactuals", type=int, default=0, metavar="K",
+                   help="also write K counterfactual variants per recording (same scene, edited actions) "
+                        "under OUT/counterfactual/ (default 0)")
     p.set_defaults(func=_run_synth)
 
 
@@ -55,10 +58,13 @@ def _run_synth(args) -> int:
     _check_out_folder(args.out)
     try:
         paths = generate_dataset(args.out, subjects=args.subjects, seconds=args.seconds, seed=args.seed,
-                                 workers=args.workers)
+                                 workers=args.workers, counterfactuals=args.counterfactuals)
     except SynthConfigError as e:
-        raise _flag_error(e, {k: f"--{k}" for k in ("subjects", "seconds", "seed", "workers")}) from None
-    print(f"wrote {len(paths)} recordings to {args.out}")
+        raise _flag_error(e, {k: f"--{k}" for k in ("subjects", "seconds", "seed", "workers", "counterfactuals")}
+                          ) from None
+    extra = (f" (+ {len(paths) * args.counterfactuals} counterfactual variants in {args.out / 'counterfactual'})"
+             if args.counterfactuals else "")
+    print(f"wrote {len(paths)} recordings to {args.out}{extra}")
     return 0
 
 

@@ -21,6 +21,7 @@ state at every frame goes to a sidecar ``<hdf5 stem>.oracle.npz`` beside the HDF
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ import numpy as np
 
 from mmsim_core import schema
 from mmsim_core.data.actionsense import ACTIVITY_DEVICE, ACTIVITY_STREAM, VIDEO_DEVICE, VIDEO_STREAM
+from mmsim_core.synth import kinematics as kin
 from mmsim_core.synth import script as sc
 from mmsim_core.synth import world
 from mmsim_core.synth.script import SynthConfigError
@@ -166,10 +168,12 @@ def recording_names(subject_index: int, seed: int) -> tuple[str, str, float]:
 
 
 def generate_recording(out: str | Path, subject_index: int, seconds: float = 120.0, seed: int = 0,
-                       tactile: bool = True, activities: Sequence[str] | None = None) -> Path:
+                       tactile: bool = True, activities: Sequence[str] | None = None,
+                       counterfactuals: int = 0) -> Path:
     """Write one subject's recording (HDF5 + world mp4 + oracle sidecar) under ``out``; returns the HDF5.
     ``activities`` (names from ``script.ACTIVITIES``) fixes the activity order, cycled to fill ``seconds``;
-    by default each subject starts at a random activity of the full list."""
+    by default each subject starts at a random activity of the full list. ``counterfactuals`` K also
+    writes K variants under ``out/counterfactual/`` (see :func:`write_counterfactual`)."""
     if not seconds >= 4.0:
         raise SynthConfigError(f"seconds must be at least 4, got {seconds!r}")
     rng = np.random.default_rng([int(seed), int(subject_index), 7919])
@@ -187,17 +191,31 @@ def generate_recording(out: str | Path, subject_index: int, seconds: float = 120
     scene = script.scene
     gloves = [glove(rng) for _ in range(2)]
     com = np.array([rng.uniform(150, 250), rng.uniform(150, 250), subject.com_height])  # room position
-
-    # world video: the oracle draws every frame from the true signals at the frame times
     n_frames = int(np.floor((seconds - 0.05) * FPS))
     frame_t = np.arange(n_frames) / FPS + 0.02 + rng.normal(0, 0.0015, n_frames)
+
+    # world video: the oracle draws every frame from the true signals at the frame times
+    states = _render_video(video_path, scene, lambda tq: true_actions(sig, gloves, tq), frame_t)
+    _write_hdf5(h5_path, rng, sig, scene, gloves, com, frame_t, seconds, tactile)
+    _write_sidecar(h5_path, scene, frame_t, states, gloves, sig)
+    cf_rng = np.random.default_rng([int(seed), int(subject_index), 104729])  # apart: K leaves the source alone
+    for k in range(int(counterfactuals)):
+        write_counterfactual(Path(out) / COUNTERFACTUAL_DIR / f"{folder_name}_cf{k + 1}", h5_path, cf_rng, sig,
+                             scene, gloves, com, frame_t, seconds, tactile)
+    return h5_path
+
+
+def _render_video(video_path: Path, scene: world.Scene, actions_at, frame_t: np.ndarray) -> np.ndarray:
+    """Roll the world over the frame times under ``actions_at(times) -> raw actions`` and write the world
+    video; returns the state at every frame ``(N, len(STATE_FIELDS))``."""
+    n_frames = len(frame_t)
     states = np.empty((n_frames, len(world.STATE_FIELDS)), dtype=np.float64)
     state = None
     chunk = 300
     with VideoWriter(video_path, fps=FPS) as vw:
         for a in range(0, n_frames, chunk):
             tq = frame_t[a:a + chunk]
-            acts = true_actions(sig, gloves, tq)
+            acts = actions_at(tq)
             if state is None:
                 state = world.step(scene, scene.initial_state(scene.segment_at(tq[0])),
                                    {n: acts[n][0] for n in schema.MODALITY_NAMES}, float(tq[0]), 0.0)
@@ -208,14 +226,82 @@ def generate_recording(out: str | Path, subject_index: int, seconds: float = 120
                 states[a + k] = st
                 vw.append(fr)
             state = states[a + len(tq) - 1]
+    return states
 
-    _write_hdf5(h5_path, rng, sig, scene, gloves, com, frame_t, seconds, tactile)
+
+def _write_sidecar(h5_path: Path, scene, frame_t, states, gloves, sig) -> None:
     np.savez_compressed(
         oracle_path(h5_path), format=np.array(ORACLE_FORMAT), scene_json=np.array(scene.to_json()),
         counter_texture=scene.counter_texture, wall_texture=scene.wall_texture, frame_times=frame_t,
         states=states, state_fields=np.array(world.STATE_FIELDS),
         gloves=np.stack([np.stack(g) for g in gloves]),  # (2 hands, [pattern, baseline], 32, 32)
         grip_force=interp(sig.t, sig.force, frame_t), grip_tips=interp(sig.t, sig.tips, frame_t))
+
+
+# ----------------------------------------------------------------------------------------------
+# Counterfactual recordings
+# ----------------------------------------------------------------------------------------------
+COUNTERFACTUAL_DIR = "counterfactual"
+CF_GRID_HZ = 30.0  # the edited trajectories live on this grid (the video rate)
+CF_WINDOW_S = (1.0, 3.0)  # each edit window lasts this long
+CF_EVERY_S = 5.0  # one edit window per this many seconds of recording
+
+
+def write_counterfactual(folder: Path, source_h5: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, com,
+                         frame_t: np.ndarray, seconds: float, tactile: bool) -> Path:
+    """One counterfactual variant of a recording: the same scene, initial state, subject and sensor
+    models, with the true action trajectories perturbed by the edit families in several windows
+    (random family, onset, length, strength and hand), rendered by the oracle and written in the real
+    layout. The HDF5's root attribute ``counterfactual`` is JSON ``{"source": <source HDF5 name>,
+    "edits": [{"family", "start_s", "end_s", "strength", "side"}, ...]}``."""
+    from mmsim_core.synth import edits as ed
+
+    folder.mkdir(parents=True, exist_ok=True)
+    h5_path = folder / source_h5.name
+    video_path = folder / source_h5.name.replace("_streamLog_actionNet-wearables_", "_").replace(
+        ".hdf5", "_eye-tracking-video-world_frame.mp4")
+    tg = np.arange(0.0, seconds + 0.6, 1.0 / CF_GRID_HZ)
+    raw = true_actions(sig, gloves, tg)  # (G, ...) each, ActionSense units
+    families = [f for f in ed.EDIT_FAMILIES if tactile or ed.FAMILY_MODALITY[f] != "hand_force"]
+    n_windows = max(1, int(seconds // CF_EVERY_S))
+    slots = np.linspace(0.5, seconds - CF_WINDOW_S[1] - 0.2, n_windows + 1)
+    edits = []
+    for w in range(n_windows):
+        family = str(families[int(rng.integers(len(families)))])
+        start_s = float(rng.uniform(slots[w], max(slots[w], slots[w + 1] - CF_WINDOW_S[0])))
+        end_s = float(min(start_s + rng.uniform(*CF_WINDOW_S), seconds))
+        i0, i1 = int(np.searchsorted(tg, start_s)), int(np.searchsorted(tg, end_s))
+        if i1 - i0 < 2 * ed.RAMP_STEPS:
+            continue
+        kw = ed.random_edit_kwargs(rng, family, len(tg), 0)
+        other = None
+        if family == "hand_pose_swap":  # the hand pose of another moment of the same recording
+            shift = int(rng.integers(int(3 * CF_GRID_HZ), max(int(3 * CF_GRID_HZ) + 1, len(tg) - 1)))
+            other = np.roll(raw["hand_pose"], shift, axis=0)
+        raw = ed.apply_edit(family, raw, i0, end=i1, strength=kw["strength"], side=kw["side"], other=other)
+        edits.append({"family": family, "start_s": round(start_s, 4), "end_s": round(end_s, 4),
+                      "strength": round(float(kw["strength"]), 4), "side": kw["side"]})
+    # the edited trajectories as the world's signals: every sensor samples them as in the source
+    body = np.zeros((len(tg), schema.NUM_BODY_SEGMENTS, 3))
+    for k, s in enumerate(schema.BODY_POSE_INDICES):
+        body[:, s] = raw["body_pose"][:, k]
+    fingers = kin.hand_segments(raw["hand_pose"]).astype(np.float64)  # (G, 2, 20, 3)
+    cf = sc.Signals(t=tg, body=body, fingers=fingers, hand_rot=interp(sig.t, sig.hand_rot, tg),
+                    torso=interp(sig.t, sig.torso, tg), force=interp(sig.t, sig.force, tg),
+                    tips=interp(sig.t, sig.tips, tg), emg_env=raw["emg"].astype(np.float64))
+    maps = raw["hand_force"]  # (G, 2, 32, 32)
+
+    def actions_at(tq):
+        return {"hand_pose": interp(tg, raw["hand_pose"], tq).astype(np.float32),
+                "body_pose": interp(tg, raw["body_pose"], tq).astype(np.float32),
+                "emg": interp(tg, raw["emg"], tq).astype(np.float32),
+                "hand_force": interp(tg, maps, tq).astype(np.float32)}
+
+    states = _render_video(video_path, scene, actions_at, frame_t)
+    _write_hdf5(h5_path, rng, cf, scene, gloves, com, frame_t, seconds, tactile, maps=maps)
+    with h5py.File(h5_path, "a") as f:
+        f.attrs["counterfactual"] = json.dumps({"source": source_h5.name, "edits": edits})
+    _write_sidecar(h5_path, scene, frame_t, states, gloves, sig)
     return h5_path
 
 
@@ -229,7 +315,10 @@ def _stream(modality: str, source: int = 0, side: str | None = None) -> tuple[st
     return schema.MODALITIES[modality].sources[source].device_stream(side)
 
 
-def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, com, frame_t, seconds, tactile):
+def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, com, frame_t, seconds, tactile,
+                maps: np.ndarray | None = None):
+    """``maps``: tactile ADC maps ``(len(sig.t), 2, 32, 32)`` on the signal grid (counterfactuals edit the
+    maps themselves); by default they follow from the grip force and fingertip share."""
     t0 = scene.t_start
     with h5py.File(path, "w") as f:
         # Myo: EMG 200 Hz; |emg| has the envelope as its mean (random sign, bounded spread)
@@ -253,9 +342,13 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
         if tactile:
             for h, side in enumerate(schema.SIDES):
                 tt = clock(rng, seconds, 20.0, 0.35)
-                force, tips = interp(sig.t, sig.force[:, h], tt), interp(sig.t, sig.tips[:, h], tt)
-                maps = tactile_maps(force, tips, *gloves[h]) + rng.normal(0, 1.0, (len(tt), 32, 32)).astype(np.float32)
-                write_stream(f, *_stream("hand_force", side=side), maps.astype(np.float32), t0 + tt)
+                if maps is None:
+                    force, tips = interp(sig.t, sig.force[:, h], tt), interp(sig.t, sig.tips[:, h], tt)
+                    clean = tactile_maps(force, tips, *gloves[h])
+                else:
+                    clean = interp(sig.t, maps[:, h], tt)
+                noisy = clean + rng.normal(0, 1.0, (len(tt), 32, 32)).astype(np.float32)
+                write_stream(f, *_stream("hand_force", side=side), noisy.astype(np.float32), t0 + tt)
         # Xsens: 23 body + 2 x 20 finger segments at ~60 Hz, CoM fixed (the subject stands at the counter)
         tx = clock(rng, seconds, 60.0, 0.05)
         body = interp(sig.t, sig.body, tx)
@@ -313,24 +406,26 @@ def _write_hdf5(path: Path, rng, sig: sc.Signals, scene: world.Scene, gloves, co
 # Many recordings
 # ----------------------------------------------------------------------------------------------
 def _worker(args) -> str:
-    out, i, seconds, seed, tactile, activities, in_pool = args
+    out, i, seconds, seed, tactile, activities, counterfactuals, in_pool = args
     if in_pool:  # one process per core already; OpenCV's own threads would only contend
         import cv2
 
         cv2.setNumThreads(1)
-    return str(generate_recording(out, i, seconds, seed, tactile, activities))
+    return str(generate_recording(out, i, seconds, seed, tactile, activities, counterfactuals))
 
 
 def generate_dataset(out: str | Path, subjects: int = 6, seconds: float = 120.0, seed: int = 0,
                      workers: int | None = None, tactile: bool | Sequence[bool] = True,
-                     activities: Sequence[str] | None = None) -> list[Path]:
+                     activities: Sequence[str] | None = None, counterfactuals: int = 0) -> list[Path]:
     """Synthetic recordings in the ActionSense layout, one per subject (S00, S01, ...), in parallel.
 
     ``out/<date>_experiment_SXX/<date>_<time>_streamLog_actionNet-wearables_SXX.hdf5`` plus the world
     video ``<date>_<time>_SXX_eye-tracking-video-world_frame.mp4`` and the oracle sidecar
     ``<hdf5 stem>.oracle.npz`` beside it. Deterministic per ``seed``. ``tactile=False`` (or a per-subject
     list) leaves the tactile gloves out, as in some real recordings. ``activities`` fixes every subject's
-    activity order (see :func:`generate_recording`).
+    activity order (see :func:`generate_recording`). ``counterfactuals`` K also writes, per recording, K
+    variants with the same scene and initial state and edited actions under ``out/counterfactual/``
+    (same subject; root attribute ``counterfactual``); only the observational HDF5s are returned.
     """
     if not isinstance(subjects, (int, np.integer)) or subjects < 1:
         raise SynthConfigError(f"subjects must be a positive integer, got {subjects!r}")
@@ -338,6 +433,8 @@ def generate_dataset(out: str | Path, subjects: int = 6, seconds: float = 120.0,
         raise SynthConfigError(f"seconds must be at least 4, got {seconds!r}")
     if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
         raise SynthConfigError(f"workers must be a positive integer or None, got {workers!r}")
+    if not isinstance(counterfactuals, (int, np.integer)) or counterfactuals < 0:
+        raise SynthConfigError(f"counterfactuals must be a non-negative integer, got {counterfactuals!r}")
     flags = list(tactile) if isinstance(tactile, (list, tuple)) else [bool(tactile)] * subjects
     if len(flags) != subjects:
         raise SynthConfigError(f"tactile list must have one entry per subject ({subjects}), got {len(flags)}")
@@ -348,7 +445,8 @@ def generate_dataset(out: str | Path, subjects: int = 6, seconds: float = 120.0,
     for a in acts or ():
         if a not in sc.ACTIVITIES:
             raise SynthConfigError(f"activity must be one of {list(sc.ACTIVITIES)}, got {a!r}")
-    jobs = [(str(out), i, float(seconds), int(seed), flags[i], acts, n > 1) for i in range(subjects)]
+    jobs = [(str(out), i, float(seconds), int(seed), flags[i], acts, int(counterfactuals), n > 1)
+            for i in range(subjects)]
     if n == 1:
         paths = [_worker(j) for j in jobs]
     else:

@@ -31,6 +31,7 @@ class SynthConfigError(MMSimError, ValueError):
 
 GRID_HZ = 120.0
 REST_Y = 30.0  # hands rest near the counter's front edge
+REST_FORCE = 0.18  # resting hands lean lightly on the counter (below the grasp threshold)
 
 ACTIVITIES = (
     "Peel a potato",
@@ -190,7 +191,7 @@ class Planner:
     def rest(self, h: int) -> dict:
         sx = -1.0 if h == 0 else 1.0
         return dict(pos=(sx * 15.0, REST_Y, self.zc + 7.0), grip=0.3, yaw=-sx * 0.25, pitch=0.25, roll=0.0,
-                    force=0.0, tips=0.3, lift=0.0, twist=0.0)
+                    force=REST_FORCE, tips=0.3, lift=0.0, twist=0.0)
 
     def top(self, kind: str, dz: float = 0.0) -> np.ndarray:
         o = self.objs[kind]
@@ -549,7 +550,7 @@ def plan_recording(rng: np.random.Generator, subject: Subject, seconds: float, t
 
 def _rest_values(h: int, zc: float) -> dict:
     sx = -1.0 if h == 0 else 1.0
-    return dict(pos=(sx * 15.0, REST_Y, zc + 7.0), grip=0.3, yaw=-sx * 0.25, pitch=0.25, roll=0.0, force=0.0,
+    return dict(pos=(sx * 15.0, REST_Y, zc + 7.0), grip=0.3, yaw=-sx * 0.25, pitch=0.25, roll=0.0, force=REST_FORCE,
                 tips=0.3, lift=0.0, twist=0.0)
 
 
@@ -593,6 +594,11 @@ def build_signals(rng, script: Script, seconds: float) -> Signals:
     fingers, rots, carpus = [], [], []
     for h in range(2):
         c = ch[h]
+        # fingers and wrist never hold still: the closure and the hand's angles wander a little, so no
+        # two moments show the same hand
+        c["grip"] = np.clip(c["grip"] + smooth_noise(rng, t, 0.6, 0.09), 0.0, 1.0)
+        for k, amp in (("yaw", 0.12), ("pitch", 0.1), ("roll", 0.08)):
+            c[k] = c[k] + smooth_noise(rng, t, 0.8, amp)
         rel = kin.hand_fk(c["grip"][:, 0], c["yaw"][:, 0], c["pitch"][:, 0], c["roll"][:, 0], h, subj.scale)
         pos = c["pos"] + smooth_noise(rng, t, 0.4, 0.25, 3)  # physiological tremor
         carpus.append(pos - kin.grip_point(rel))

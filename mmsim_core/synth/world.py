@@ -77,7 +77,7 @@ EMG_TWIST_SCALE = 32.0
 LIFT_RAMP = 18.0  # effort above the object's weight over which the lift gain goes 0 -> 1
 DROOP = 0.55  # radians a held object droops by when no effort holds it up
 FOREARM_CM, BULGE_CM, BULGE_EFFORT = 4.0, 4.5, 45.0  # forearm width at rest, extra at BULGE_EFFORT
-BLANCH = 0.5  # share of the way to pale a fully pressed hand's fingers go
+BLANCH = 0.8  # share of the way to pale a fully pressed hand's fingers go
 FINGER_CM = 2.2  # finger width drawn (visible at 64x64)
 
 MAX_OBJECTS = 3
@@ -1014,7 +1014,7 @@ def _draw_hand(p: _Painter, scene: Scene, hand: HandReading, tool: str | None) -
     if ze[0] < 3.0:  # clip the elbow end to stay in front of the camera
         a = (3.0 - zcp[0]) / (ze[0] - zcp[0])
         e = c + 0.95 * a * (e - c)
-    bulge = BULGE_CM * float(np.clip(hand.effort / BULGE_EFFORT, 0.0, 1.5))
+    bulge = BULGE_CM * float(np.sqrt(np.clip(hand.effort / BULGE_EFFORT, 0.0, 1.5)))  # first effort shows most
     p.line(e, c, FOREARM_CM + bulge, scene.sleeve)
     wrist = c + 0.45 * (e - c)
     p.line(wrist, c, FOREARM_CM * 0.8 + bulge, _shade(scene.skin, 0.92))  # bare wrist below the sleeve
