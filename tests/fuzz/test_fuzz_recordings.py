@@ -1,0 +1,173 @@
+"""Property-based fuzzing of the ActionSense reader and ``preprocess`` over recordings in the real layout.
+
+A valid recording (tests/fixtures/recordings.py) is copied and damaged in one or two ways drawn by hypothesis;
+``preprocess`` then either writes clips that satisfy the dataset's invariants, or skips the recording with a
+reason naming the file in ``manifest.json``, or raises an ``MMSimError`` naming the file - never another
+exception. Fixed seeds (``derandomize=True``): a failure reproduces.
+"""
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fixtures.recordings import write_recording
+from mmsim_core.data import ClipDataset
+from mmsim_core.data.preprocess import PreprocessConfig, preprocess
+from mmsim_core.errors import MMSimError
+
+STREAMS = ("myo-left/emg", "myo-right/emg", "tactile-glove-left/tactile_data", "tactile-glove-right/tactile_data",
+           "xsens-segments/position_cm", "xsens-CoM/position_cm", "experiment-activities/activities",
+           "eye-tracking-video-world/frame_timestamp")
+KINDS = ("truncate_hdf5", "truncate_video", "garbage_video", "empty_video", "drop_stream", "empty_stream",
+         "nan", "inf", "dtype", "shape", "time_dup", "time_back", "time_text", "time_short", "act_unmatched",
+         "act_labels", "act_shape", "drop_dataset")
+FAST = settings(max_examples=6, derandomize=True, deadline=None, database=None,
+                suppress_health_check=list(HealthCheck))
+FULL = settings(FAST, max_examples=200)
+
+corruption = st.tuples(st.sampled_from(KINDS), st.sampled_from(STREAMS), st.floats(0.0, 1.0),
+                       st.integers(0, 2**31 - 1))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    base = tmp_path_factory.mktemp("fuzz_template")
+    write_recording(base / "good", subject="S01", seconds=3.0, seed=0)
+    write_recording(base / "victim", subject="S02", seconds=3.0, seed=1)
+    return base
+
+
+def _replace(g, name, data):
+    del g[name]
+    g.create_dataset(name, data=data)
+
+
+def corrupt(h5, video, kind: str, stream: str, amount: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    if kind == "truncate_hdf5":
+        raw = h5.read_bytes()
+        h5.write_bytes(raw[: int(len(raw) * amount)])
+        return
+    if kind == "truncate_video":
+        raw = video.read_bytes()
+        video.write_bytes(raw[: int(len(raw) * amount)])
+        return
+    if kind == "garbage_video":
+        video.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+        return
+    if kind == "empty_video":
+        video.write_bytes(b"")
+        return
+    with h5py.File(h5, "r+") as f:
+        device, name = stream.split("/")
+        g = f[device][name]
+        data, t = g["data"][()], g["time_s"][()]
+        n = len(t)
+        if n == 0:  # an earlier corruption emptied it
+            return
+        rows = rng.choice(n, size=max(1, int(n * amount * 0.2)), replace=False)
+        if kind == "drop_stream":
+            del f[device][name]
+        elif kind == "drop_dataset":
+            del g["data" if amount < 0.5 else "time_s"]
+        elif kind == "empty_stream":
+            _replace(g, "data", data[:0])
+            _replace(g, "time_s", t[:0])
+        elif kind in ("nan", "inf"):
+            if data.dtype.kind == "f":
+                data[rows] = np.nan if kind == "nan" else np.inf
+                _replace(g, "data", data)
+            else:
+                t[rows] = np.nan if kind == "nan" else -np.inf
+                _replace(g, "time_s", t)
+        elif kind == "dtype":
+            _replace(g, "data", data.astype("S8") if amount < 0.5 else data.astype(np.float16))
+        elif kind == "shape":
+            _replace(g, "data", data.reshape(n, -1)[:, : max(1, int(data[0].size * amount))])
+        elif kind == "time_dup":
+            t[rows] = t[rows - 1] if n > 1 else t[rows]
+            _replace(g, "time_s", t)
+        elif kind == "time_back":
+            t[rows] -= 10.0 * amount
+            _replace(g, "time_s", t)
+        elif kind == "time_text":
+            _replace(g, "time_s", np.array([[b"noon"]] * n))
+        elif kind == "time_short":
+            _replace(g, "time_s", t[: int(n * amount)])
+        elif kind == "act_unmatched":
+            a = f["experiment-activities/activities"]
+            rows_ = a["data"][()]
+            keep = rng.random(len(rows_)) > amount * 0.6
+            _replace(a, "data", rows_[keep])
+            _replace(a, "time_s", a["time_s"][()][keep])
+        elif kind == "act_labels":
+            a = f["experiment-activities/activities"]
+            rows_ = a["data"][()]
+            rows_[:, 0] = [b"\xff\xfe" + bytes(rng.integers(0, 256, 5, dtype=np.uint8)) for _ in rows_]
+            if amount > 0.5:
+                rows_[:, 2] = b"Perhaps"
+            _replace(a, "data", rows_)
+        elif kind == "act_shape":
+            a = f["experiment-activities/activities"]
+            _replace(a, "data", a["data"][()][:, :2] if amount < 0.5 else a["data"][()].reshape(-1))
+
+
+def check_outcome(raw, out, victim_h5):
+    """Clips that satisfy the dataset's invariants, a skip naming the file, or an MMSimError naming it."""
+    try:
+        manifest = preprocess(raw, out, PreprocessConfig(frame_steps=(1,), stride=6, workers=1,
+                                                         test_subjects=("S02",)))
+    except MMSimError as e:
+        assert victim_h5.name in str(e) or "S02" in str(e) or "eye-tracking-video-world" in str(e), str(e)
+        return "error"
+    for s in manifest["recordings"]["skipped"]:
+        assert s["reason"] and ("S02" in s["path"]), s
+    for split in ("train", "test"):
+        ds = ClipDataset(out, split)
+        for i in range(len(ds)):
+            item = ds[i]
+            assert item["context"].dtype == np.uint8 and item["future"].dtype == np.uint8
+            for m, a in item["actions"].items():
+                a = np.asarray(a)
+                assert np.isfinite(a).all(), (m, i)
+                if split == "train":  # min-max fitted on train; held-out subjects may exceed the range
+                    assert a.min() >= -1.0001 and a.max() <= 1.0001, (m, float(a.min()), float(a.max()))
+            idx = item["meta"]["video_frame_indices"]
+            assert list(idx) == sorted(idx) and len(set(idx)) == len(idx)
+            assert item["meta"]["end_time_s"] >= item["meta"]["start_time_s"]
+        ds.close()
+    return "skipped" if manifest["recordings"]["skipped"] else "ok"
+
+
+def _run(template, tmp_path_factory, corruptions):
+    work = tmp_path_factory.mktemp("fuzz")
+    raw = work / "raw"
+    shutil.copytree(template, raw)
+    h5 = next((raw / "victim").glob("*.hdf5"))
+    video = next((raw / "victim").glob("*.mp4"))
+    for c in corruptions:
+        try:
+            corrupt(h5, video, *c)
+        except (OSError, KeyError):  # an earlier corruption made the file unwritable: that is the case to test
+            pass
+    outcome = check_outcome(raw, work / "out", h5)
+    shutil.rmtree(work, ignore_errors=True)
+    return outcome
+
+
+@FAST
+@given(corruptions=st.lists(corruption, min_size=1, max_size=2))
+def test_damaged_recordings_give_clips_a_skip_or_a_named_error(template, tmp_path_factory, corruptions):
+    _run(template, tmp_path_factory, corruptions)
+
+
+@pytest.mark.slow
+@FULL
+@given(corruptions=st.lists(corruption, min_size=1, max_size=3))
+def test_damaged_recordings_full(template, tmp_path_factory, corruptions):
+    _run(template, tmp_path_factory, corruptions)
