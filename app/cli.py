@@ -60,6 +60,7 @@ def launch(demo, host: str, port: int, concurrency: int = 4, share: bool = False
     demo.queue(default_concurrency_limit=concurrency, max_size=64)
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
                        show_error=True, prevent_thread_lock=prevent_thread_lock,
+                       css=getattr(demo, "studio_css", None),
                        allowed_paths=[str(Path(__file__).parent / "static")])
 
 

@@ -74,10 +74,121 @@ def default_channels(modality: str) -> list[str]:
     return ["left_arm Left Hand z", "right_arm Right Hand z", "spine Head z", "spine Head x"]
 
 
+# ----------------------------------------------------------------------------------------------
+# Controls: the quantities people think in, mapped onto the raw features
+# ----------------------------------------------------------------------------------------------
+# Tactile glove layout: the finger strips fill the upper rows of the 32x32 map, the palm the lower ones.
+FORCE_REGIONS = {"total": (0, 32), "fingers": (0, 16), "palm": (16, 32)}
+# The two keypoints whose distance is the grip aperture (thumb tip, index tip) within one hand's 24 points.
+_THUMB_TIP, _INDEX_TIP = schema.HAND_CHAINS["thumb"][-1], schema.HAND_CHAINS["index"][-1]
+
+
+@dataclass(frozen=True)
+class Control:
+    """A derived channel: a measure per step computed from some features, and how a new measure value is
+    written back onto those features. ``kind``: "region" (sum of taxels; edits scale the region),
+    "extension" (mean distance of a finger's joints from the Carpus; edits stretch or curl the finger
+    towards the Carpus), "aperture" (thumb tip - index tip distance; edits open or close the pinch), or
+    "alias" (a friendlier name for single features)."""
+
+    name: str
+    kind: str
+    side: int = 0
+    points: tuple[int, ...] = ()
+    rows: tuple[int, int] = (0, 32)
+    features: tuple[int, ...] = ()
+
+
+@functools.lru_cache(maxsize=None)
+def controls(modality: str) -> dict[str, Control]:
+    """``{control name: Control}`` of one modality (besides the raw :func:`channel_groups`)."""
+    out: dict[str, Control] = {}
+    if modality == "hand_force":
+        for s, side in enumerate(schema.SIDES):
+            for region, rows in FORCE_REGIONS.items():
+                out[f"{side} {region}"] = Control(f"{side} {region}", "region", side=s, rows=rows)
+    elif modality == "emg":
+        for s, side in enumerate(schema.SIDES):
+            out[f"{_SIDE[side]} envelope"] = Control(f"{_SIDE[side]} envelope", "alias",
+                                                     features=tuple(s * 8 + c for c in range(8)))
+    elif modality == "hand_pose":
+        for s, side in enumerate(schema.SIDES):
+            for finger, chain in schema.HAND_CHAINS.items():
+                name = f"{_SIDE[side]} {finger} extension"
+                out[name] = Control(name, "extension", side=s, points=tuple(chain[1:]))
+            name = f"{_SIDE[side]} grip aperture"
+            out[name] = Control(name, "aperture", side=s, points=(_THUMB_TIP, _INDEX_TIP))
+    elif modality == "body_pose":
+        groups = channel_groups("body_pose")
+        for label, point in (("L hand", "left_arm Left Hand"), ("R hand", "right_arm Right Hand"),
+                             ("head", "spine Head")):
+            for what, axis in (("height", "z"), ("x", "x"), ("y", "y")):
+                out[f"{label} {what}"] = Control(f"{label} {what}", "alias", features=groups[f"{point} {axis}"])
+    return out
+
+
+def default_controls(modality: str) -> list[str]:
+    """The controls the editor opens with."""
+    return {"emg": ["L envelope", "R envelope", "L1", "R1"],
+            "hand_force": ["left total", "right total"],
+            "hand_pose": ["L grip aperture", "R grip aperture", "L index extension", "R index extension"],
+            "body_pose": ["L hand height", "R hand height", "head x", "head y"]}[modality]
+
+
+def _hand_points(arr: np.ndarray, side: int) -> np.ndarray:
+    return arr[:, side]  # (T, 24, 3) view
+
+
+def control_measure(actions: Mapping[str, np.ndarray], modality: str, name: str) -> np.ndarray:
+    """``(T,)`` measure of one control."""
+    c = controls(modality)[name]
+    arr = actions[modality]
+    if c.kind == "region":
+        a, b = c.rows
+        return arr[:, c.side, a:b].reshape(arr.shape[0], -1).sum(axis=1)
+    if c.kind == "alias":
+        return arr.reshape(arr.shape[0], -1)[:, list(c.features)].mean(axis=1)
+    pts = _hand_points(arr, c.side)
+    if c.kind == "extension":
+        return np.linalg.norm(pts[:, list(c.points)] - pts[:, :1], axis=-1).mean(axis=1)
+    return np.linalg.norm(pts[:, c.points[0]] - pts[:, c.points[1]], axis=-1)  # aperture
+
+
+def _realise(arr: np.ndarray, modality: str, c: Control, old: np.ndarray, new: np.ndarray, rows) -> None:
+    """Write new measures ``new`` (T,) at the steps ``rows`` onto ``arr`` (edited in place).
+
+    Pose edits scale offsets about a point, which commutes with the per-axis min-max normalisation, so
+    they act the same on normalised values as on centimetres."""
+    for t in rows:
+        o, n = float(old[t]), float(new[t])
+        if c.kind == "region":
+            a, b = c.rows
+            block = arr[t, c.side, a:b]
+            if o > 1e-6 and n >= 0:
+                block *= n / o
+            else:  # nothing pressed yet: spread the requested pressure evenly
+                block += (n - o) / block.size
+        elif c.kind == "alias":
+            flat = arr.reshape(arr.shape[0], -1)
+            flat[t, list(c.features)] += n - o
+        elif o > 1e-6:
+            k = max(n, 0.0) / o
+            pts = arr[t, c.side]  # (24, 3) view
+            if c.kind == "extension":
+                pts[list(c.points)] = pts[0] + k * (pts[list(c.points)] - pts[0])
+            else:  # aperture: thumb and index move symmetrically about their tips' midpoint, joints in proportion
+                mid = 0.5 * (pts[_THUMB_TIP] + pts[_INDEX_TIP])
+                for chain in (schema.HAND_CHAINS["thumb"], schema.HAND_CHAINS["index"]):
+                    tip = pts[chain[-1]].copy()
+                    move = (mid + k * (tip - mid)) - tip
+                    for j, p in enumerate(chain[1:], start=1):
+                        pts[p] += move * j / (len(chain) - 1)
+
+
 def resolve_channels(modality: str, channels: Sequence[str] | str | None) -> list[str]:
-    groups = channel_groups(modality)
+    groups = {**channel_groups(modality), **controls(modality)}
     if channels is None or (isinstance(channels, str) and channels in ("", "all")):
-        return list(groups)
+        return list(channel_groups(modality))  # every raw channel
     if isinstance(channels, str):
         channels = [c.strip() for c in channels.split(",") if c.strip()]
     channels = list(channels)
@@ -94,8 +205,9 @@ def curves(actions: Mapping[str, np.ndarray], modality: str, channels: Sequence[
     """``{channel: (T,) float}``: per-step mean over each group's features."""
     arr = actions[modality]
     flat = arr.reshape(arr.shape[0], -1)  # (T, D)
-    groups = channel_groups(modality)
-    return {c: flat[:, list(groups[c])].mean(axis=1) for c in resolve_channels(modality, channels)}
+    groups, ctrl = channel_groups(modality), controls(modality)
+    return {c: (control_measure(actions, modality, c) if c in ctrl else flat[:, list(groups[c])].mean(axis=1))
+            for c in resolve_channels(modality, channels)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,6 +271,16 @@ def apply_op(actions: Mapping[str, np.ndarray], op: Mapping) -> dict[str, np.nda
     flat = arr.reshape(T, -1)  # (T, D) view into arr
     groups = channel_groups(modality)
     chans = resolve_channels(modality, op.get("channels"))
+    ctrl = controls(modality)
+    if any(c in ctrl for c in chans):
+        if not all(c in ctrl for c in chans):
+            raise ActionInputError(f"edit either raw {modality} channels or controls, not both at once: {chans}")
+        for c in chans:
+            _apply_control(arr, modality, ctrl[c], kind, op)
+        if not np.isfinite(arr).all():
+            raise ActionInputError(f"the edit made {modality} non-finite")
+        out[modality] = _clip_to_valid(modality, arr)
+        return out
     cols = np.array(sorted({i for c in chans for i in groups[c]}), dtype=np.int64)
 
     if kind == "set_point":
@@ -204,6 +326,42 @@ def apply_op(actions: Mapping[str, np.ndarray], op: Mapping) -> dict[str, np.nda
         raise ActionInputError(f"the edit made {modality} non-finite")
     out[modality] = _clip_to_valid(modality, arr)
     return out
+
+
+def _apply_control(arr: np.ndarray, modality: str, c: Control, kind: str, op: Mapping) -> None:
+    """One operation on a control: the operation acts on the control's measure curve, and the new
+    measure is written back onto the features (in place)."""
+    T = arr.shape[0]
+    old = control_measure({modality: arr}, modality, c.name)  # (T,)
+    new = old.copy()
+    if kind == "set_point":
+        t = int(op.get("step", -1))
+        if not 0 <= t < T:
+            raise ActionInputError(f"step {t} outside the clip's steps 0..{T - 1}")
+        new[t] = float(op["value"])
+        rows = [t]
+    elif kind == "set_curve":
+        values = np.asarray(op.get("values"), dtype=np.float32)
+        if values.shape[-1] != T:
+            raise ActionInputError(f"set_curve values must have {T} steps, got {values.shape}")
+        new = values.reshape(-1, T)[0].astype(np.float64)
+        rows = range(T)
+    else:
+        sl = _range(T, op.get("start"), op.get("end"))
+        amount = op.get("amount")
+        if kind == "scale":
+            new[sl] = old[sl] * (1.0 if amount is None else float(amount))
+        elif kind == "offset":
+            new[sl] = old[sl] + (0.0 if amount is None else float(amount))
+        elif kind == "zero":
+            new[sl] = 0.0
+        elif kind == "smooth":
+            new[sl] = _smooth(old, 1.0 if amount is None else float(amount))[sl]
+        elif kind == "shift":
+            k = 0 if amount is None else int(round(float(amount)))
+            new[sl] = old[np.clip(np.arange(sl.start, sl.stop) - k, 0, T - 1)]
+        rows = range(sl.start, sl.stop)
+    _realise(arr, modality, c, old, new, rows)
 
 
 def apply_recipe(actions: Mapping[str, np.ndarray], recipe: Sequence[Mapping]) -> dict[str, np.ndarray]:
@@ -305,5 +463,5 @@ class EditHistory:
         return copy.deepcopy(self)
 
 
-__all__ = ["OPS", "RANGE_OPS", "channel_groups", "default_channels", "resolve_channels", "curves", "apply_op",
+__all__ = ["OPS", "RANGE_OPS", "channel_groups", "controls", "default_controls", "control_measure", "default_channels", "resolve_channels", "curves", "apply_op",
            "apply_recipe", "parse_recipe", "EditHistory"]

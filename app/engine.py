@@ -55,6 +55,74 @@ def load_model(checkpoint: str | None, fallback_stats=None, preset: str = FALLBA
     return pipe, ModelInfo(source=str(resolved), trained=True, note=f"checkpoint {resolved}")
 
 
+def _card_sections(folder: Path) -> dict[str, str]:
+    """``{heading: text}`` of the checkpoint's model card (README.md), front matter dropped."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return {}
+    text = readme.read_text()
+    if text.startswith("---"):
+        text = text.split("---", 2)[-1]
+    out, head = {}, ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            head = line[3:].strip()
+            out[head] = ""
+        elif head:
+            out[head] += line + "\n"
+    return {k: v.strip() for k, v in out.items()}
+
+
+def model_card(pipe, info: ModelInfo) -> dict:
+    """What the page says about the model: preset, size, training data, held-out scores, which edits it
+    follows, and the sampler steps it was trained for. Read from the pipeline's simulator config, its
+    training recipe and the model card beside the weights (no new measurements)."""
+    cfg = getattr(pipe, "simulator_config", None)
+    recipe = getattr(pipe, "training_recipe", None) or {}
+    params = sum(p.numel() for m in (pipe.denoiser, pipe.action_encoder, pipe.context_encoder)
+                 if m is not None for p in m.parameters())
+    warp = getattr(pipe, "action_warp", None)
+    if warp is not None:
+        params += sum(p.numel() for p in warp.parameters())
+    folder = Path(info.source) if info.trained else None
+    sections = _card_sections(folder) if folder is not None and folder.is_dir() else {}
+    trained_on = next((ln.split(":", 1)[1].strip() for ln in sections.get("Training", "").splitlines()
+                       if ln.lstrip("- ").startswith("Data:")), None)
+    steps_line = next((ln.lstrip("- ") for ln in sections.get("Training", "").splitlines()
+                       if ln.lstrip("- ").startswith("Steps:")), None)
+    return {"preset": getattr(cfg, "name", None) or recipe.get("preset") or "custom",
+            "parameters": int(params), "modalities": list(pipe.modalities),
+            "default_steps": int(pipe.config.default_num_inference_steps),
+            "trained_on": trained_on, "training": steps_line,
+            "held_out": sections.get("Held-out evaluation"), "limitations": sections.get("Limitations"),
+            "trained": info.trained, "synthetic": bool(trained_on and "synthetic" in trained_on.lower())}
+
+
+def card_markdown(card: dict, info: ModelInfo) -> str:
+    """The model card as page text (short first lines, details after)."""
+    if not info.trained:
+        return f"⚠️ **{info.note}**"
+    lines = [f"**Model** `{card['preset']}` · {card['parameters'] / 1e6:.1f} M parameters · "
+             f"actions {', '.join(card['modalities'])} · {card['default_steps']} sampler step(s) by default"]
+    if card["trained_on"]:
+        lines.append(f"**Trained on** {card['trained_on']}" + (f" · {card['training']}" if card["training"] else ""))
+    if card["held_out"]:
+        lines.append("**Held-out scores** (from the model card)\n\n" + card["held_out"])
+    if card["limitations"]:
+        lines.append("**Which edits it follows**\n\n" + card["limitations"])
+    return "\n\n".join(lines)
+
+
+def steps_control(card: dict) -> tuple[int, int, str]:
+    """``(default, maximum, note)`` of the sampler-steps control, from the checkpoint's card."""
+    default = max(1, int(card["default_steps"]))
+    worse = bool(card.get("limitations") and "less accurate" in card["limitations"])
+    maximum = max(8, 4 * default)
+    note = (f"trained for {default}; more are slower and less accurate here" if worse
+            else f"default {default} (the checkpoint's); more cost proportionally more time")
+    return default, maximum, note
+
+
 def clip_latents(pipe, seed: int, batch: int = 1) -> torch.Tensor:
     """The same initial noise for a seed, whatever the actions: edits change the future, not the draw."""
     cfg = pipe.denoiser.config
@@ -83,6 +151,55 @@ class Engine:
     @property
     def default_steps(self) -> int:
         return int(self.pipe.config.default_num_inference_steps)
+
+    @property
+    def card(self) -> dict:
+        if getattr(self, "_card", None) is None:
+            self._card = model_card(self.pipe, self.info)
+        return self._card
+
+    def references(self, clip: Clip, prediction: np.ndarray, modalities: Sequence[str], text: str | None = None,
+                   seed: int = 0, steps: int | None = None) -> dict | None:
+        """PSNR/SSIM (mean over future frames) of the prediction and of two references against the recorded
+        future: copy the last context frame, and the model with every action dropped. ``None`` without
+        ground truth. The no-action render is cached per clip, seed and steps."""
+        if clip.future is None:
+            return None
+        key = (id(clip), int(seed), int(steps or self.default_steps), text or "")
+        cache = clip.__dict__.setdefault("_reference_cache", {})  # lives and dies with the clip
+        if key not in cache:
+            still = np.repeat(clip.context[-1:], len(clip.future), axis=0)
+            blind = self.render(clip, [], text, seed, steps)["frames"]
+            cache[key] = {"copy-last": frame_metrics(still, clip.future), "no actions": frame_metrics(blind, clip.future)}
+        rows = {"prediction": frame_metrics(prediction, clip.future), **cache[key]}
+        return {k: {"psnr": float(np.mean(v["psnr"])), "ssim": float(np.mean(v["ssim"]))} for k, v in rows.items()}
+
+    def world_frames(self, clip: Clip, actions: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
+        """The world's own future (uint8 (F, S, S, 3)) for ``actions`` (default: the clip's current, edited
+        actions): the synthetic world's oracle re-rendered under them. ``None`` when the clip carries no
+        oracle (real recordings, uploads, data without oracle sidecars): the page then hides the view."""
+        source = clip.meta.get("source")
+        frames_idx = clip.meta.get("video_frame_indices")
+        if not source or not frames_idx:
+            return None
+        from mmsim_core.synth.recording import oracle_path
+
+        root = clip.__dict__.get("data_root")
+        path = Path(source)
+        if not path.is_file() and root:
+            path = Path(root) / source
+        if not path.is_file() or not oracle_path(path).is_file():
+            return None
+        from mmsim_core.synth.oracle import load_oracle
+
+        acts = actions if actions is not None else clip.actions
+        try:
+            raw = {m: schema.denormalize(m, v, self.stats) for m, v in acts.items()}
+            frames = load_oracle(path).render_clip(frames_idx, raw, size=clip.context.shape[1])
+        except (MMSimError, KeyError) as e:
+            logger.warning("world view unavailable for %s: %s", clip.label, e)
+            return None
+        return frames[clip.h:]
 
     def _inputs(self, clip: Clip, modalities: Sequence[str], text: str | None):
         used = [m for m in schema.check_modality_names(modalities) if m in clip.actions and m in self.modalities]

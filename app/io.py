@@ -404,19 +404,48 @@ def write_shard(path: str | Path, clips: Sequence[tuple[np.ndarray, Mapping, Map
     return write_clip_shard(path, clips, modalities)
 
 
-def export_clip(clip: Clip, path: str | Path, prediction: np.ndarray | None = None) -> Path:
-    """The edited clip as a one-clip shard (frames = context + ground truth, else + prediction, else + last
-    context frame repeated; ``meta["future_source"]`` says which)."""
-    if clip.future is not None:
+UNITS_NOTE = ("actions are normalised clip values: min-max with the dataset's normalization.json for hand_pose "
+              "(cm from each Carpus), body_pose (cm from the centre of mass) and emg (raw envelope 0..128); "
+              "hand_force 0..1 = tactile ADC 530..600 per taxel")
+
+
+def export_clip(clip: Clip, path: str | Path, prediction: np.ndarray | None = None, prefer: str = "recorded",
+                generator: str | None = None, source_label: str | None = None) -> Path:
+    """The clip as a one-clip shard whose frames are those its actions produced.
+
+    ``prefer="prediction"`` (an edited clip: the recorded future shows the unedited actions) pairs the
+    actions with ``prediction``; ``"recorded"`` uses the recorded future when there is one. Without either,
+    the last context frame is repeated. ``meta["future_source"]`` says which, ``meta["units"]`` the units."""
+    if prefer not in ("recorded", "prediction"):
+        raise ValueError(f"prefer must be 'recorded' or 'prediction', got {prefer!r}")
+    if prefer == "prediction" and prediction is not None:
+        future, src = prediction, source_label or f"generated for these actions by {generator or 'the model'}"
+    elif clip.future is not None and not (prefer == "prediction" and clip.edits.is_edited()):
         future, src = clip.future, "recorded"
     elif prediction is not None:
-        future, src = prediction, "generated"
+        future, src = prediction, source_label or f"generated for these actions by {generator or 'the model'}"
     else:
         future, src = np.repeat(clip.context[-1:], clip.num_steps - clip.h, axis=0), "none (last context frame)"
     frames = np.concatenate([clip.context, future])
     mods = [m for m in schema.MODALITIES if m in clip.actions]
     text = {k: clip.text_condition(k) for k in schema.TEXT_KINDS}
-    return write_shard(path, [(frames, clip.actions, text, _clip_meta(clip, {"future_source": src}))], mods)
+    extra = {"future_source": src, "units": UNITS_NOTE, "edited": bool(clip.edits.is_edited())}
+    return write_shard(path, [(frames, clip.actions, text, _clip_meta(clip, extra))], mods)
+
+
+def write_clip_videos(folder: str | Path, records: Sequence[tuple], names: Sequence[str] | None = None,
+                      fps: float = 4.0) -> list[Path]:
+    """One MP4 per ``(frames, actions, text, meta)`` record (frames upscaled 4x), named after ``names``."""
+    from mmsim_core.evaluation.video import upscale
+    from mmsim_core.video import write_video
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, rec in enumerate(records):
+        name = safe_name(names[i]) if names else f"clip_{i:04d}"
+        out.append(write_video(folder / f"{i:04d}_{name}.mp4", upscale(rec[0], 4), fps=fps))
+    return out
 
 
 def write_dataset(out_dir: str | Path, clips: Sequence[tuple[np.ndarray, Mapping, Mapping, Mapping]], stats,
@@ -459,5 +488,5 @@ def tmp_dir(root: str | Path | None = None) -> Path:
 
 
 __all__ = ["MAX_UPLOAD_MB", "UploadError", "load_frames", "read_trajectories", "write_csv", "clip_from_upload",
-           "RawRecording", "export_clip", "write_shard", "write_dataset", "check_size", "tmp_dir", "safe_name",
+           "RawRecording", "export_clip", "write_clip_videos", "UNITS_NOTE", "write_shard", "write_dataset", "check_size", "tmp_dir", "safe_name",
            ]

@@ -28,6 +28,11 @@ class Gallery:
     root: str | None
     items: list[dict] = field(default_factory=list)
     stats: schema.NormalizationStats | None = None
+    note: str = ""  # the manifest's note (says when the clips come from the synthetic world)
+
+    @property
+    def synthetic(self) -> bool:
+        return "synthetic" in self.note.lower()
 
     @classmethod
     def load(cls, root: str | Path | None, limit: int = 256) -> "Gallery":
@@ -45,20 +50,37 @@ class Gallery:
             for i in range(min(len(ds), limit - len(items))):
                 items.append(ds[i])
             ds.close()
-        return cls(root=str(root), items=items, stats=stats)
+        try:
+            note = str(json.loads((Path(root) / "manifest.json").read_text()).get("note", ""))
+        except (OSError, ValueError):
+            note = ""
+        return cls(root=str(root), items=items, stats=stats, note=note)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def caption(self, i: int) -> str:
-        m = self.items[i]["meta"]
-        return f"#{i} {m.get('split', '')} {m.get('subject', '')}: {m.get('activity', '')} (step {m.get('frame_step', 1)})"
+        """``#3 · S02 · Peel a potato · fast, right hand holding`` (what tells clips apart)."""
+        it = self.items[i]
+        m = it["meta"]
+        sentence = str(it.get("text", {}).get("sentence", ""))
+        how = sentence.split(" in a ", 1)[-1] if " in a " in sentence else ""
+        how = how.replace(" manner", "").replace("while ", "")
+        step = int(m.get("frame_step", 1))
+        speed = f" · {step}× speed" if step > 1 else ""
+        at = m.get("video_frame_indices")
+        when = f" · at {at[0] / 30.0:.0f} s" if at else ""
+        return (f"#{i} · {m.get('subject', '?')} · {m.get('activity', '') or 'no activity'}{when}{speed}"
+                + (f" · {how}" if how else ""))
 
     def clip(self, i: int) -> Clip:
         i = int(i)
         if not 0 <= i < len(self.items):
             raise ActionInputError(f"clip #{i} does not exist: the gallery has clips #0 to #{len(self.items) - 1}")
-        return Clip.from_item(self.items[i], label=self.caption(i))
+        clip = Clip.from_item(self.items[i], label=self.caption(i))
+        clip.data_root = self.root  # where the world view looks for a synthetic recording's oracle
+        clip.gallery_index = i
+        return clip
 
     def select(self, spec: str) -> list[int]:
         """Clip numbers from "all", "3", "0-9", "0,2,5-7", "test" or "train"."""
@@ -99,6 +121,16 @@ class Session:
     video_path: str | None = None
     workdir: str | None = None
 
+    before: np.ndarray | None = None  # prediction of the unedited actions with the same settings
+    world: np.ndarray | None = None  # the world's future under the edited actions (synthetic clips)
+    references: dict | None = None
+    rendered_recipe: str | None = None  # the edits the prediction was rendered with (JSON)
+
+    def prediction_is_current(self) -> bool:
+        """Whether the prediction was rendered with the clip's current edits."""
+        return self.prediction is not None and self.clip is not None and \
+            self.rendered_recipe == json.dumps(self.clip.edits.recipe)
+
     def require_clip(self) -> Clip:
         if self.clip is None:
             raise ActionInputError("load a clip first (gallery, upload or raw recording)")
@@ -111,6 +143,10 @@ class Session:
         self.render_info = None
         self.selection = None
         self.video_path = None
+        self.before = None
+        self.world = None
+        self.references = None
+        self.rendered_recipe = None
 
     def dir(self) -> Path:
         if self.workdir is None or not Path(self.workdir).is_dir():
@@ -145,6 +181,8 @@ class Session:
         self.prediction = result["frames"]
         self.render_info = {k: v for k, v in result.items() if k != "frames"}
         self.metrics = frame_metrics(self.prediction, clip.future) if clip.future is not None else None
+        self.rendered_recipe = json.dumps(clip.edits.recipe)
+        self.before = self.world = self.references = None
 
     def write_video(self, fps: float = 4.0) -> str:
         from mmsim_core.evaluation.video import compose_video, upscale
@@ -234,6 +272,24 @@ class Session:
         self.cuts.append(clip)
         self.set_clip(clip)
         return clip
+
+
+def out_of_range(clip: Clip | None, limit: float = 3.0) -> list[str]:
+    """Modalities whose values leave the training data's range by more than ``limit`` times its width
+    (min-max normalised values outside [-limit, 1 + limit]), e.g. EMG uploaded x1000. One line each."""
+    if clip is None:
+        return []
+    out = []
+    for name, arr in clip.actions.items():
+        if schema.MODALITIES[name].normalization != "minmax":
+            continue
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -limit or hi > 1 + limit:
+            worst = max(hi - 1, -lo)
+            t = int(np.unravel_index(np.argmax(np.abs(arr - 0.5)), arr.shape)[0])
+            out.append(f"{schema.MODALITIES[name].display_name} reaches {worst:.0f}× the training range's width "
+                       f"beyond it (step {t}): the model never saw such values")
+    return out
 
 
 def _fill_text(a: Annotation) -> Annotation:

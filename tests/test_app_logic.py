@@ -323,3 +323,69 @@ def test_gallery_selection_and_batch_records(tmp_path):
     ann = s.annotate(4, 11, "Slice a cucumber", "", "", "")
     assert ann.verb == "slice" and ann.sentence.startswith("person")
     assert s.annotation_rows()[0][4] == "Slice a cucumber"
+
+
+# ----------------------------------------------------------------------------------------------
+# Controls (the quantities people think in), flags, model card, world view hook
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("modality,name,value", [("hand_force", "right total", 40.0), ("hand_force", "left palm", 5.0),
+                                                 ("hand_pose", "L grip aperture", 0.2),
+                                                 ("hand_pose", "R index extension", 0.1),
+                                                 ("body_pose", "R hand height", 0.9), ("emg", "L envelope", 0.5)])
+def test_controls_set_point_reaches_the_value(actions, modality, name, value):
+    from mmsim.app.edits import control_measure
+
+    out = apply_op(actions, {"op": "set_point", "modality": modality, "channels": [name], "step": 6, "value": value})
+    assert control_measure(out, modality, name)[6] == pytest.approx(value, rel=1e-4)
+    untouched = [t for t in range(T) if t != 6]
+    np.testing.assert_array_equal(out[modality][untouched], actions[modality][untouched])
+
+
+def test_control_range_ops_and_pose_geometry(actions):
+    from mmsim.app.edits import control_measure
+
+    out = apply_op(actions, {"op": "scale", "modality": "hand_pose", "channels": ["L grip aperture"], "start": 4,
+                             "end": 11, "amount": 2.0})
+    ratio = control_measure(out, "hand_pose", "L grip aperture") / control_measure(actions, "hand_pose", "L grip aperture")
+    np.testing.assert_allclose(ratio, [1] * 4 + [2] * 8, rtol=1e-4)
+    np.testing.assert_array_equal(out["hand_pose"][:, 1], actions["hand_pose"][:, 1])  # the other hand untouched
+    np.testing.assert_array_equal(out["hand_pose"][:, 0, 0], actions["hand_pose"][:, 0, 0])  # the Carpus stays
+    # A finger curls towards the Carpus: every joint moves, the direction from the Carpus is kept.
+    out = apply_op(actions, {"op": "scale", "modality": "hand_pose", "channels": ["R index extension"], "start": 0,
+                             "end": 11, "amount": 0.5})
+    chain = list(schema.HAND_CHAINS["index"][1:])
+    np.testing.assert_allclose(out["hand_pose"][:, 1, chain] - out["hand_pose"][:, 1, :1],
+                               0.5 * (actions["hand_pose"][:, 1, chain] - actions["hand_pose"][:, 1, :1]), atol=1e-6)
+    with pytest.raises(ActionInputError, match="not both"):
+        apply_op(actions, {"op": "scale", "modality": "emg", "channels": ["L1", "L envelope"], "amount": 2})
+
+
+def test_out_of_range_flags_and_export_pairs_edits_with_their_frames(tmp_path, item):
+    from mmsim.app.session import out_of_range
+
+    clip = Clip.from_item(item)
+    assert out_of_range(clip) == []
+    clip.edits.apply({"op": "scale", "modality": "emg", "channels": ["L1"], "start": 0, "end": 11, "amount": 1000})
+    assert any("EMG" in w for w in out_of_range(clip))
+    fake_prediction = np.full_like(item["future"], 7)
+    path = sio.export_clip(clip, tmp_path / "e.h5", fake_prediction, prefer="prediction", generator="m")
+    res = sio.read_trajectories(path)
+    assert res["meta"]["future_source"] == "generated for these actions by m" and res["meta"]["edited"]
+    assert (res["frames"][4:] == 7).all()
+    res = sio.read_trajectories(sio.export_clip(Clip.from_item(item), tmp_path / "r.h5", fake_prediction))
+    assert res["meta"]["future_source"] == "recorded" and np.array_equal(res["frames"][4:], item["future"])
+
+
+def test_model_card_steps_control_and_world_hook(demo_tiny_checkpoint):
+    from mmsim.app.engine import Engine, card_markdown, load_model, steps_control
+
+    pipe, info = load_model(str(demo_tiny_checkpoint))
+    engine = Engine(pipe, info)
+    card = engine.card
+    assert card["parameters"] > 0 and card["default_steps"] == pipe.config.default_num_inference_steps
+    default, maximum, note = steps_control(card)
+    assert 1 <= default <= maximum and note
+    assert card["preset"] in card_markdown(card, info)
+    # The demo clips carry no oracle of their world (their recordings are not kept): no world view.
+    g = Gallery.load(DEMO, limit=2)
+    assert engine.world_frames(g.clip(0)) is None

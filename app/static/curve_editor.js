@@ -1,15 +1,19 @@
 // mmsim studio curve editor: runs as gr.HTML js_on_load (scope: element, props, trigger, watch).
 // props.value = {modality, steps, context, cursor, series: [{name, values, original, color}],
-//                ymin, ymax, selection, present, version}
-// Sends back:  trigger('edit',  {channel, step, value})  a dragged point (on release)
+//                ymin, ymax, unit, selection, present, version}   (values in display units)
+// Sends back:  trigger('edit',  {channel, step, value})  a dragged point (on release; the point nearest
+//                                                         the pointer, so overlapping curves pick right)
 //              trigger('apply', {start, end})            a brushed time range
-//              trigger('click', {step})                  a click on the background moves the cursor
+// A click on the background moves the shared cursor in the browser (window event "mmsim-cursor").
 (() => {
   const NS = "http://www.w3.org/2000/svg";
   const W = 640, H = 240, M = {l: 44, r: 12, t: 14, b: 26};
   // The template re-renders when props change: look the container up on every draw.
   const getRoot = () => element.querySelector(".mm-curve-root") || element;
   let drag = null;   // {series, step, y} while dragging a point
+  const shared = window.__mmsim || (window.__mmsim = {cursor: 0, playing: false});
+  const fmt = (v, span) => { const a = Math.abs(span);
+    return a >= 50 ? v.toFixed(0) : a >= 5 ? v.toFixed(1) : a >= 0.5 ? v.toFixed(2) : a >= 0.05 ? v.toFixed(3) : v.toPrecision(2); };
   let brush = null;  // {x0, x1} while brushing a range
 
   const el = (tag, attrs, parent) => {
@@ -51,12 +55,14 @@
     for (let i = 0; i <= 4; i++) {
       const v = d.ymin + (d.ymax - d.ymin) * i / 4, y = sy(d, v);
       el("line", {x1: M.l, x2: W - M.r, y1: y, y2: y, class: "mm-grid"}, svg);
-      el("text", {x: M.l - 4, y: y + 3, "text-anchor": "end", class: "mm-tick"}, svg).textContent = v.toFixed(2);
+      el("text", {x: M.l - 4, y: y + 3, "text-anchor": "end", class: "mm-tick"}, svg).textContent = fmt(v, d.ymax - d.ymin);
     }
     for (let t = 0; t < d.steps; t++) {
       el("text", {x: sx(d, t), y: H - 8, "text-anchor": "middle", class: "mm-tick"}, svg).textContent = t;
     }
-    el("line", {x1: sx(d, d.cursor), x2: sx(d, d.cursor), y1: M.t, y2: H - M.b, class: "mm-cursor"}, svg);
+    const cur = Math.min(shared.cursor || 0, d.steps - 1);
+    el("line", {x1: sx(d, cur), x2: sx(d, cur), y1: M.t, y2: H - M.b, class: "mm-cursor"}, svg);
+    if (d.unit) el("text", {x: W - M.r, y: M.t - 3, "text-anchor": "end", class: "mm-tick"}, svg).textContent = d.unit;
     d.series.forEach((s, si) => {
       if (s.original) {
         el("polyline", {points: s.original.map((v, t) => `${sx(d, t)},${sy(d, v)}`).join(" "),
@@ -65,13 +71,8 @@
       el("polyline", {points: s.values.map((v, t) => `${sx(d, t)},${sy(d, v)}`).join(" "),
                       class: "mm-line", stroke: s.color, "data-series": si}, svg);
       s.values.forEach((v, t) => {
-        const c = el("circle", {cx: sx(d, t), cy: sy(d, v), r: 5, fill: s.color, class: "mm-point",
-                                "data-series": si, "data-step": t, "data-channel": s.name}, svg);
-        c.addEventListener("pointerdown", (ev) => {
-          ev.preventDefault(); ev.stopPropagation();
-          svg.setPointerCapture && svg.setPointerCapture(ev.pointerId);
-          drag = {series: si, step: t, y: sy(d, v), circle: c};
-        });
+        el("circle", {cx: sx(d, t), cy: sy(d, v), r: 5, fill: s.color, class: "mm-point",
+                       "data-series": si, "data-step": t, "data-channel": s.name}, svg);
       });
     });
     const legend = el("g", {class: "mm-legend"}, svg);
@@ -83,6 +84,19 @@
     svg.addEventListener("pointerdown", (ev) => {
       if (drag) return;
       const p = svgPoint(svg, ev);
+      // The point nearest the pointer (within 9 px), whatever was drawn last.
+      let best = null;
+      svg.querySelectorAll("circle.mm-point").forEach((c) => {
+        const dd = Math.hypot(+c.getAttribute("cx") - p.x, +c.getAttribute("cy") - p.y);
+        if (dd <= 9 && (!best || dd < best.dd)) best = {dd, c};
+      });
+      if (best) {
+        ev.preventDefault();
+        svg.setPointerCapture && svg.setPointerCapture(ev.pointerId);
+        const c = best.c;
+        drag = {series: +c.dataset.series, step: +c.dataset.step, y: +c.getAttribute("cy"), circle: c};
+        return;
+      }
       brush = {x0: p.x, x1: p.x, rect: el("rect", {x: p.x, y: M.t, width: 0, height: H - M.t - M.b,
                                                    class: "mm-selection"}, svg)};
       svg.setPointerCapture && svg.setPointerCapture(ev.pointerId);
@@ -115,13 +129,24 @@
         const moved = Math.abs(brush.x1 - brush.x0) > 6;
         brush = null;
         if (moved) trigger("apply", {start: a, end: b});
-        else trigger("click", {step: a});
+        else {
+          shared.cursor = a;
+          window.dispatchEvent(new CustomEvent("mmsim-cursor", {detail: {step: a, from: "editor"}}));
+        }
       }
     };
     svg.addEventListener("pointerup", finish);
     svg.addEventListener("pointercancel", () => { drag = null; brush = null; draw(); });
   }
 
+  // The shared cursor moved (viewer scrub, playback, keys): move the line only.
+  window.addEventListener("mmsim-cursor", (ev) => {
+    const d = data();
+    const line = getRoot().querySelector("line.mm-cursor");
+    if (!d || !line || drag || brush) return;
+    const x = sx(d, Math.min(ev.detail.step, d.steps - 1));
+    line.setAttribute("x1", x); line.setAttribute("x2", x);
+  });
   draw();
   watch("value", draw);
 })();
