@@ -136,6 +136,7 @@ DELEGATED = {
     "experiments": ("research experiments, e.g. 'paper-tables' ('mmsim experiments --help')",
                     "mmsim.training.experiments.cli"),
     "app": ("launch the Gradio studio", "mmsim.app.cli"),
+    "space": ("write a Hugging Face Space folder that runs the studio", "mmsim.app.space"),
 }
 
 
