@@ -159,9 +159,10 @@ def check_families(families: Sequence[str] | None, option: str = "--families") -
 
 def edited_actions(family: str, raws: list[dict], h: int) -> list[dict]:
     """Every clip's raw actions with ``family`` applied from the first future step (``hand_pose_swap``:
-    the hand pose of the next clip of the list)."""
+    the hand pose of the next clip of the list; a single clip takes its own hand pose played backwards)."""
     n = len(raws)
-    return [apply_edit(family, raw, h, other=raws[(i + 1) % n] if n > 1 else None) for i, raw in enumerate(raws)]
+    others = [raws[(i + 1) % n] if n > 1 else raw["hand_pose"][::-1].copy() for i, raw in enumerate(raws)]
+    return [apply_edit(family, raw, h, other=other) for raw, other in zip(raws, others)]
 
 
 def _check_clips(clips: int | None) -> None:
