@@ -27,6 +27,8 @@ def test_edited_actions_change_future_steps_of_one_modality():
             assert np.array_equal(edited[m][:4], raw[m][:4])
             assert not np.array_equal(edited[m], raw[m]), family
             assert all(edited[o] is raw[o] for o in schema.MODALITY_NAMES if o != m)
+    one = edited_actions("hand_pose_swap", raws[:1], 4)[0]["hand_pose"]  # a single clip: its own, backwards
+    assert np.allclose(one[6:], raws[0]["hand_pose"][::-1][6:])
 
 
 def test_visibility_from_the_oracle_alone(synth):
