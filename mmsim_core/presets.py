@@ -30,7 +30,8 @@ SIMULATOR_CONFIG_FILE = "simulator_config.json"
 """Where ``save_pretrained`` writes the :class:`SimulatorConfig` (and the training summary) of a pipeline."""
 SIMULATOR_CONFIG_FORMAT = "mmsim-simulator-config-v1"
 TRAINING_RECIPE_KEYS = ("preset", "data", "split", "modalities", "text_kind", "modality_drop", "max_steps", "batch_size",
-                        "grad_accum", "lr", "betas", "weight_decay", "warmup_steps", "ema_decay", "ema_every", "seed")
+                        "grad_accum", "lr", "betas", "weight_decay", "warmup_steps", "ema_decay", "ema_every", "seed",
+                        "observational_only")
 """The training-run settings a checkpoint records as how it was trained (``simulator_config.json``, "training")."""
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
