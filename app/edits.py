@@ -273,8 +273,10 @@ def apply_op(actions: Mapping[str, np.ndarray], op: Mapping) -> dict[str, np.nda
     chans = resolve_channels(modality, op.get("channels"))
     ctrl = controls(modality)
     if any(c in ctrl for c in chans):
-        if not all(c in ctrl for c in chans):
-            raise ActionInputError(f"edit either raw {modality} channels or controls, not both at once: {chans}")
+        if not all(c in ctrl for c in chans):  # a mix: the raw channels first, then each control
+            raw = [c for c in chans if c not in ctrl]
+            out = apply_op(actions, {**op, "channels": raw})
+            return apply_op(out, {**op, "channels": [c for c in chans if c in ctrl]})
         for c in chans:
             _apply_control(arr, modality, ctrl[c], kind, op)
         if not np.isfinite(arr).all():

@@ -356,8 +356,10 @@ def test_control_range_ops_and_pose_geometry(actions):
     chain = list(schema.HAND_CHAINS["index"][1:])
     np.testing.assert_allclose(out["hand_pose"][:, 1, chain] - out["hand_pose"][:, 1, :1],
                                0.5 * (actions["hand_pose"][:, 1, chain] - actions["hand_pose"][:, 1, :1]), atol=1e-6)
-    with pytest.raises(ActionInputError, match="not both"):
-        apply_op(actions, {"op": "scale", "modality": "emg", "channels": ["L1", "L envelope"], "amount": 2})
+    # Raw channels and controls together (the editor's default EMG view): raw first, then the control.
+    out = apply_op(actions, {"op": "offset", "modality": "emg", "channels": ["L1", "R envelope"], "amount": 0.1})
+    np.testing.assert_allclose(out["emg"][:, 0, 0], actions["emg"][:, 0, 0] + 0.1, rtol=1e-5)
+    np.testing.assert_allclose(out["emg"][:, 1], actions["emg"][:, 1] + 0.1, rtol=1e-5)
 
 
 def test_out_of_range_flags_and_export_pairs_edits_with_their_frames(tmp_path, item):

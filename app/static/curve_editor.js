@@ -35,6 +35,7 @@
 
   function draw() {
     const d = data();
+    shared.editorDraws = (shared.editorDraws || 0) + 1;  // benchmarks wait on this
     const root = getRoot();
     root.innerHTML = "";
     if (!d) { root.textContent = "load a clip to edit its curves"; return; }

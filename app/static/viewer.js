@@ -63,6 +63,7 @@
     const key = d.tiles.map((x) => x.key + x.src.length).join("|") + d.version;
     if (key === lastKey && r.querySelector(".mm-tiles")) { paint(); return; }
     lastKey = key;
+    state.builds = (state.builds || 0) + 1;  // new frames shown (benchmarks wait on this)
     if (lastVersion === null || d.cursor !== undefined && d.reset) state.cursor = d.cursor || 0;
     lastVersion = d.version;
     state.cursor = Math.min(state.cursor, d.steps - 1);
