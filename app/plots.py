@@ -321,7 +321,7 @@ def viewer_payload(clip: Clip | None, prediction: np.ndarray | None = None, befo
     if before is not None and pred is not None:
         b = full(before)
         tiles.append({"key": "before", "label": "before the edit", "src": sprite(b)})
-        tiles.append({"key": "effect", "label": "edit effect |after − before|",
+        tiles.append({"key": "effect", "label": "edit effect |after − before|", "short": "edit effect",
                       "src": sprite(np.stack([difference_image(p, q) for p, q in zip(pred, b)]))})
     if world is not None:
         tiles.append({"key": "world", "label": "the world, edited actions", "src": sprite(full(world))})

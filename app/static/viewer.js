@@ -78,7 +78,8 @@
       const cv = document.createElement("canvas");
       cv.width = 192; cv.height = 192; cv.className = "mm-tile"; cv.dataset.key = tile.key;
       const cap = document.createElement("figcaption");
-      cap.textContent = tile.label;
+      cap.textContent = tile.short || tile.label;
+      cap.title = tile.label;
       fig.appendChild(cv); fig.appendChild(cap); grid.appendChild(fig);
       const img = new Image();
       img.onload = paint;
