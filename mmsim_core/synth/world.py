@@ -679,8 +679,8 @@ class Cucumber(_Sliced):
         self.draw_notch(p, st, ctx, z + 2 * r)
 
 
-class Board(WorldObject):
-    kind = "board"
+class _Box(WorldObject):
+    """A box-shaped object: dims are (length, width, height)."""
 
     @staticmethod
     def height_of(dims):
@@ -689,6 +689,10 @@ class Board(WorldObject):
     @staticmethod
     def footprint_of(dims):
         return dims[0] / 2
+
+
+class Board(_Box):
+    kind = "board"
 
     def can_hold(self, hand):
         return False
@@ -746,7 +750,7 @@ class Jar(WorldObject):
         p.line(c + 0.5 * bar, c + 1.4 * bar, 0.7 * r, (30, 30, 30))  # a tab marks the lid's turn
 
 
-class Sponge(WorldObject):
+class Sponge(_Box):
     """Soft: squashes flat and spreads under the grip force, and springs back when let go."""
 
     kind = "sponge"
@@ -754,13 +758,6 @@ class Sponge(WorldObject):
     reach_cm = 7.0
     curl_range = (0.2, 1.0)  # a fist squeezes a sponge just fine
 
-    @staticmethod
-    def height_of(dims):
-        return dims[2]
-
-    @staticmethod
-    def footprint_of(dims):
-        return dims[0] / 2
 
     def shadow(self, p, st, zc, color):
         p.poly(_circle(st[X] + 1.0, st[Y] + 1.0, zc + 0.01, self.spec.dims[1] / 2, rx=self.spec.dims[0] / 2,
