@@ -184,11 +184,8 @@ class Engine:
             return None
         from mmsim_core.synth.recording import oracle_path
 
-        root = clip.__dict__.get("data_root")
-        path = Path(source)
-        if not path.is_file() and root:
-            path = Path(root) / source
-        if not path.is_file() or not oracle_path(path).is_file():
+        path = Path(source)  # datasets resolve bundled (relative) sources against their folder
+        if not oracle_path(path).is_file():
             return None
         from mmsim_core.synth.oracle import load_oracle
 

@@ -78,7 +78,6 @@ class Gallery:
         if not 0 <= i < len(self.items):
             raise ActionInputError(f"clip #{i} does not exist: the gallery has clips #0 to #{len(self.items) - 1}")
         clip = Clip.from_item(self.items[i], label=self.caption(i))
-        clip.data_root = self.root  # where the world view looks for a synthetic recording's oracle
         clip.gallery_index = i
         return clip
 

@@ -87,18 +87,24 @@ def _add_preprocess(sub):
     p.add_argument("--stats", type=Path, default=None,
                    help="normalise with this normalization.json (e.g. CKPT/normalization.json) instead of "
                         "fitting on the train split: for evaluating a trained model on new recordings")
+    p.add_argument("--bundle-oracles", action="store_true",
+                   help="copy each synthetic recording's oracle (scene and world states, a small .oracle.npz) into "
+                        "OUT/recordings/, so the clips can be re-rendered under edited actions without the raw "
+                        "recordings (the studio's world view, mmsim control)")
     p.set_defaults(func=_run_preprocess)
 
 
 def _run_preprocess(args) -> int:
     from mmsim_core.data.preprocess import PreprocessConfig, preprocess
+    from mmsim_core.synth.recording import ORACLE_SUFFIX
 
     _check_out_folder(args.out)
     try:
         cfg = PreprocessConfig(size=args.size, context=args.context, future=args.future, stride=args.stride,
                                frame_steps=tuple(args.frame_steps), test_subjects=args.test_subjects,
                                include_maybe=args.include_maybe, shard_size=args.shard_size,
-                               workers=args.workers, stats=str(args.stats) if args.stats else None)
+                               workers=args.workers, stats=str(args.stats) if args.stats else None,
+                               bundle_sidecars=(ORACLE_SUFFIX,) if args.bundle_oracles else ())
     except ValueError as e:
         raise _flag_error(e, {k: f"--{k.replace('_', '-')}" for k in (
             "size", "context", "future", "stride", "frame_steps", "test_subjects", "shard_size", "workers",

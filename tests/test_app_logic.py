@@ -388,6 +388,15 @@ def test_model_card_steps_control_and_world_hook(demo_tiny_checkpoint):
     default, maximum, note = steps_control(card)
     assert 1 <= default <= maximum and note
     assert card["preset"] in card_markdown(card, info)
-    # The demo clips carry no oracle of their world (their recordings are not kept): no world view.
+    # The demo clips carry their world's oracle (bundled under recordings/): the world view re-renders them,
+    # the recorded actions giving back the recorded future (up to video compression), an edit changing it.
     g = Gallery.load(DEMO, limit=2)
-    assert engine.world_frames(g.clip(0)) is None
+    clip = g.clip(0)
+    world = engine.world_frames(clip)
+    assert world.shape == clip.future.shape and world.dtype == np.uint8
+    assert np.abs(world.astype(float) - clip.future).mean() < 4.0
+    edited = {**clip.actions, "body_pose": clip.actions["body_pose"][::-1].copy()}
+    assert np.abs(engine.world_frames(clip, edited).astype(float) - world).mean() > 1.0
+    # A clip whose recording left no oracle (a real recording, an upload) has no world view.
+    clip.meta = {**clip.meta, "source": "/nonexistent/recording.hdf5"}
+    assert engine.world_frames(clip) is None

@@ -94,6 +94,18 @@ def test_grip_edits_in_adc_units():
     assert squeezed.max() == schema.TACTILE_CLIP[1]  # pressed to the top of the range, clipped there
 
 
+def test_release_grip_defaults_to_the_gripping_hand():
+    raw = _raw()
+    force = raw["hand_force"].copy()
+    force[:, 1] = TACTILE_UNTOUCHED  # the right hand touches nothing; the left one presses
+    raw = {**raw, "hand_force": force}
+    released = apply_edit("release_grip", raw, H)["hand_force"]
+    assert np.array_equal(released[:, 1], force[:, 1]) and not np.allclose(released[H + 1:, 0], force[H + 1:, 0])
+    force = force[:, ::-1].copy()  # now only the right hand presses
+    released = apply_edit("release_grip", {**raw, "hand_force": force}, H)["hand_force"]
+    assert np.array_equal(released[:, 0], force[:, 0]) and not np.allclose(released[H + 1:, 1], force[H + 1:, 1])
+
+
 def test_emg_edits(caplog):
     raw = _raw()
     with caplog.at_level(logging.INFO, logger="mmsim.synth.edits"):

@@ -307,3 +307,30 @@ def test_counterfactual_recordings(tmp_path):
     frames = oc.render_clip(idx, oc.recorded_actions(idx))
     assert _mad(frames, oc.recorded_frames(idx)) < 3.0  # its own oracle reproduces its video
     assert _mad(oc.recorded_frames(idx), os_.recorded_frames(idx)) > 0.5  # and the edit changed it
+
+
+def test_bundled_oracles_let_a_dataset_move_without_its_recordings(recordings, tmp_path, capsys):
+    """``mmsim preprocess --bundle-oracles``: each recording's oracle is copied into the dataset and the clips
+    name it relative to the dataset folder; moved elsewhere with the raw recordings gone, the oracle contract
+    still re-renders the clips (the demo data ships this way)."""
+    import shutil
+
+    from mmsim_cli import main
+    from mmsim_core.data import ClipDataset
+
+    raw = tmp_path / "raw"
+    shutil.copytree(recordings[0], raw)
+    assert main(["preprocess", str(raw), str(tmp_path / "proc"), "--frame-steps", "1", "--stride", "20",
+                 "--test-subjects", "S01", "--workers", "1", "--bundle-oracles"]) == 0
+    shutil.rmtree(raw)
+    shutil.move(tmp_path / "proc", tmp_path / "moved")
+    ds = ClipDataset(tmp_path / "moved", split="test")
+    it = ds[0]
+    src = it["meta"]["source"]
+    assert src.startswith(str(tmp_path / "moved" / "recordings" / "S01"))
+    raw_actions = {m: schema.denormalize(m, v, ds.stats) for m, v in it["actions"].items()}
+    frames = load_oracle(src).render_clip(it["meta"]["video_frame_indices"], raw_actions)
+    truth = np.concatenate([it["context"], it["future"]])
+    assert frames.shape == truth.shape and _mad(frames, truth) < 3.0
+    manifest = ds.manifest["recordings"]["used"]
+    assert all(r["bundled"][0].endswith(".oracle.npz") for r in manifest)

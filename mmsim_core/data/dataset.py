@@ -206,6 +206,10 @@ class ClipDataset:
             meta = json.loads(self._shard(s)[1]["meta"][row])
         except (KeyError, ValueError) as e:
             raise DatasetError(f"malformed shard {self.root / self._shards[s]['file']} at row {row}: {e}") from None
+        source = meta.get("source")
+        if isinstance(source, str) and source and not Path(source).is_absolute():
+            # bundled with the dataset (``preprocess(bundle_sidecars=...)``): relative to its folder
+            meta["source"] = str(self.root / source)
         return {**meta, "index": int(index) % len(self), "split": self.split}
 
     def __getitem__(self, index: int) -> dict:

@@ -54,6 +54,10 @@ ALL_SUBJECTS = "all"
 """``test_subjects=("all",)``: every subject in the test split (new recordings for a trained model)."""
 
 
+BUNDLE_DIR = "recordings"
+"""Folder of a dataset holding the recordings' bundled sidecar files (``PreprocessConfig.bundle_sidecars``)."""
+
+
 @dataclass
 class PreprocessConfig:
     """How recordings become clips. Defaults follow the paper (64x64, 4 context + 8 future frames)."""
@@ -77,7 +81,17 @@ class PreprocessConfig:
     on the train split. Needed to evaluate a model on new recordings: its inputs must be scaled as in
     its training data, and a folder with only test recordings has no train split to fit on."""
 
+    bundle_sidecars: tuple[str, ...] = ()
+    """Suffixes of files kept beside a recording (``<hdf5 stem><suffix>``, e.g. the synthetic world's
+    ``.oracle.npz``) to copy into the dataset, under ``recordings/<subject>/``; clips of such recordings then
+    name their ``source`` relative to the dataset folder (``ClipDataset`` resolves it), so the dataset can
+    move, and be shipped, without the raw recordings."""
+
     def __post_init__(self):
+        self.bundle_sidecars = tuple(str(x) for x in (self.bundle_sidecars or ()))
+        bad = [x for x in self.bundle_sidecars if not x.startswith(".") or "/" in x or "\\" in x]
+        if bad:
+            raise ValueError(f"bundle_sidecars: each must be a file-name suffix starting with '.', got {bad[0]!r}")
         for name in ("size", "context", "future", "stride", "shard_size"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
@@ -325,7 +339,7 @@ def _stage3(r: dict, out_dir: str, split: str, cfg_dict: dict, stats_dict: dict,
             "activity": c["activity"],
             "rating": c["rating"],
             "activity_index": c["activity_index"],
-            "source": r["path"],
+            "source": r.get("source", r["path"]),
             "video": r["video"],
             "start_time_s": c["start_time_s"],
             "end_time_s": c["end_time_s"],
@@ -396,6 +410,29 @@ def _run_stage1(pool, paths: list[Path], work_dir: Path, cfg: PreprocessConfig) 
     return results
 
 
+def _bundle_sidecars(records: list[dict], out_dir: Path, suffixes: tuple[str, ...]) -> dict[str, list[str]]:
+    """Copy each recording's sidecar files with these suffixes to ``out_dir/recordings/<subject>/`` and point
+    its clips' ``source`` there (relative); recordings without any keep their absolute path."""
+    bundled: dict[str, list[str]] = {}
+    if not suffixes:
+        return bundled
+    shutil.rmtree(out_dir / BUNDLE_DIR, ignore_errors=True)  # an earlier run's copies
+    for r in records:
+        src = Path(r["path"])
+        found = [src.with_name(src.stem + x) for x in suffixes if src.with_name(src.stem + x).is_file()]
+        if not found:
+            continue
+        rel = Path(BUNDLE_DIR) / r["subject"] / ("counterfactual" if r["counterfactual"] else "") / src.name
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        for f in found:
+            shutil.copyfile(f, out_dir / rel.with_name(f.name))
+        r["source"] = rel.as_posix()
+        bundled[r["path"]] = [rel.with_name(f.name).as_posix() for f in found]
+    logger.info("bundled the sidecars of %d of %d recordings under %s", len(bundled), len(records),
+                out_dir / BUNDLE_DIR)
+    return bundled
+
+
 def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: PreprocessConfig, t_start: float) -> dict:
     ok = [r for r in results if r["ok"]]
     skipped = [{"path": r["path"], "reason": r["reason"]} for r in results if not r["ok"]]
@@ -445,6 +482,8 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
                     forces["train"].setdefault(c["activity"], []).append(c["force"])
     refs = {a: text_mod.activity_force_reference(forces["train"].get(a) or f) for a, f in forces["all"].items()}
 
+    bundled = _bundle_sidecars(ok, out_dir, cfg.bundle_sidecars)
+
     # Stage 3: every recording writes its own shards (numbered in advance so workers need not talk).
     jobs, next_shard = [], {s: 0 for s in SPLITS}
     for r in ok:
@@ -467,10 +506,11 @@ def _finish(pool, results: list[dict], raw_dir: Path, out_dir: Path, cfg: Prepro
             "counterfactual": r["counterfactual"] is not None,
             "modalities": list(r["modalities"]), "missing_modalities": r["missing_modalities"],
             "num_activities": r["num_activities"], "num_frames": r["num_frames"], "num_clips": len(r["clips"]),
+            **({"bundled": bundled[r["path"]]} if r["path"] in bundled else {}),
         })
 
     manifest = write_manifest(out_dir, {
-        "config": {**asdict(cfg), "frame_steps": list(cfg.frame_steps),
+        "config": {**asdict(cfg), "frame_steps": list(cfg.frame_steps), "bundle_sidecars": list(cfg.bundle_sidecars),
                    "test_subjects": list(cfg.test_subjects) if cfg.test_subjects is not None else None},
         "clip": {"context": cfg.context, "future": cfg.future, "size": cfg.size},
         "modalities": list(modalities),

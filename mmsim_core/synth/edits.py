@@ -8,7 +8,8 @@ Carpus, ``body_pose`` (T, 28, 3) cm minus the centre of mass, ``emg`` (T, 2, 8) 
 =================  ===========  ==================================================================
 family             modality     what changes (``strength`` 1 = the nominal edit)
 =================  ===========  ==================================================================
-release_grip       hand_force   one hand lets go: pressure above the untouched baseline removed
+release_grip       hand_force   one hand lets go (by default the one pressing hardest after ``start``):
+                                pressure above the untouched baseline removed
 squeeze            hand_force   both hands press harder: pressure x (1 + strength) + a whole-glove press
 emg_up             emg          envelope x (1 + 2 strength) (x3), clipped to the Myo range
 emg_rest           emg          envelope to the resting level (no muscle effort)
@@ -246,8 +247,17 @@ _EDITS = {
     "fingers_open": _fingers(0.0), "fingers_closed": _fingers(1.0), "hand_pose_swap": _hand_pose_swap,
     "hand_shift": _hand_shift, "body_timing": _body_timing,
 }
-_DEFAULT_SIDES = {"release_grip": (1,), "hand_shift": (1,)}
-"""One-hand families act on the right hand unless told otherwise; the others on both."""
+_DEFAULT_SIDES = {"hand_shift": (1,)}
+"""One-hand families act on the right hand unless told otherwise (``release_grip``: the gripping hand, see
+:func:`gripping_hand`); the others on both."""
+
+
+def gripping_hand(hand_force: np.ndarray, start: int = 0) -> int:
+    """The hand (0 left, 1 right) whose tactile pressure above the untouched baseline, summed over steps
+    ``start`` on, is the larger: the one a "let go" edit is about. Ties (no contact at all) go right."""
+    x = np.asarray(hand_force, dtype=np.float32)[start:]  # (T', 2, 32, 32)
+    pressure = np.clip(x - TACTILE_UNTOUCHED, 0.0, None).sum(axis=(0, 2, 3))  # (2,)
+    return 0 if pressure[0] > pressure[1] else 1
 
 
 def apply_edit(family: str, raw: Mapping[str, np.ndarray], start: int, *, strength: float = 1.0,
@@ -255,8 +265,9 @@ def apply_edit(family: str, raw: Mapping[str, np.ndarray], start: int, *, streng
     """``raw`` with ``family`` applied to steps ``start`` (.. ``end``) of its modality; a new dict, the
     other modalities shared, the edited one a new float32 array.
 
-    ``side``: ``"left"`` / ``"right"`` for one hand, None for the family's default (both hands, the right
-    one for ``release_grip`` and ``hand_shift``); ``body_timing`` acts on the whole body and takes none.
+    ``side``: ``"left"`` / ``"right"`` for one hand, None for the family's default (both hands; the right
+    one for ``hand_shift``; for ``release_grip`` the :func:`gripping_hand` of the edited steps);
+    ``body_timing`` acts on the whole body and takes none.
     ``other``: for ``hand_pose_swap``, another clip's raw actions (or its ``hand_pose``).
     """
     if family not in _EDITS:
@@ -281,6 +292,8 @@ def apply_edit(family: str, raw: Mapping[str, np.ndarray], start: int, *, streng
         if side is not None:
             raise ActionInputError(f"body_timing moves the whole body: side must be None, got {side!r}")
         sides = ()
+    elif family == "release_grip" and side is None:
+        sides = (gripping_hand(x, int(start)),)
     else:
         sides = _sides(side, _DEFAULT_SIDES.get(family, (0, 1)))
     w = ramp(T, int(start), None if end is None else int(end))
@@ -315,6 +328,8 @@ def random_edit_kwargs(rng: np.random.Generator, family: str, T: int, h: int) ->
         strength = -strength
     if family == "body_timing":
         side = None
+    elif family == "release_grip":  # the gripping hand half of the time, else either hand
+        side = None if rng.random() < 0.5 else str(rng.choice(schema.SIDES))
     elif family in _DEFAULT_SIDES:  # one-hand families: either hand
         side = str(rng.choice(schema.SIDES))
     else:  # both hands or one
