@@ -53,6 +53,35 @@ def test_a_config_that_extends_another_changes_only_what_it_names(tmp_path):
         resolve_config(str(loop))
 
 
+def test_init_from_a_pipeline_fine_tunes_and_keeps_added_parts_fresh(tiny_setup, tmp_path, caplog, capsys):
+    """--init-from: every tensor of the folder that fits is loaded; a component the new config adds (the
+    hand placement map, its denoiser input) starts fresh; a folder that is not a pipeline is a usage error."""
+    import logging
+
+    from mmsim_core import MultisensoryVideoPipeline
+    from mmsim.training.train import build_simulator, init_from_pipeline
+
+    ckpt = tiny_setup["ckpt"]
+    cfg = resolve_config("tiny", ["model.action_warp.hand_map_channels=4", "model.action_warp.hand_map_grid=8"],
+                         data=str(tiny_setup["data"]), out=str(tmp_path / "run"), init_from=str(ckpt))
+    simulator = build_simulator(cfg)
+    with caplog.at_level(logging.INFO, logger="mmsim.train"):
+        report = init_from_pipeline(simulator, ckpt)
+    source = MultisensoryVideoPipeline.from_pretrained(ckpt)
+    theirs, ours = source.denoiser.state_dict(), simulator.denoiser.state_dict()
+    same = [k for k in theirs if k in ours and theirs[k].shape == ours[k].shape]
+    assert same and all(torch.equal(theirs[k], ours[k]) for k in same)
+    assert report["denoiser"]["loaded"] == len(same) and report["action_encoder"]["kept_fresh"] == 0
+    assert report["action_warp"]["kept_fresh"] > 0 and "kept fresh" in caplog.text  # the hand map is new
+    # The command line: two steps of fine-tuning from the folder, then an invalid folder.
+    assert main(["--config", "tiny", "--data", str(tiny_setup["data"]), "--out", str(tmp_path / "cli"),
+                 "--max-steps", "2", "--batch-size", "2", "--init-from", str(ckpt)]) == 0
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["init_from"] == str(ckpt)
+    assert main(["--config", "tiny", "--data", str(tiny_setup["data"]), "--out", str(tmp_path / "bad"),
+                 "--init-from", str(tmp_path)]) == 2
+    assert "init_from must be a pipeline folder" in capsys.readouterr().err
+
+
 def _checkpointed_step(out: Path) -> int:
     ckpt = latest_checkpoint(out)
     return json.loads((ckpt / "trainer_state.json").read_text())["step"] if ckpt else 0

@@ -45,6 +45,11 @@ class TrainConfig:
     observational_only: bool = False
     """Train on observational clips only, leaving out the synthetic world's counterfactual recordings
     (edited actions re-enacted from the same scene); the paper's tables use observational data."""
+    init_from: str | None = None
+    """A trained pipeline folder (``mmsim train``'s ``final``, a bundled checkpoint) whose weights start this run:
+    fine-tuning. Parameters the folder lacks, or holds with another shape (a component added by the config),
+    keep their fresh initialisation; which ones is logged. Its ``normalization.json`` should be the data's
+    (``mmsim preprocess --stats FOLDER/normalization.json``): the run warns when they differ."""
     num_workers: int = 0
 
     # optimisation (paper §7.4: Adam 1e-4, betas (0.9, 0.99), EMA 0.995 every 10 iterations)
@@ -87,6 +92,10 @@ class TrainConfig:
             raise ValueError(f"modality_drop must be in [0, 1), got {self.modality_drop}")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.init_from is not None:
+            self.init_from = str(self.init_from)
+            if not (Path(self.init_from) / "model_index.json").is_file():
+                raise ValueError(f"init_from must be a pipeline folder (with model_index.json), got {self.init_from!r}")
         self.simulator_config()  # validates the model part now, not after the data is loaded
 
     def simulator_config(self) -> SimulatorConfig:

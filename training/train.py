@@ -3,6 +3,7 @@
     mmsim train --config demo-cpu --data data/processed --out runs/demo
     mmsim train --preset mmsim-tiny --data examples/demo_data --out /tmp/run --max-steps 50
     mmsim train --out runs/demo --resume                     # continue after an interruption
+    mmsim train --config demo-cpu --data mine --out runs/mine --init-from examples/demo_checkpoint   # fine-tune
     accelerate launch -m mmsim.training.train --config paper ...   # several GPUs / nodes, unchanged
 
 Every run writes ``OUT/config.json`` (the resolved config), ``OUT/log.jsonl`` (loss parts, steps/s)
@@ -55,6 +56,53 @@ logger = logging.getLogger("mmsim.train")
 # ----------------------------------------------------------------------------------------------
 def build_simulator(cfg: TrainConfig) -> MultisensorySimulator:
     return MultisensorySimulator.from_config(cfg.simulator_config())
+
+
+PIPELINE_COMPONENTS = ("denoiser", "action_encoder", "action_warp", "context_encoder", "text_encoder")
+"""Weighted components of a pipeline folder, each a sub-folder named as the simulator's attribute."""
+
+
+def init_from_pipeline(simulator: MultisensorySimulator, folder: str | Path) -> dict[str, dict[str, int]]:
+    """Copy a trained pipeline folder's weights into ``simulator`` (fine-tuning). Per component, tensors whose
+    name and shape match are loaded; the rest (a part the new config adds, a resized layer) keep their fresh
+    initialisation. Returns ``{component: {"loaded", "kept_fresh", "unused"}}`` counts."""
+    from safetensors.torch import load_file
+
+    from mmsim_core.checkpoint_files import check_weights_folder
+
+    folder = Path(folder)
+    report = {}
+    for name in PIPELINE_COMPONENTS:
+        module = getattr(simulator, name, None)
+        if module is None:
+            continue
+        files = check_weights_folder(folder / name) if (folder / name).is_dir() else []
+        saved = {}
+        for f in files:
+            saved.update(load_file(str(f)))
+        own = module.state_dict()
+        matched = {k: v.to(own[k].dtype) for k, v in saved.items() if k in own and own[k].shape == v.shape}
+        module.load_state_dict(matched, strict=False)
+        report[name] = {"loaded": len(matched), "kept_fresh": len(own) - len(matched),
+                        "unused": len(saved) - len(matched)}
+        fresh = sorted(k for k in own if k not in matched)
+        logger.info("init from %s/%s: %d tensors loaded, %d kept fresh%s, %d of the folder's unused", folder, name,
+                    len(matched), len(fresh), f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})"
+                    if fresh else "", report[name]["unused"])
+    if not any(r["loaded"] for r in report.values()):
+        raise CheckpointError(f"--init-from {folder}: no weight of it fits this model (another preset?)")
+    return report
+
+
+def check_init_normalization(folder: str | Path, stats) -> None:
+    """Warn when the data is scaled otherwise than the run being fine-tuned was trained on."""
+    path = Path(folder) / "normalization.json"
+    if not path.is_file():
+        return
+    theirs = json.loads(path.read_text())
+    if theirs != stats.to_dict():
+        logger.warning("--init-from %s was trained on data normalised otherwise than --data: its weights expect "
+                       "inputs scaled by %s (preprocess with --stats %s to match)", folder, path, path)
 
 
 def resolve_mixed_precision(choice: str) -> str:
@@ -226,6 +274,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     # 2. Model, optimiser (paper: Adam 1e-4, betas (0.9, 0.99)), EMA of the trainable weights.
     simulator = build_simulator(cfg)
+    if cfg.init_from is not None and not (resume and ckpt is not None):  # a resume loads its own weights
+        init_from_pipeline(simulator, cfg.init_from)
+        check_init_normalization(cfg.init_from, dataset.stats)
     if simulator.action_warp is not None:  # a projected hand map takes the signals back to cm
         simulator.action_warp.set_pose_frame(dataset.stats)
     params = [p for p in simulator.parameters() if p.requires_grad]
@@ -343,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--mixed-precision", dest="mixed_precision", choices=["auto", "no", "fp16", "bf16"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--init-from", dest="init_from", metavar="PIPELINE",
+                   help="start from a trained pipeline folder's weights (fine-tuning), e.g. examples/demo_checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, nested with dots, e.g. model.action_encoder.fusion=mean")
     p.add_argument("--resume", action="store_true",
@@ -354,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     flags = {k: getattr(args, k) for k in ("preset", "data", "out", "max_steps", "batch_size", "grad_accum",
-                                           "lr", "mixed_precision", "seed")}
+                                           "lr", "mixed_precision", "seed", "init_from")}
     config = args.config
     if args.resume and args.out and (Path(args.out) / "config.json").exists() and not config:
         config = str(Path(args.out) / "config.json")  # a resumed run keeps its resolved config

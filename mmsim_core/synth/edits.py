@@ -121,9 +121,11 @@ def _sides(side: str | None, default: tuple[int, ...] = (0, 1)) -> tuple[int, ..
     return (schema.SIDES.index(side),)
 
 
-def _clip(family: str, modality: str, values: np.ndarray) -> np.ndarray:
+def _clip(family: str, modality: str, values: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Edited values clipped to the valid range; values the edit left alone stay as recorded (a glove may
+    read above the normalisation's ceiling: not this edit's business)."""
     lo, hi = VALID_RANGE[modality]
-    out = np.clip(values, lo, hi)
+    out = np.where(values != original, np.clip(values, lo, hi), values)
     n = int(np.count_nonzero(out != values))
     if n:
         logger.info("%s: %d of %d %s values outside the valid range [%g, %g] clipped (the sensor cannot report "
@@ -299,7 +301,7 @@ def apply_edit(family: str, raw: Mapping[str, np.ndarray], start: int, *, streng
     w = ramp(T, int(start), None if end is None else int(end))
     out = _EDITS[family](x, w, float(strength), sides, other).astype(np.float32)
     if modality in VALID_RANGE:
-        out = _clip(family, modality, out)
+        out = _clip(family, modality, out, x)
     out[:start] = x[:start]  # exact: the context is never touched, whatever the arithmetic did
     if end is not None:
         out[end:] = x[end:]
