@@ -33,13 +33,48 @@ from mmsim_core import schema
 from mmsim_core.data.shards import SPLITS, STATS_NAME, ClipShardWriter, write_clip_shard, write_manifest
 from mmsim_core.errors import ActionInputError, MMSimError
 
+# Upload limits. Each one is checked from headers before anything is decoded, so a file that claims to hold
+# more than this (a decompression bomb, a feature film given as context) costs neither memory nor minutes.
 MAX_UPLOAD_MB = 200.0
+"""Largest clip, image or context-video upload (MB)."""
+MAX_RECORDING_MB = 4 * MAX_UPLOAD_MB
+"""Largest raw recording HDF5 or world video (MB): whole recordings are long."""
+MAX_VIDEO_FRAMES = 9000
+"""Most frames a context video may have (only the first h + F are used)."""
+MAX_VIDEO_SECONDS = 600.0
+"""Longest context video (s)."""
+MAX_RECORDING_SECONDS = 4 * 3600.0
+"""Longest raw recording (s, first to last world-video frame)."""
+MAX_RECORDING_FRAMES = 500_000
+"""Most world-video frames a raw recording may have (4 h at 30 fps is 432,000)."""
+MAX_IMAGE_PIXELS = 40_000_000
+"""Largest context image (pixels) decoded before it is cropped and resized to the model's size."""
+MAX_TRAJECTORY_STEPS = 1000
+"""Most time steps an uploaded trajectory or frame array may have (a clip has h + F)."""
+MAX_FRAME_SIDE = 1024
+"""Largest side of frames stored in a trajectory file."""
+MAX_NORMALIZED = 100.0
+"""Uploaded min-max normalised values beyond [-100, 101] (100 times the training range's width beyond it,
+e.g. EMG given x1000 or raw values labelled normalised) are refused; milder excursions are flagged."""
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 
 
 class UploadError(MMSimError):
-    """An upload the studio cannot use; the message names the file and what is wrong."""
+    """An upload the studio cannot use; the message names the file and what is wrong, on one line (an
+    upload's name may hold line breaks: they are shown escaped)."""
+
+    def __init__(self, message: str):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
+
+
+_H5_DAMAGE = (OSError, KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError)
+"""What h5py and numpy raise on a damaged file's structure (a flipped byte in an object header, say)."""
+
+
+def _gist(e: Exception) -> str:
+    text = str(e).strip("'\"").splitlines()[0][:160] if str(e) else "unreadable"
+    return f"{type(e).__name__}: {text}"
 
 
 def _path(f) -> Path:
@@ -54,11 +89,46 @@ def _path(f) -> Path:
 
 
 def check_size(path: Path, max_mb: float = MAX_UPLOAD_MB) -> None:
+    """The file exists and is at most ``max_mb``. Only the name (never the folder Gradio stored it in) is
+    shown: the upload's own name is text for messages, never a path the studio opens or writes."""
     if not path.is_file():
         raise UploadError(f"{path.name}: file not found")
     mb = path.stat().st_size / 2**20
     if mb > max_mb:
-        raise UploadError(f"{path.name} is {mb:.0f} MB; uploads are limited to {max_mb:.0f} MB")
+        raise UploadError(f"{path.name} is {mb:.1f} MB; uploads are limited to {max_mb:.0f} MB")
+    if path.stat().st_size == 0:
+        raise UploadError(f"{path.name} is empty (0 bytes)")
+
+
+def check_video_limits(path: Path, max_frames: int = MAX_VIDEO_FRAMES, max_seconds: float = MAX_VIDEO_SECONDS,
+                       what: str = "videos") -> dict:
+    """Frame count and duration from the container header, before any frame is decoded."""
+    from mmsim_core.errors import RecordingError
+    from mmsim_core.video import video_info
+
+    try:
+        info = video_info(path)
+    except RecordingError:
+        raise UploadError(f"{path.name}: not a readable video") from None
+    frames, fps = info["frames"], info["fps"]
+    if frames > max_frames:
+        raise UploadError(f"{path.name} has {frames} frames; {what} are limited to {max_frames} frames")
+    if fps > 0 and frames / fps > max_seconds:
+        raise UploadError(f"{path.name} lasts {frames / fps:.0f} s; {what} are limited to {max_seconds:.0f} s")
+    return info
+
+
+def check_image_limits(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Image size from the header (PIL reads it without decoding the pixels)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise UploadError(f"{path.name}: not a readable image") from None
+    if w * h > max_pixels:
+        raise UploadError(f"{path.name} is {w}x{h} pixels; images are limited to {max_pixels / 1e6:.0f} megapixels")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,8 +139,9 @@ def read_image(path: Path, size: int) -> np.ndarray:
 
     from mmsim_core.video import center_crop_resize
 
+    check_image_limits(path)
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
+    if img is None or img.size == 0:
         raise UploadError(f"{path.name}: not a readable image")
     return center_crop_resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), size)
 
@@ -79,16 +150,18 @@ def load_frames(files, size: int = schema.FRAME_SIZE, context: int = schema.CONT
                 future: int = schema.FUTURE_FRAMES) -> tuple[np.ndarray, np.ndarray | None]:
     """``files``: h images, or one video. Returns (context (h,S,S,3), future (F,S,S,3) or None)."""
     from mmsim_core.errors import RecordingError
-    from mmsim_core.video import read_video
 
     paths = [_path(f) for f in (files if isinstance(files, (list, tuple)) else [files])]
+    if len(paths) > 16:
+        raise UploadError(f"give {context} context images or one video, not {len(paths)} files")
     for p in paths:
         check_size(p)
     if len(paths) == 1 and paths[0].suffix.lower() in VIDEO_EXTS:
+        check_video_limits(paths[0])
         try:
-            frames = read_video(paths[0], size=size)
-        except RecordingError as e:
-            raise UploadError(f"{paths[0].name}: {e}") from None
+            frames = _first_frames(paths[0], context + future, size)
+        except RecordingError:
+            raise UploadError(f"{paths[0].name}: not a readable video (no decodable frames)") from None
         if len(frames) < context:
             raise UploadError(f"{paths[0].name} has {len(frames)} frames; at least {context} are needed")
         fut = frames[context:context + future] if len(frames) >= context + future else None
@@ -103,13 +176,64 @@ def load_frames(files, size: int = schema.FRAME_SIZE, context: int = schema.CONT
     return np.stack([read_image(p, size) for p in paths]), None
 
 
+def _first_frames(path: Path, n: int, size: int) -> np.ndarray:
+    """The first ``n`` frames of a video, centre-cropped and resized (the rest is never decoded)."""
+    from itertools import islice
+
+    from mmsim_core.errors import RecordingError
+    from mmsim_core.video import center_crop_resize, iter_video_frames
+
+    frames = [center_crop_resize(f, size) for f in islice(iter_video_frames(path), n)]
+    if not frames:
+        raise RecordingError(path, "video has no decodable frames")
+    return np.stack(frames)
+
+
 # ----------------------------------------------------------------------------------------------
 # Trajectories
 # ----------------------------------------------------------------------------------------------
 def _check_actions(actions: Mapping[str, np.ndarray], where: str, steps: int | None = None) -> dict:
     if not actions:
         raise UploadError(f"{where}: no action modality found (expected some of {list(schema.MODALITIES)})")
+    for name, arr in actions.items():
+        kind = np.asarray(arr).dtype.kind
+        if kind not in "biuf":
+            raise UploadError(f"{where}: {name} must hold numbers, got dtype {np.asarray(arr).dtype}")
     return schema.check_action_arrays(actions, where, steps=steps, allow_flat=True, error=UploadError)
+
+
+def _check_magnitude(actions: Mapping[str, np.ndarray], where: str, limit: float = MAX_NORMALIZED) -> None:
+    """Refuse values far outside anything the model was trained on (wrong units, a slip of x1000)."""
+    for name, arr in actions.items():
+        spec = schema.MODALITIES[name]  # min-max and fixed-clip modalities alike are 0..1 when normalised
+        if arr.size == 0:
+            continue
+        worst = float(max(arr.max() - 1.0, -arr.min()))
+        if worst > limit:
+            raise UploadError(f"{where}: {spec.display_name} reaches {worst:.3g} times the training range's width "
+                              f"beyond it; uploads are limited to {limit:.0f} (wrong units? raw values need "
+                              f"units='raw')")
+
+
+def _check_array_header(shape: tuple, dtype, name: str, where: str) -> None:
+    """Bound one clip's array from its header before reading it (an HDF5 or NPZ can claim any size).
+    ``shape``: (T, *shape) for a modality, (T, H, W, 3) for frames."""
+    shape = tuple(int(d) for d in shape)
+    if name == "frames":
+        if len(shape) != 4 or shape[-1] != 3 or max(shape[1:3]) > MAX_FRAME_SIDE:
+            raise UploadError(f"{where}: frames must be uint8 (T, H, W, 3) with sides up to {MAX_FRAME_SIDE}, "
+                              f"got shape {shape}")
+        if np.dtype(dtype) != np.uint8:
+            raise UploadError(f"{where}: frames must be uint8, got dtype {dtype}")
+    else:
+        spec = schema.MODALITIES[name]
+        if len(shape) < 2 or int(np.prod(shape)) > shape[0] * spec.size:
+            raise UploadError(f"{where}: {name} must have shape (T, {', '.join(map(str, spec.shape))}), got {shape}")
+        if np.dtype(dtype).kind not in "biuf":
+            raise UploadError(f"{where}: {name} must hold numbers, got dtype {dtype}")
+    if shape[0] > MAX_TRAJECTORY_STEPS:
+        raise UploadError(f"{where}: {name} has {shape[0]} steps; uploads are limited to {MAX_TRAJECTORY_STEPS} "
+                          f"steps (a clip has {schema.CLIP_FRAMES})")
 
 
 def _to_normalized(actions: dict, units: str, stats, where: str) -> dict:
@@ -139,6 +263,7 @@ def read_trajectories(file, stats=None, steps: int = schema.CLIP_FRAMES) -> dict
         raise UploadError(f"{where}: trajectories must be a clip .h5/.hdf5, .npz or .csv file")
     actions = _check_actions(res["actions"], where)
     actions = _to_normalized(actions, res.get("units", "normalized"), stats, where)
+    _check_magnitude(actions, where)
     T = next(iter(actions.values())).shape[0]
     if T != steps:
         raise UploadError(f"{where}: trajectories have {T} steps; this model needs {steps} (h + F)")
@@ -153,44 +278,70 @@ def _read_h5(path: Path) -> dict:
         f = h5py.File(path, "r")
     except OSError as e:
         raise UploadError(f"{path.name}: not a readable HDF5 file ({e})") from None
-    with f:
-        if "actions" not in f and "experiment-activities" in f:
-            raise UploadError(f"{path.name} is a raw ActionSense recording: load it under 'Raw recording' "
-                              f"with its world video and a start time")
-        if "actions" not in f or not isinstance(f["actions"], h5py.Group):
-            raise UploadError(f"{path.name}: no 'actions' group (expected a clip file in the project's schema: "
-                              f"actions/<modality> (N, T, *shape))")
-        unknown = [k for k in f["actions"] if k not in schema.MODALITIES]
-        if unknown:
-            raise UploadError(f"{path.name}: unknown modalities {unknown} in actions/")
-        row = 0
-        actions, frames = {}, None
-        for name in f["actions"]:
-            arr = f["actions"][name]
-            if arr.ndim == len(schema.MODALITIES[name].shape) + 2:  # shard: (N, T, *shape)
-                if f"present/{name}" in f and not bool(f[f"present/{name}"][row]):
-                    continue
-                arr = arr[row]
-            else:
-                arr = arr[()]
-            actions[name] = arr
-        if "frames" in f:
-            frames = f["frames"][row] if f["frames"].ndim == 5 else f["frames"][()]
-            frames = np.asarray(frames, dtype=np.uint8)
-        text = {}
-        if "text" in f:
-            for k in schema.TEXT_KINDS:
-                if k in f["text"]:
-                    v = f["text"][k].asstr()[()]
-                    text[k] = str(v[row] if np.ndim(v) else v)
+    try:
+        with f:
+            return _read_h5_file(f, path)
+    except UploadError:
+        raise
+    except _H5_DAMAGE as e:
+        # A damaged file or one in another layout: h5py raises many kinds; the user needs the file and the gist.
+        raise UploadError(f"{path.name}: damaged or not a clip file ({_gist(e)})") from None
+
+
+def _read_h5_file(f, path: Path) -> dict:
+    import h5py
+
+    if "actions" not in f and "experiment-activities" in f:
+        raise UploadError(f"{path.name} is a raw ActionSense recording: load it under 'Raw recording' "
+                          f"with its world video and a start time")
+    if "actions" not in f or not isinstance(f["actions"], h5py.Group):
+        raise UploadError(f"{path.name}: no 'actions' group (expected a clip file in the project's schema: "
+                          f"actions/<modality> (N, T, *shape))")
+    unknown = [k for k in f["actions"] if k not in schema.MODALITIES]
+    if unknown:
+        raise UploadError(f"{path.name}: unknown modalities {unknown} in actions/")
+    row = 0
+    actions, frames = {}, None
+    for name in f["actions"]:
+        arr = f["actions"][name]
+        if not isinstance(arr, h5py.Dataset):
+            raise UploadError(f"{path.name}: actions/{name} must be an array, not a group")
+        shard = arr.ndim == len(schema.MODALITIES[name].shape) + 2  # shard: (N, T, *shape)
+        _check_array_header(arr.shape[1:] if shard else arr.shape, arr.dtype, name, path.name)
+        if shard:
+            if len(arr) == 0:
+                raise UploadError(f"{path.name}: actions/{name} holds no clip")
+            if f"present/{name}" in f and not bool(f[f"present/{name}"][row]):
+                continue
+            arr = arr[row]
+        else:
+            arr = arr[()]
+        actions[name] = arr
+    if "frames" in f:
+        fr = f["frames"]
+        if not isinstance(fr, h5py.Dataset):
+            raise UploadError(f"{path.name}: frames must be an array, not a group")
+        shard = fr.ndim == 5
+        _check_array_header(fr.shape[1:] if shard else fr.shape, fr.dtype, "frames", path.name)
+        if shard and len(fr) == 0:
+            raise UploadError(f"{path.name}: frames holds no clip")
+        frames = np.asarray(fr[row] if shard else fr[()], dtype=np.uint8)
+    text = {}
+    if "text" in f:
+        for k in schema.TEXT_KINDS:
+            if k in f["text"]:
+                v = f["text"][k].asstr()[()]
+                text[k] = str(v[row] if np.ndim(v) else v)
+    meta = {}
+    if "meta" in f:
+        m = f["meta"].asstr()[()]
+        try:
+            meta = json.loads(m[row] if np.ndim(m) else m)
+        except (ValueError, IndexError):
+            meta = {}
+    if not isinstance(meta, dict):
         meta = {}
-        if "meta" in f:
-            m = f["meta"].asstr()[()]
-            try:
-                meta = json.loads(m[row] if np.ndim(m) else m)
-            except (ValueError, IndexError):
-                meta = {}
-        units = str(f.attrs.get("units", "normalized"))
+    units = str(f.attrs.get("units", "normalized"))
     return {"actions": actions, "frames": frames, "text": text, "meta": meta, "units": units}
 
 
@@ -199,17 +350,38 @@ def _read_npz(path: Path) -> dict:
         z = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file
         raise UploadError(f"{path.name}: not a readable .npz file ({type(e).__name__})") from None
-    with z:
-        keys = list(z.keys())
-        unknown = [k for k in keys if k not in schema.MODALITIES and k not in ("frames", "units", "text")]
-        if unknown:
-            raise UploadError(f"{path.name}: unknown arrays {unknown}; name them after modalities "
-                              f"{list(schema.MODALITIES)} (plus optional 'frames', 'units')")
-        actions = {k: z[k] for k in keys if k in schema.MODALITIES}
-        frames = np.asarray(z["frames"], dtype=np.uint8) if "frames" in keys else None
-        units = str(z["units"]) if "units" in keys else "normalized"
-        text = {"sentence": str(z["text"])} if "text" in keys else {}
+    try:
+        with z:
+            keys = list(z.keys())
+            unknown = [k for k in keys if k not in schema.MODALITIES and k not in ("frames", "units", "text")]
+            if unknown:
+                raise UploadError(f"{path.name}: unknown arrays {unknown}; name them after modalities "
+                                  f"{list(schema.MODALITIES)} (plus optional 'frames', 'units')")
+            for k in keys:
+                shape, dtype = _npz_header(z, k)
+                if k in ("units", "text"):
+                    if dtype.kind not in "US" or int(np.prod(shape)) != 1:
+                        raise UploadError(f"{path.name}: {k} must be one string, got dtype {dtype} shape {shape}")
+                else:
+                    _check_array_header(shape, dtype, k, path.name)
+            actions = {k: z[k] for k in keys if k in schema.MODALITIES}
+            frames = np.asarray(z["frames"], dtype=np.uint8) if "frames" in keys else None
+            units = str(z["units"]) if "units" in keys else "normalized"
+            text = {"sentence": str(z["text"])} if "text" in keys else {}
+    except UploadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile, zlib.error, npy header errors: a damaged archive
+        raise UploadError(f"{path.name}: damaged .npz file ({type(e).__name__})") from None
     return {"actions": actions, "frames": frames, "text": text, "meta": {}, "units": units}
+
+
+def _npz_header(z, key: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype of one array in an NPZ from its .npy header, without decompressing the data."""
+    with z.zip.open(key + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f, max_header_size=10_000)
+    return tuple(shape), np.dtype(dtype)
 
 
 def _read_csv(path: Path) -> dict:
@@ -217,7 +389,13 @@ def _read_csv(path: Path) -> dict:
         raw = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UploadError(f"{path.name}: not a readable text CSV ({type(e).__name__})") from None
-    rows = list(csv.reader(_io.StringIO(raw)))
+    if raw.count("\n") > MAX_TRAJECTORY_STEPS + 1:
+        raise UploadError(f"{path.name} has {raw.count(chr(10)) - 1} rows; uploads are limited to "
+                          f"{MAX_TRAJECTORY_STEPS} steps (a clip has {schema.CLIP_FRAMES})")
+    try:
+        rows = list(csv.reader(_io.StringIO(raw)))
+    except csv.Error as e:
+        raise UploadError(f"{path.name}: not a readable CSV ({e})") from None
     if len(rows) < 2:
         raise UploadError(f"{path.name}: needs a header row and one row per time step")
     header = [h.strip() for h in rows[0]]
@@ -287,14 +465,27 @@ def clip_from_upload(frame_files, trajectory_file, stats=None, size: int = schem
     text = {k: traj["text"].get(k, "") for k in schema.TEXT_KINDS}
     clip = Clip(context=ctx, future=fut, edits=EditHistory(traj["actions"]), text=text, meta=dict(traj["meta"]),
                 label=f"upload {_path(trajectory_file).name}")
-    for a in traj["meta"].get("annotations", []):
-        clip.annotations.append(Annotation.from_dict(a))
+    annotations = traj["meta"].get("annotations", [])
+    for a in annotations if isinstance(annotations, list) else []:
+        try:
+            clip.annotations.append(Annotation.from_dict(a))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise UploadError(f"{_path(trajectory_file).name}: meta annotations are not the studio's "
+                              f"(activity, start, end ...) records") from None
     return clip
 
 
 # ----------------------------------------------------------------------------------------------
 # Raw ActionSense recordings
 # ----------------------------------------------------------------------------------------------
+def _upload_names(message: str, *paths: Path) -> str:
+    """A reader's message with the server folders of uploaded files cut down to the files' names."""
+    for p in paths:
+        if p is not None:
+            message = message.replace(str(Path(p).resolve()), Path(p).name).replace(str(p), Path(p).name)
+    return message
+
+
 class RawRecording:
     """A raw recording opened for cutting clips: frame times, activities, and clip extraction."""
 
@@ -303,10 +494,14 @@ class RawRecording:
         from mmsim_core.errors import RecordingError
 
         self.path = _path(hdf5_file)
-        check_size(self.path, max_mb=4 * MAX_UPLOAD_MB)
-        video = _path(video_file) if video_file else None
-        if video is not None:
-            check_size(video, max_mb=4 * MAX_UPLOAD_MB)
+        check_size(self.path, max_mb=MAX_RECORDING_MB)
+        # The video is always the one uploaded with it: never searched for beside the upload (the folder an
+        # upload lands in is the server's, and what else lies there is not this user's).
+        if not video_file:
+            raise UploadError(f"{self.path.name}: upload its world video (eye-tracking-video-world .mp4) too")
+        video = _path(video_file)
+        check_size(video, max_mb=MAX_RECORDING_MB)
+        check_video_limits(video, MAX_RECORDING_FRAMES, MAX_RECORDING_SECONDS, what="recording videos")
         try:
             self.rec = ActionSenseRecording(self.path, video_path=video)
             self.frame_t = self.rec.frame_times()
@@ -314,12 +509,18 @@ class RawRecording:
             self.activities = self.rec.activities(include_maybe=True)
             self.modalities = self.rec.available_modalities()
         except RecordingError as e:
-            raise UploadError(str(e)) from None
-        except OSError as e:
-            raise UploadError(f"{self.path.name}: not a readable recording ({e})") from None
+            raise UploadError(_upload_names(str(e), self.path, video)) from None
+        except _H5_DAMAGE as e:  # h5py's own errors from a damaged file that the reader does not name
+            raise UploadError(f"{self.path.name}: not a readable recording ({_gist(e)})") from None
         if len(self.frame_t) < schema.CLIP_FRAMES:
             raise UploadError(f"{self.path.name}: only {len(self.frame_t)} video frames")
+        if len(self.frame_t) > MAX_RECORDING_FRAMES:
+            raise UploadError(f"{self.path.name} has {len(self.frame_t)} frame timestamps; recordings are limited "
+                              f"to {MAX_RECORDING_FRAMES} frames")
         self.t0 = float(self.frame_t[0])
+        if self.duration_s > MAX_RECORDING_SECONDS:
+            raise UploadError(f"{self.path.name} lasts {self.duration_s:.0f} s; recordings are limited to "
+                              f"{MAX_RECORDING_SECONDS:.0f} s")
 
     @property
     def duration_s(self) -> float:
@@ -358,7 +559,9 @@ class RawRecording:
             values, valid = align_modalities(self.rec, self.frame_t[idx], self.modalities)
             frames = decode_frames(self.rec.video_path, idx, size)
         except RecordingError as e:
-            raise UploadError(str(e)) from None
+            raise UploadError(_upload_names(str(e), self.path, self.rec.video_path)) from None
+        except _H5_DAMAGE as e:
+            raise UploadError(f"{self.path.name}: not a readable recording at {start_s:.2f} s ({_gist(e)})") from None
         actions, missing = {}, []
         for m, v in values.items():
             if not valid[m].all():
