@@ -37,6 +37,12 @@ def _static(name: str) -> str:
     return (STATIC / name).read_text()
 
 
+def log_user_error(handler: str, message: str) -> None:
+    """A user's mistake (a bad upload, an edit outside the clip) is one log line, not a traceback: the log
+    stays readable on a public Space, and real bugs (logged with their traceback below) stand out."""
+    logger.info("%s refused: %s", handler, " ".join(message.split())[:300])
+
+
 def ui_errors(fn):
     """Known problems become gr.Error with their message; anything else is logged and summarised."""
     @functools.wraps(fn)
@@ -47,6 +53,7 @@ def ui_errors(fn):
             raise
         except (MMSimError, ValueError, KeyError, IndexError) as e:
             msg = str(e).strip("'\"") or type(e).__name__
+            log_user_error(fn.__name__, msg)
             raise gr.Error(msg, print_exception=False) from None
         except Exception as e:  # noqa: BLE001 - the page must keep working
             logger.exception("studio handler %s failed", fn.__name__)
@@ -63,7 +70,9 @@ def ui_errors_gen(fn):
         except gr.Error:
             raise
         except (MMSimError, ValueError, KeyError, IndexError) as e:
-            raise gr.Error(str(e).strip("'\"") or type(e).__name__, print_exception=False) from None
+            msg = str(e).strip("'\"") or type(e).__name__
+            log_user_error(fn.__name__, msg)
+            raise gr.Error(msg, print_exception=False) from None
         except Exception as e:  # noqa: BLE001
             logger.exception("studio handler %s failed", fn.__name__)
             raise gr.Error(f"internal error ({check_model_error(e)}); the studio keeps running",
