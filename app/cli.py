@@ -16,6 +16,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / "examples" / "demo_data"
 DEFAULT_CHECKPOINT = REPO / "examples" / "demo_checkpoint"
+MAX_QUEUE = 64
+"""Events waiting in the queue at most. Beyond it Gradio refuses new ones at once (the page shows "This
+application is currently busy. Please try again.", gradio_client raises "Queue is full! Please try again.")
+instead of letting a crowd wait without end behind renders served one at a time."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
     p.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
     p.add_argument("--concurrency", type=int, default=4, help="events served at once (renders: one at a time)")
+    p.add_argument("--max-queue", type=int, default=MAX_QUEUE,
+                   help="events waiting at most; beyond it a user is told the studio is busy and to retry")
     p.add_argument("--max-file-size", default=f"{int(200)}mb", help="largest accepted upload")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
@@ -56,8 +62,12 @@ def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DAT
 
 
 def launch(demo, host: str, port: int, concurrency: int = 4, share: bool = False, max_file_size="200mb",
-           prevent_thread_lock: bool = False):
-    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+           prevent_thread_lock: bool = False, max_queue: int = MAX_QUEUE):
+    if max_queue < 1:
+        from mmsim_core.errors import UsageError
+
+        raise UsageError(f"--max-queue must be at least 1, got {max_queue}")
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=max_file_size,
                        show_error=True, prevent_thread_lock=prevent_thread_lock,
                        css=getattr(demo, "studio_css", None),
@@ -66,6 +76,9 @@ def launch(demo, host: str, port: int, concurrency: int = 4, share: bool = False
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.max_queue < 1:  # before the model loads: a usage error, exit 2 like a mistyped flag
+        print(f"mmsim app: error: --max-queue must be at least 1, got {args.max_queue}", file=sys.stderr)
+        return 2
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -80,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmsim app: error: {e}", file=sys.stderr)
         return 1
     print(f"mmsim studio: model {engine.info.source}" + ("" if engine.info.trained else f" -- {engine.info.note}"))
-    launch(demo, args.host, args.port, args.concurrency, args.share, args.max_file_size)
+    launch(demo, args.host, args.port, args.concurrency, args.share, args.max_file_size, max_queue=args.max_queue)
     return 0
 
 

@@ -134,3 +134,96 @@ def test_four_concurrent_clients(studio):
     with ThreadPoolExecutor(4) as pool:
         texts = list(pool.map(user, range(4)))
     assert all("Rendered 8 frames" in t for t in texts)
+
+
+def test_validation_errors_are_one_log_line_and_bugs_keep_their_traceback(studio, tmp_path, caplog, capfd):
+    """A user's mistake through the served studio: one INFO line naming the handler and the problem, no
+    traceback on stderr; a real bug in a handler is logged with its traceback."""
+    import logging
+
+    from mmsim.app.ui import ui_errors
+
+    url, _ = studio
+    c = _client(url)
+    bad = tmp_path / "wrong_steps.npz"
+    np.savez(bad, emg=np.zeros((5, 2, 8), np.float32))
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO, logger="mmsim.app"):
+        with pytest.raises(Exception, match="wrong_steps.npz"):
+            c.predict(None, gradio_client.handle_file(str(bad)), "emg", [], api_name="/load_upload")
+    mine = [r for r in caplog.records if r.name == "mmsim.app" and "refused" in r.getMessage()]
+    assert len(mine) == 1, [r.getMessage() for r in caplog.records]
+    rec = mine[0]
+    assert rec.levelno == logging.INFO and rec.exc_info is None
+    assert "load_upload refused: wrong_steps.npz" in rec.getMessage() and "\n" not in rec.getMessage()
+    assert "Traceback" not in capfd.readouterr().err
+
+    @ui_errors
+    def really_buggy():
+        return None + 1
+
+    caplog.clear()
+    import gradio as gr
+
+    with caplog.at_level(logging.INFO, logger="mmsim.app"), pytest.raises(gr.Error, match="internal error"):
+        really_buggy()
+    bug = [r for r in caplog.records if r.name == "mmsim.app"]
+    assert len(bug) == 1 and bug[0].levelno == logging.ERROR and bug[0].exc_info is not None
+
+
+def test_a_full_queue_says_busy_retry_instead_of_hanging(demo_tiny_checkpoint):
+    """Renders run one at a time; with the engine held, a bounded queue (max 2 waiting) takes what fits and
+    refuses the rest at once with Gradio's "Queue is full! Please try again." (the page shows "This
+    application is currently busy. Please try again."); once free, every accepted render completes."""
+    import time
+
+    from gradio_client.utils import Status
+
+    from conftest import DEMO_DATA, _free_port
+    from mmsim.app.cli import create_app, launch
+
+    demo, engine = create_app(str(demo_tiny_checkpoint), str(DEMO_DATA))
+    port = _free_port()
+    launch(demo, "127.0.0.1", port, concurrency=4, prevent_thread_lock=True, max_queue=2)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        clients = [_client(url) for _ in range(6)]
+        for i, c in enumerate(clients):
+            c.predict(i, "emg", [], api_name="/load_clip")
+        engine.lock.acquire()  # the model is busy: nothing can finish until it is released
+        try:
+            first = clients[0].submit(["emg"], "", False, 0, 2, 0, api_name="/generate")
+            t0 = time.perf_counter()
+            while first.status().code != Status.PROCESSING:  # running, so no longer waiting in the queue
+                assert time.perf_counter() - t0 < 60, first.status()
+                time.sleep(0.05)
+            rest = []
+            for c in clients[1:]:
+                job = c.submit(["emg"], "", False, 0, 2, 0, api_name="/generate")
+                t0 = time.perf_counter()  # each join answered before the next: the queue's count is then exact
+                while job.status().code in (Status.STARTING, Status.JOINING_QUEUE) and not job.done():
+                    assert time.perf_counter() - t0 < 60, job.status()
+                    time.sleep(0.05)
+                rest.append(job)
+            refused, waiting = [], []
+            for job in rest:
+                try:
+                    job.result(timeout=1.0)
+                except Exception as e:  # noqa: BLE001 - sorted below
+                    (refused if "Queue is full" in str(e) else waiting).append((job, e))
+            assert len(refused) == 3, [str(e) for _, e in refused + waiting]  # 5 submitted, 2 may wait
+            assert all("try again" in str(e).lower() for _, e in refused)
+        finally:
+            engine.lock.release()
+        assert "Rendered 8 frames" in first.result(timeout=120)[2]
+        for job, _ in waiting:
+            assert "Rendered 8 frames" in job.result(timeout=120)[2]
+    finally:
+        demo.close()
+
+
+def test_max_queue_must_be_positive(capsys):
+    from mmsim.app.cli import main
+
+    assert main(["--max-queue", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "mmsim app: error: --max-queue must be at least 1, got 0"
