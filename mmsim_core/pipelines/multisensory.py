@@ -37,6 +37,13 @@ from mmsim_core.presets import SIMULATOR_CONFIG_FILE, SIMULATOR_CONFIG_FORMAT, S
 from mmsim_core.schema import MODALITIES, MODALITY_NAMES, NormalizationStats
 
 NORMALIZATION_FILE = "normalization.json"
+MAX_INFERENCE_STEPS = 1000
+"""Most sampler steps one call may take (also never more than the scheduler's training timesteps): a typo
+like 10**9 is refused at once instead of running for days."""
+MAX_ACTION_MAGNITUDE = 1e4
+"""Largest absolute normalised action value accepted. Normalised signals lie around [0, 1]; values near 1e30
+overflow the encoders and come out as NaN frames, so anything beyond this (raw units, a x10^4 slip) is
+refused naming the modality."""
 
 
 @dataclass
@@ -221,7 +228,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
     # ------------------------------------------------------------------------------------------
     # Input validation
     # ------------------------------------------------------------------------------------------
-    def check_inputs(self, context, actions, text, action_mask, output_type, guidance_scale) -> int:
+    def check_inputs(self, context, actions, text, action_mask, output_type, guidance_scale,
+                     num_inference_steps=None) -> int:
         """Raise :class:`ActionInputError` naming what is wrong; return the batch size."""
         h, f, s = self.context_frames, self.future_frames, self.sample_size
         if context is None:
@@ -277,8 +285,17 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             finite = np.isfinite(value).all() if isinstance(value, np.ndarray) else bool(torch.isfinite(value).all())
             if not finite:
                 raise ActionInputError(f"actions[{name!r}] contains NaN or inf values")
+            # (the batch and steps are >= 1 here, so the array is not empty)
+            peak = float(np.abs(value).max()) if isinstance(value, np.ndarray) else float(value.abs().max())
+            if peak > MAX_ACTION_MAGNITUDE:
+                raise ActionInputError(
+                    f"actions[{name!r}] reaches {peak:.3g}; normalised values lie around [0, 1] and must stay "
+                    f"within +-{MAX_ACTION_MAGNITUDE:g} (raw units? normalise them with the pipeline's "
+                    f"normalization_stats)")
 
         if action_mask is not None:
+            if not isinstance(action_mask, Mapping):
+                raise ActionInputError(f"action_mask must be a dict {{name: bool (B,)}}, got {type(action_mask).__name__}")
             for name, m in action_mask.items():
                 if name not in actions:
                     raise ActionInputError(f"action_mask names {name!r}, which is not in actions")
@@ -294,8 +311,16 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 raise ActionInputError(f"text has {len(text)} strings but context has batch size {batch}")
         if output_type not in ("np", "pt"):
             raise ActionInputError(f"output_type must be one of ['np', 'pt'], got {output_type!r}")
-        if guidance_scale < 0:
-            raise ActionInputError(f"guidance_scale must be >= 0, got {guidance_scale}")
+        if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float, np.floating, np.integer)):
+            raise ActionInputError(f"guidance_scale must be a number, got {type(guidance_scale).__name__}")
+        if not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ActionInputError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
+        if num_inference_steps is not None:
+            if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)):
+                raise ActionInputError(f"num_inference_steps must be an integer, got {num_inference_steps!r}")
+            top = min(MAX_INFERENCE_STEPS, int(self.scheduler.config.num_train_timesteps))
+            if not 1 <= num_inference_steps <= top:
+                raise ActionInputError(f"num_inference_steps must be in [1, {top}], got {num_inference_steps}")
         return batch
 
     # ------------------------------------------------------------------------------------------
@@ -355,7 +380,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 modalities, missing ones are dropped (no influence on the output). Modalities the model
                 was not trained with (see ``pipe.modalities``) are validated, then ignored.
             text: optional list of B strings (needs a text encoder).
-            num_inference_steps: sampler steps (default: the preset's, ``config.default_num_inference_steps``).
+            num_inference_steps: sampler steps (default: the preset's, ``config.default_num_inference_steps``);
+                at most :data:`MAX_INFERENCE_STEPS` and the scheduler's training timesteps.
             generator: torch generator(s) for the initial noise (and stochastic samplers).
             guidance_scale: classifier-free guidance on the actions; the unconditional branch is the
                 all-dropped null embedding. 1.0 (default) = off, one denoiser forward per step.
@@ -368,7 +394,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
                 ``{"latents": ...}`` replaces the latents.
         """
         # 1. Validate inputs.
-        batch = self.check_inputs(context, actions, text, action_mask, output_type, guidance_scale)
+        batch = self.check_inputs(context, actions, text, action_mask, output_type, guidance_scale,
+                                  num_inference_steps)
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ActionInputError(
@@ -473,5 +500,7 @@ def load_simulator_config(path: str) -> tuple[SimulatorConfig | None, dict | Non
         raise MMSimError(f"{file}: unreadable simulator config ({e})") from None
 
 
-__all__ = ["MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE", "SIMULATOR_CONFIG_FILE",
+__all__ = ["MultisensoryVideoPipeline", "MultisensoryPipelineOutput", "NORMALIZATION_FILE", "MAX_INFERENCE_STEPS",
+           "MAX_ACTION_MAGNITUDE",
+           "SIMULATOR_CONFIG_FILE",
            "load_simulator_config"]
