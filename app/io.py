@@ -13,6 +13,12 @@ Uploads:
 * a raw ActionSense recording (HDF5 + its world video) and a start time: cut one clip with the same
   alignment as preprocessing.
 
+Limits (module constants, checked from file headers before anything is decoded; each message names the limit
+and the file's value): 200 MB per upload (800 MB for a raw recording and its video), a context video of at
+most 9000 frames and 600 s, images up to 40 megapixels, trajectories and stored frames up to 1000 steps,
+recordings up to 4 h, normalised values within 100 training-range widths. An upload's own name is only ever
+shown (without the server folder it was stored in), never used to build a path.
+
 Exports: a clip HDF5 in shard format (so ``ClipDataset`` reads a folder of them via a manifest), the
 generated MP4, and augmentation datasets (manifest + normalisation statistics + shards).
 """
