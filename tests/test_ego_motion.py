@@ -248,3 +248,14 @@ def test_context_motion_reaches_text_only_models_and_the_pipeline():
     out = pipe(context=clip[:, :4], text=["cut", "cut"], num_inference_steps=1,
                generator=torch.Generator().manual_seed(0)).frames
     assert out.shape == (2, 8, 64, 64, 3)
+
+
+def test_box_mean_equals_the_border_cut_average_pool():
+    import torch.nn.functional as F
+
+    from mmsim_core.models.action_warp.ego_motion import _box_mean
+
+    x = torch.rand(3, 2, 20, 17, generator=torch.Generator().manual_seed(0))
+    for k in (3, 9, 25):
+        ref = F.avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)
+        assert torch.allclose(_box_mean(x, k), ref, atol=1e-6), k

@@ -186,14 +186,21 @@ def masked_batch_norm(norm: nn.BatchNorm1d, x: Tensor, rows: Tensor) -> Tensor:
     return F.batch_norm(x, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
 
 
+def _box_mean(x: Tensor, k: int) -> Tensor:
+    """Mean over a k x k box around each pixel, the box cut at the borders (``avg_pool2d`` with
+    ``count_include_pad=False``), as two 1-D passes: 2k instead of k^2 operations per pixel."""
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+
+
 def fill_hidden(frame: Tensor, hide: Tensor, sizes: tuple[int, ...] = (9, 25)) -> Tensor:
     """``frame`` (N, C, H, W) with the pixels ``hide`` (N, 1, H, W) in [0, 1] covers replaced by the mean of
     the uncovered pixels around them (a box of the first of ``sizes`` that holds enough of them)."""
     keep = 1.0 - hide
     fill = frame.mean(dim=(-2, -1), keepdim=True).expand_as(frame)
     for k in reversed(sizes):  # coarse first, finer where it has support
-        num = F.avg_pool2d(frame * keep, k, stride=1, padding=k // 2, count_include_pad=False)
-        den = F.avg_pool2d(keep, k, stride=1, padding=k // 2, count_include_pad=False)
+        num = _box_mean(frame * keep, k)
+        den = _box_mean(keep, k)
         fill = torch.where(den > 0.1, num / den.clamp_min(1e-6), fill)
     return frame * keep + fill * hide
 
