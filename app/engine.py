@@ -139,6 +139,9 @@ class Engine:
         self.info = info
         self.stats = stats if stats is not None else getattr(pipe, "normalization_stats", None)
         self.lock = threading.Lock()
+        # Folders whose clips may name an oracle to load (the bundled data): a clip's meta comes from an
+        # upload too, and an uploaded file must not make the server open files elsewhere. None: any.
+        self.world_roots: tuple[Path, ...] | None = None
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -185,6 +188,10 @@ class Engine:
         from mmsim_core.synth.recording import oracle_path
 
         path = Path(source)  # datasets resolve bundled (relative) sources against their folder
+        if self.world_roots is not None:
+            resolved = path.resolve()
+            if not any(resolved.is_relative_to(r) for r in self.world_roots):
+                return None
         if not oracle_path(path).is_file():
             return None
         from mmsim_core.synth.oracle import load_oracle
@@ -278,12 +285,59 @@ class Engine:
         return out
 
 
-def frame_metrics(pred: np.ndarray, truth: np.ndarray) -> dict:
-    """Per-frame PSNR (dB) and SSIM of uint8 (F, S, S, 3) frames."""
+def frame_metrics(pred: np.ndarray, truth: np.ndarray, ssim: bool = True) -> dict:
+    """Per-frame PSNR (dB) and SSIM (unless ``ssim`` is False) of uint8 (F, S, S, 3) frames."""
     from mmsim_core.evaluation.metrics import frame_psnr, frame_ssim, to_unit
 
     p, t = to_unit(pred[None]), to_unit(truth[None])  # (1, F, 3, S, S)
-    return {"psnr": frame_psnr(p, t)[0].tolist(), "ssim": frame_ssim(p, t)[0].tolist()}
+    out = {"psnr": frame_psnr(p, t)[0].tolist()}
+    if ssim:
+        out["ssim"] = frame_ssim(p, t)[0].tolist()
+    return out
+
+
+def control_scores(prediction: np.ndarray, world: np.ndarray, before: np.ndarray | None = None,
+                   world_before: np.ndarray | None = None) -> dict:
+    """The live control score of one clip (uint8 (F, S, S, 3) frames, means over the future frames).
+
+    ``psnr`` / ``ssim``: the prediction against the world's future for the same (edited) actions. With the
+    prediction for the ORIGINAL actions (``before``, same noise draw) and the world's future under them
+    (``world_before``), also: ``gain_psnr`` = PSNR(prediction, world) - PSNR(before, world), what following
+    the edit earned over ignoring it (> 0: the model follows it); ``delta_cosine``, the cosine between the
+    predicted change (prediction - before) and the true change (world - world_before), 1 when the model moves
+    exactly the right pixels, 0 when it ignores the edit or the world did not change; ``change_psnr``, how much
+    the edit changed the world's video (PSNR world vs world_before; above ``VISIBLE_PSNR`` the world barely
+    shows the edit, so neither score can say much)."""
+    m = frame_metrics(prediction, world)
+    out = {"psnr": float(np.mean(m["psnr"])), "ssim": float(np.mean(m["ssim"]))}
+    if before is not None and world_before is not None:
+        out["gain_psnr"] = out["psnr"] - float(np.mean(frame_metrics(before, world, ssim=False)["psnr"]))
+        dp = prediction.astype(np.float64) - before.astype(np.float64)
+        dw = world.astype(np.float64) - world_before.astype(np.float64)
+        denom = float(np.linalg.norm(dp) * np.linalg.norm(dw))
+        out["delta_cosine"] = float((dp * dw).sum() / denom) if denom > 0 else 0.0
+        out["change_psnr"] = float(np.mean(frame_metrics(world, world_before, ssim=False)["psnr"]))
+        out["visible"] = bool(out["change_psnr"] < VISIBLE_PSNR)
+    return out
+
+
+VISIBLE_PSNR = 40.0
+"""An edit is visible in the world's video when its edited and original futures differ by more than this
+(PSNR below it): about one object or hand moving by a few pixels."""
+
+
+def control_markdown(c: dict) -> str:
+    """The control score as one short paragraph of page text."""
+    line = (f"**Control score** (prediction vs. the world's future for these actions): PSNR {c['psnr']:.2f} dB, "
+            f"SSIM {c['ssim']:.3f}")
+    if "gain_psnr" in c:
+        gain, cos = round(c["gain_psnr"], 2) + 0.0, round(c["delta_cosine"], 2) + 0.0  # no "-0.00"
+        line += (f" · **gain** {gain:+.2f} dB over the prediction for the original actions · "
+                 f"**Δ-cosine** {cos:.2f} (predicted vs. true change)")
+        if not c["visible"]:
+            line += (f" · the world barely shows this edit (original vs. edited {c['change_psnr']:.1f} dB), "
+                     "so these two say little")
+    return line
 
 
 def check_model_error(e: Exception) -> str:

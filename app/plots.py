@@ -324,7 +324,10 @@ def viewer_payload(clip: Clip | None, prediction: np.ndarray | None = None, befo
         tiles.append({"key": "effect", "label": "edit effect |after − before|", "short": "edit effect",
                       "src": sprite(np.stack([difference_image(p, q) for p, q in zip(pred, b)]))})
     if world is not None:
-        tiles.append({"key": "world", "label": "the world, edited actions", "src": sprite(full(world))})
+        tiles.append({"key": "world", "short": "the world",
+                      "label": "the world's own future for " + ("the edited actions" if before is not None
+                                                                   else "these actions") + " (its oracle re-rendered)",
+                      "src": sprite(full(world))})
     step = int(clip.meta.get("frame_step", 1) or 1)
     return {"tiles": tiles, "steps": int(T), "context": int(h), "cursor": int(min(max(cursor, 0), T - 1)),
             "version": int(version), "size": int(S), "fps": float(fps or 30.0 / step)}

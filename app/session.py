@@ -56,6 +56,19 @@ class Gallery:
             note = ""
         return cls(root=str(root), items=items, stats=stats, note=note)
 
+    def adopt_stats(self, stats: schema.NormalizationStats | None) -> None:
+        """Re-express every clip's actions in ``stats`` (the model's normalisation). The clips come normalised
+        with their dataset's statistics; a checkpoint trained on other data normalises differently, and both
+        the model's input and the world view (which de-normalises with the model's statistics) need one."""
+        if stats is None or self.stats is None or stats_equal(stats, self.stats):
+            return
+        both = set(stats.minimum) & set(self.stats.minimum)  # fixed-range modalities need nothing
+        for it in self.items:
+            it["actions"] = {m: schema.normalize(m, schema.denormalize(m, v, self.stats), stats) if m in both else v
+                             for m, v in it["actions"].items()}
+        self.stats = schema.NormalizationStats(minimum={**self.stats.minimum, **stats.minimum},
+                                               maximum={**self.stats.maximum, **stats.maximum})
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -105,6 +118,14 @@ class Gallery:
         return sorted(set(out))
 
 
+def stats_equal(a: schema.NormalizationStats, b: schema.NormalizationStats) -> bool:
+    """Whether two normalisations map every modality they share identically."""
+    for m in set(a.minimum) & set(b.minimum):
+        if not (np.array_equal(a.minimum[m], b.minimum[m]) and np.array_equal(a.maximum[m], b.maximum[m])):
+            return False
+    return True
+
+
 @dataclass
 class Session:
     """What one browser tab (or API client) is working on."""
@@ -122,6 +143,8 @@ class Session:
 
     before: np.ndarray | None = None  # prediction of the unedited actions with the same settings
     world: np.ndarray | None = None  # the world's future under the edited actions (synthetic clips)
+    world_before: np.ndarray | None = None  # the world's future under the original actions (after an edit)
+    control: dict | None = None  # engine.control_scores of the prediction against the world
     references: dict | None = None
     rendered_recipe: str | None = None  # the edits the prediction was rendered with (JSON)
 
@@ -143,7 +166,7 @@ class Session:
         self.selection = None
         self.video_path = None
         self.before = None
-        self.world = None
+        self.world = self.world_before = self.control = None
         self.references = None
         self.rendered_recipe = None
 
@@ -181,7 +204,7 @@ class Session:
         self.render_info = {k: v for k, v in result.items() if k != "frames"}
         self.metrics = frame_metrics(self.prediction, clip.future) if clip.future is not None else None
         self.rendered_recipe = json.dumps(clip.edits.recipe)
-        self.before = self.world = self.references = None
+        self.before = self.world = self.world_before = self.control = self.references = None
 
     def write_video(self, fps: float = 4.0) -> str:
         from mmsim_core.evaluation.video import compose_video, upscale

@@ -22,7 +22,8 @@ import numpy as np
 from mmsim.app import io as sio
 from mmsim.app import plots
 from mmsim.app.edits import RANGE_OPS, channel_groups, controls, default_controls, parse_recipe
-from mmsim.app.engine import Engine, card_markdown, check_model_error, steps_control
+from mmsim.app.engine import (Engine, card_markdown, check_model_error, control_markdown, control_scores,
+                              steps_control)
 from mmsim.app.session import Gallery, Session, clips_to_records, out_of_range, recipe_json
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError
@@ -95,7 +96,11 @@ SHORTCUTS = ("**Keys**: space play/pause · ←/→ step · Ctrl+Z undo · Ctrl+
 
 
 def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") -> gr.Blocks:
+    # One normalisation for the clips, the model and the world view: the model's.
+    gallery.adopt_stats(engine.stats)
     stats = engine.stats if engine.stats is not None else gallery.stats
+    # Only the bundled data may name an oracle for the world view (uploads carry their own meta).
+    engine.world_roots = (Path(gallery.root).resolve(),) if gallery.root else ()
     thumbs = [(plots.thumbnail(it["context"]), gallery.caption(i)) for i, it in enumerate(gallery.items)]
     card = engine.card
     steps_default, steps_max, steps_note = steps_control(card)
@@ -148,7 +153,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
         return [plots.emg_figure(clip, c, stats), plots.tactile_figure(clip, c, stats),
                 plots.skeleton_figure(clip, c, stats), plots.curve_figure(clip, "body_pose", None, c)]
 
-    def viewer_value(s: Session | None, cursor=0, reset: bool = False) -> dict:
+    def viewer_value(s: Session | None, cursor=0, reset: bool = False, final: bool = False) -> dict:
         if s is None or s.clip is None:
             return plots.viewer_payload(None)
         v = s.__dict__["viewer_version"] = s.__dict__.get("viewer_version", 0) + 1
@@ -156,6 +161,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
         before = s.before if (s.before is not None and s.clip.edits.is_edited()) else None
         out = plots.viewer_payload(s.clip, pred, before, s.world, int(cursor or 0), v)
         out["reset"] = bool(reset)
+        out["final"] = bool(final)  # the render's last view (comparisons, world, scores) is in
         return out
 
     with gr.Blocks(title=title) as demo:
@@ -391,12 +397,8 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                                f"{'**' if k == 'prediction' else ''}" for k, v in refs.items())
                 if s.clip.edits.is_edited():
                     head += " (the recording does not contain your edits)"
-            if s.world is not None:
-                from mmsim.app.engine import frame_metrics
-
-                m = frame_metrics(s.prediction, s.world)
-                head += (f"\n\n**Control score** (prediction vs. the world's future for these actions): "
-                         f"PSNR {np.mean(m['psnr']):.2f} dB, SSIM {np.mean(m['ssim']):.3f}")
+            if s.control is not None:
+                head += "\n\n" + control_markdown(s.control)
             return head
 
         def compare(s) -> str:
@@ -411,6 +413,10 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                              meta=clip.meta, label=clip.label)
                 s.before = engine.render(plain, mods, txt, seed_v, steps_v)["frames"]
             s.world = engine.world_frames(clip)
+            s.world_before = engine.world_frames(clip, clip.original_actions) \
+                if (s.world is not None and s.before is not None) else None
+            s.control = control_scores(s.prediction, s.world, s.before, s.world_before) \
+                if s.world is not None else None
             s.references = engine.references(clip, s.prediction, mods, txt, seed_v, steps_v)
             lines = []
             if s.before is not None:
@@ -423,9 +429,14 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             if s.world is None:
                 lines.append("No world view: this clip carries no oracle of its world (only synthetic clips "
                              "made with their oracle do).")
-            elif clip.edits.is_edited():
-                lines.append("The recorded future no longer applies after an edit: compare with the world's "
-                             "future for the edited actions.")
+            else:
+                if clip.edits.is_edited():
+                    lines.append("The recorded future no longer applies after an edit: the viewer's last tile is "
+                                 "the world's own future for the edited actions (its oracle re-rendered).")
+                else:
+                    lines.append("The viewer's last tile is the world's own future for these actions (its oracle "
+                                 "re-rendered).")
+                lines.append(control_markdown(s.control))
             return "\n\n".join(lines)
 
         @ui_errors
@@ -439,7 +450,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                 return [gr.skip()] * 6
             text = compare(s)
             path = s.write_video()
-            return [viewer_value(s, c), report(s), text, path, s.filmstrip(),
+            return [viewer_value(s, c, final=True), report(s), text, path, s.filmstrip(),
                     plots.metrics_figure(s.metrics, s.clip.h)]
 
         @ui_errors
@@ -448,7 +459,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                             use_prompt, seed, steps)
             compare(s)
             path = s.write_video()
-            return [s, s.filmstrip(), path, report(s), viewer_value(s, cursor)]
+            return [s, s.filmstrip(), path, report(s), viewer_value(s, cursor, final=True)]
 
         AFTER = [viewer, render_md, effect_md, video, preview, metrics_plot]
 

@@ -1,7 +1,11 @@
 """The studio in headless Debian Chromium (Playwright) at 1280x800: the page opens on a loaded clip with its
-prediction; the loop (frames, curve editor, Generate, scores) needs no scrolling; the cursor scrubs in the
-browser and by keyboard; dragging a force point then Generate shows the edit's effect; a reload keeps the
-edits; an invalid upload shows a message and leaves the page working; no page errors."""
+prediction; Generate with nothing else done shows a prediction; the loop (frames, curve editor, Generate,
+scores) needs no scrolling; the cursor scrubs in the browser and by keyboard; dragging a force point then
+Generate shows the edit's effect and the world's own future with the control score; a reload keeps the
+edits; an invalid upload shows a message and the next Generate works; no page errors.
+
+One browser page is shared by the tests of this module, which run in file order (each picks up where the
+previous left the page), so the suite pays for one page load and one studio start."""
 
 from __future__ import annotations
 
@@ -30,6 +34,26 @@ def url(studio):
     return studio[0]
 
 
+@pytest.fixture(scope="module")
+def session_page(url):
+    """(page, page errors so far): one Chromium page on the studio for the whole module."""
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url, wait_until="domcontentloaded")
+        yield page, errors
+        browser.close()
+
+
+@pytest.fixture
+def page(session_page):
+    page, errors = session_page
+    yield page
+    assert not errors, f"page errors: {errors}"
+
+
 def _drag(page, selector, dy):
     point = page.locator(selector).first
     point.wait_for(timeout=30_000)
@@ -47,73 +71,129 @@ def _status_has(page, text, timeout=30_000):
                            f"document.querySelector('#status').innerText.includes({text!r})", timeout=timeout)
 
 
-def test_loop_on_one_screen_edit_effect_reload_and_errors(url, tmp_path):
-    errors: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url, wait_until="domcontentloaded")
+LOOP = ("#viewer", "#generate", "#curve-editor", "#render-status", "#status")
 
-        # Opens on a loaded clip with its prediction rendered; synthetic data and the model are labelled.
-        page.wait_for_selector("#viewer figure[data-key='difference']", timeout=120_000)
-        _status_has(page, "#0")
-        assert "synthetic" in page.locator("#header").inner_text()
 
-        # The loop is visible without scrolling.
-        for sel in ("#viewer", "#generate", "#curve-editor", "#render-status", "#status"):
-            box = page.locator(sel).bounding_box()
-            assert box and box["y"] >= 0 and box["y"] + min(box["height"], 60) <= VIEWPORT["height"], (sel, box)
-        assert page.evaluate("window.scrollY") == 0
+def _loop_on_screen(page):
+    for sel in LOOP:
+        box = page.locator(sel).bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + min(box["height"], 60) <= VIEWPORT["height"], (sel, box)
+    assert page.evaluate("window.scrollY") == 0
 
-        # The cursor: the scrub bar and the arrow keys move it in the browser.
-        page.locator("#viewer input.mm-scrub").fill("6")
-        page.wait_for_function("document.querySelector('#viewer .mm-step').innerText.startsWith('step 6')")
-        page.locator("body").click(position={"x": 5, "y": 5})
-        page.keyboard.press("ArrowRight")
-        page.wait_for_function("document.querySelector('#viewer .mm-step').innerText.startsWith('step 7')")
 
-        # Edit hand force: drag the right hand's total up at step 8, then Generate (the G key).
-        page.locator("#edit-modality input").click()
-        page.get_by_role("option", name="hand_force", exact=True).click()
-        page.wait_for_selector("#curve-editor svg[data-modality='hand_force']", timeout=30_000)
-        _drag(page, "#curve-editor circle.mm-point[data-channel='right total'][data-step='8']", -60)
-        _status_has(page, "1 edit")
-        page.locator("body").click(position={"x": 5, "y": 5})
-        page.keyboard.press("g")
-        page.wait_for_selector("#viewer figure[data-key='effect']", timeout=120_000)
-        assert page.locator("#viewer figure[data-key='before']").count() == 1
+def _render_status(page) -> str:
+    return page.locator("#render-status").inner_text()
 
-        # Ctrl+Z undoes, Ctrl+Shift+Z redoes (each saved to the browser's storage).
-        stored = "localStorage.getItem('mmsim-studio-v1')"
-        saved = page.evaluate(stored)
-        page.keyboard.press("Control+z")
-        _status_has(page, "0 edit")
-        page.wait_for_function(f"{stored} !== {saved!r}", timeout=30_000)
-        saved = page.evaluate(stored)
-        page.keyboard.press("Control+Shift+z")
-        _status_has(page, "1 edit")
-        page.wait_for_function(f"{stored} !== {saved!r}", timeout=30_000)
 
-        # A reload keeps the clip and its edit.
-        page.reload(wait_until="domcontentloaded")
-        page.wait_for_selector("#viewer figure[data-key='difference']", timeout=120_000)
-        _status_has(page, "1 edit")
+def _wait_render(page, finals_before: int, timeout=120_000):
+    """Until a render has finished: its frames, comparisons and scores are on the page."""
+    page.wait_for_function(f"(window.__mmsim && window.__mmsim.finals || 0) > {finals_before} && "
+                           "document.querySelector('#render-status').innerText.includes('Rendered')", timeout=timeout)
 
-        # An invalid upload: a message, the components stay, the next Generate works.
-        bad = tmp_path / "bad.npz"
-        np.savez(bad, emg=np.zeros((5, 2, 8), np.float32))
-        page.get_by_role("tab", name="Clips").click()
-        page.get_by_role("tab", name="Upload").click()
-        page.locator("#upload-trajectories input[type=file]").set_input_files(str(bad))
-        page.locator("#load-upload").click()
-        page.wait_for_function("document.body.innerText.includes('upload 4 context images') || "
-                               "document.body.innerText.includes('steps')", timeout=30_000)
-        assert page.locator("#viewer figure[data-key='prediction']").count() == 1
-        before = page.locator("#render-status").inner_text()
-        page.locator("#generate").click()
-        page.wait_for_function(f"document.querySelector('#render-status').innerText !== {before!r} && "
-                               "document.querySelector('#render-status').innerText.includes('Rendered')",
-                               timeout=120_000)
-        browser.close()
-    assert not errors, f"page errors: {errors}"
+
+def _finals(page) -> int:
+    """How many renders have completed on the page (the viewer counts them)."""
+    return int(page.evaluate("window.__mmsim && window.__mmsim.finals || 0"))
+
+
+def test_opens_on_a_loaded_clip_with_the_loop_on_one_screen(page):
+    # Opens on a loaded clip with its prediction rendered; synthetic data and the model are labelled.
+    page.wait_for_selector("#viewer figure[data-key='difference']", timeout=120_000)
+    _wait_render(page, 0)
+    _status_has(page, "#0")
+    assert "synthetic" in page.locator("#header").inner_text()
+    # The demo clips carry their world's oracle: the world's own future is shown with the control score.
+    page.wait_for_selector("#viewer figure[data-key='world']", timeout=120_000)
+    page.wait_for_function("document.querySelector('#render-status').innerText.includes('Control score')",
+                           timeout=60_000)
+    _loop_on_screen(page)
+
+
+def test_generate_with_nothing_else_done_shows_a_prediction(page):
+    n = _finals(page)
+    page.locator("#generate").click()
+    _wait_render(page, n)
+    assert page.locator("#viewer figure[data-key='prediction'] figcaption").inner_text() == "prediction"
+    # The prediction's tile holds drawn frames, not the grey placeholder.
+    lit = page.evaluate("""() => {
+        const cv = document.querySelector("#viewer canvas.mm-tile[data-key='prediction']");
+        const px = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+        let distinct = new Set();
+        for (let i = 0; i < px.length; i += 4 * 97) distinct.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
+        return distinct.size; }""")
+    assert lit > 3, "the prediction tile shows a flat placeholder"
+
+
+def test_cursor_scrubs_in_the_browser_and_by_keyboard(page):
+    page.locator("#viewer input.mm-scrub").fill("6")
+    page.wait_for_function("document.querySelector('#viewer .mm-step').innerText.startsWith('step 6')")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.querySelector('#viewer .mm-step').innerText.startsWith('step 7')")
+
+
+def test_drag_a_force_point_then_generate_shows_edit_effect_and_world(page):
+    # Edit hand force: drag the right hand's total up at step 8, then Generate (the G key).
+    page.locator("#edit-modality input").click()
+    page.get_by_role("option", name="hand_force", exact=True).click()
+    page.wait_for_selector("#curve-editor svg[data-modality='hand_force']", timeout=30_000)
+    _drag(page, "#curve-editor circle.mm-point[data-channel='right total'][data-step='8']", -60)
+    _status_has(page, "1 edit")
+    n = _finals(page)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("g")
+    _wait_render(page, n)
+    page.wait_for_selector("#viewer figure[data-key='effect']", timeout=10_000)
+    assert page.locator("#viewer figure[data-key='before']").count() == 1
+    # Beside the prediction: the world's own future for the edited actions, and the live control score
+    # with the edit's gain and delta-cosine.
+    page.wait_for_selector("#viewer figure[data-key='world']", timeout=120_000)
+    assert "edited actions" in page.locator("#viewer figure[data-key='world'] figcaption").get_attribute("title")
+    page.wait_for_function("document.querySelector('#render-status').innerText.includes('gain')", timeout=60_000)
+    text = _render_status(page)
+    assert "Control score" in text and "cosine" in text, text
+    # Six tiles in one row: the loop still fits the screen after an edit.
+    _loop_on_screen(page)
+
+
+def test_undo_redo_and_a_reload_keep_the_edits(page):
+    # Ctrl+Z undoes, Ctrl+Shift+Z redoes (each saved to the browser's storage).
+    stored = "localStorage.getItem('mmsim-studio-v1')"
+    saved = page.evaluate(stored)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")
+    _status_has(page, "0 edit")
+    page.wait_for_function(f"{stored} !== {saved!r}", timeout=30_000)
+    saved = page.evaluate(stored)
+    page.keyboard.press("Control+Shift+z")
+    _status_has(page, "1 edit")
+    page.wait_for_function(f"{stored} !== {saved!r}", timeout=30_000)
+
+    # A reload keeps the clip and its edit, rendered again with the edit's effect and the world beside it.
+    page.reload(wait_until="domcontentloaded")
+    page.wait_for_selector("#viewer figure[data-key='difference']", timeout=120_000)
+    _wait_render(page, 0)
+    _status_has(page, "1 edit")
+    page.wait_for_selector("#viewer figure[data-key='effect']", timeout=120_000)
+    page.wait_for_selector("#viewer figure[data-key='world']", timeout=120_000)
+
+
+def test_invalid_upload_shows_a_message_and_the_next_generate_works(page, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, emg=np.zeros((5, 2, 8), np.float32))
+    page.get_by_role("tab", name="Clips").click()
+    page.get_by_role("tab", name="Upload").click()
+    page.locator("#upload-trajectories input[type=file]").set_input_files(str(bad))
+    page.locator("#load-upload").click()
+    page.wait_for_function("document.body.innerText.includes('upload 4 context images') || "
+                           "document.body.innerText.includes('steps')", timeout=30_000)
+    # Every component stays: the viewer, the editor and the last clip.
+    assert page.locator("#viewer figure[data-key='prediction']").count() == 1
+    assert page.locator("#curve-editor svg[data-modality]").count() == 1
+    n = _finals(page)
+    before = _render_status(page)
+    page.locator("#generate").click()
+    page.wait_for_function(f"document.querySelector('#render-status').innerText !== {before!r} && "
+                           "document.querySelector('#render-status').innerText.includes('Rendered')",
+                           timeout=120_000)
+    _wait_render(page, n)

@@ -400,3 +400,40 @@ def test_model_card_steps_control_and_world_hook(demo_tiny_checkpoint):
     # A clip whose recording left no oracle (a real recording, an upload) has no world view.
     clip.meta = {**clip.meta, "source": "/nonexistent/recording.hdf5"}
     assert engine.world_frames(clip) is None
+
+
+def test_world_view_under_another_normalisation_and_control_scores(demo_tiny_checkpoint):
+    """A checkpoint normalising differently from the bundled clips: the gallery adopts the model's statistics,
+    so the world view still gives back the recorded future; the control score follows its definitions; only
+    the bundled data may name an oracle."""
+    from mmsim.app.engine import Engine, control_markdown, control_scores, load_model
+
+    pipe, info = load_model(str(demo_tiny_checkpoint))
+    base = pipe.normalization_stats
+    wider = schema.NormalizationStats(minimum={m: v - 0.5 * (base.maximum[m] - v) for m, v in base.minimum.items()},
+                                      maximum={m: v + 0.5 * (v - base.minimum[m]) for m, v in base.maximum.items()})
+    engine = Engine(pipe, info, stats=wider)
+    g = Gallery.load(DEMO, limit=2)
+    recorded = {m: schema.denormalize(m, v, g.stats) for m, v in g.items[0]["actions"].items()}
+    g.adopt_stats(wider)
+    clip = g.clip(0)
+    for m, v in clip.actions.items():  # the same raw values, expressed in the model's normalisation
+        np.testing.assert_allclose(schema.denormalize(m, v, wider), recorded[m], rtol=1e-4, atol=1e-3)
+    world = engine.world_frames(clip)
+    assert np.abs(world.astype(float) - clip.future).mean() < 4.0
+
+    engine.world_roots = (DEMO.resolve(),)
+    assert engine.world_frames(clip) is not None
+    engine.world_roots = (Path("/nonexistent").resolve(),)  # an upload naming a recording elsewhere
+    assert engine.world_frames(clip) is None
+
+    # The definitions: a prediction equal to the world's edited future gains over one that ignored the edit
+    # and moves exactly the right pixels; ignoring the edit gains nothing and moves nothing.
+    edited = {**clip.actions, "body_pose": clip.actions["body_pose"][::-1].copy()}
+    engine.world_roots = None
+    w_edit, w_orig = engine.world_frames(clip, edited), world
+    perfect = control_scores(w_edit, w_edit, before=w_orig, world_before=w_orig)
+    assert perfect["gain_psnr"] > 5 and perfect["delta_cosine"] == pytest.approx(1.0) and perfect["visible"]
+    blind = control_scores(w_orig, w_edit, before=w_orig, world_before=w_orig)
+    assert blind["gain_psnr"] == pytest.approx(0.0) and blind["delta_cosine"] == 0.0
+    assert "gain" in control_markdown(perfect) and "gain" not in control_markdown(control_scores(w_orig, w_edit))

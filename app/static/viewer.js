@@ -64,6 +64,7 @@
     if (key === lastKey && r.querySelector(".mm-tiles")) { paint(); return; }
     lastKey = key;
     state.builds = (state.builds || 0) + 1;  // new frames shown (benchmarks wait on this)
+    if (d.final) state.finals = (state.finals || 0) + 1;  // a render's comparisons and scores are in
     if (lastVersion === null || d.cursor !== undefined && d.reset) state.cursor = d.cursor || 0;
     lastVersion = d.version;
     state.cursor = Math.min(state.cursor, d.steps - 1);
