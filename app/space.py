@@ -2,13 +2,13 @@
 
     mmsim space /tmp/mmsim-space                 # demo checkpoint + demo clips
     mmsim space OUT --checkpoint runs/x/final    # another pipeline folder
-    cd OUT && git init && git lfs install && git add . && git commit -m studio \\
+    cd OUT && git init -b main && git lfs install --local && git add . && git commit -m studio \\
         && git remote add origin https://huggingface.co/spaces/USER/NAME && git push -u origin main
 
 The folder holds ``app.py``, the ``mmsim_core`` library, the studio (``app/``), the checkpoint and the clips,
 a ``requirements.txt`` with the CPU build of torch, a ``README.md`` with the Space's front matter, and a
-``.gitattributes`` that stores weights (and any other file over the Space's 10 MB plain-file limit) through
-Git LFS. Files over that limit that are not covered by an LFS pattern are refused.
+``.gitattributes`` that stores every binary file (weights, clip shards, the world's oracles) through Git LFS.
+Binary files or files over the Space's 10 MB plain-file limit that no LFS pattern covers are refused.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PLAIN_FILE_LIMIT_MB = 10.0  # Hugging Face refuses plain (non-LFS) files above this size
-LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.h5", "*.mp4")
+# The Hub refuses binary files pushed as plain git blobs, whatever their size: every binary kind the folder
+# can hold (weights, clip shards, the world's oracle sidecars, media) goes through LFS.
+LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.h5", "*.hdf5", "*.npz", "*.npy", "*.mp4", "*.png", "*.jpg",
+                "*.jpeg", "*.gif", "*.webp", "*.rrd", "*.zip")
 # What the studio imports at run time (the training extras, lpips and open_clip are not needed).
 REQUIREMENTS = """--extra-index-url https://download.pytorch.org/whl/cpu
 torch
@@ -61,6 +64,12 @@ synthetic world. Runs on the free CPU hardware.
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
 
+def is_binary(path: Path) -> bool:
+    """Git's own test: a NUL byte in the first 8,000 bytes."""
+    with open(path, "rb") as f:
+        return b"\0" in f.read(8000)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mmsim space", description="Write a Hugging Face Space folder for the studio.")
     p.add_argument("out", type=Path, help="folder to write (must not exist or be empty)")
@@ -96,6 +105,10 @@ def write_space(out: Path, checkpoint: Path, data: Path) -> dict:
     if too_big:
         raise MMSimError(f"files over {PLAIN_FILE_LIMIT_MB:.0f} MB not stored through LFS: "
                          f"{[str(f.relative_to(out)) for f in too_big]}")
+    binary = [f for f in files if f not in lfs and is_binary(f)]
+    if binary:
+        raise MMSimError(f"binary files the Hub would refuse as plain git files (no LFS pattern covers them): "
+                         f"{[str(f.relative_to(out)) for f in binary]}")
     return {"files": len(files), "mb": sum(f.stat().st_size for f in files) / 2**20,
             "lfs": [str(f.relative_to(out)) for f in lfs]}
 
