@@ -239,6 +239,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
         shape = tuple(context.shape)
         if len(shape) != 5 or shape[1:] != (h, s, s, 3):
             raise ActionInputError(f"context must have shape (B, {h}, {s}, {s}, 3) (uint8 RGB), got {shape}")
+        if shape[0] < 1:  # before the value checks below, which need at least one frame
+            raise ActionInputError("context has an empty batch")
         dtype = context.dtype
         is_uint8 = dtype in (np.uint8, torch.uint8)
         if not is_uint8:
@@ -442,6 +444,8 @@ class MultisensoryVideoPipeline(DiffusionPipeline):
             else:
                 if tuple(latents.shape) != shape:
                     raise ActionInputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+                if not bool(torch.isfinite(torch.as_tensor(latents)).all()):
+                    raise ActionInputError("latents contains NaN or inf values")
                 latents = latents.to(device=device, dtype=dtype)
             latents = latents * self.scheduler.init_noise_sigma
 
