@@ -162,7 +162,7 @@ class Engine:
         return self._card
 
     def references(self, clip: Clip, prediction: np.ndarray, modalities: Sequence[str], text: str | None = None,
-                   seed: int = 0, steps: int | None = None) -> dict | None:
+                   seed: int = 0, steps: int | None = None, prediction_metrics: dict | None = None) -> dict | None:
         """PSNR/SSIM (mean over future frames) of the prediction and of two references against the recorded
         future: copy the last context frame, and the model with every action dropped. ``None`` without
         ground truth. The no-action render is cached per clip, seed and steps."""
@@ -174,7 +174,8 @@ class Engine:
             still = np.repeat(clip.context[-1:], len(clip.future), axis=0)
             blind = self.render(clip, [], text, seed, steps)["frames"]
             cache[key] = {"copy-last": frame_metrics(still, clip.future), "no actions": frame_metrics(blind, clip.future)}
-        rows = {"prediction": frame_metrics(prediction, clip.future), **cache[key]}
+        have = prediction_metrics if prediction_metrics and "ssim" in prediction_metrics else None
+        rows = {"prediction": have or frame_metrics(prediction, clip.future), **cache[key]}
         return {k: {"psnr": float(np.mean(v["psnr"])), "ssim": float(np.mean(v["ssim"]))} for k, v in rows.items()}
 
     def world_frames(self, clip: Clip, actions: Mapping[str, np.ndarray] | None = None) -> np.ndarray | None:
@@ -297,10 +298,11 @@ def frame_metrics(pred: np.ndarray, truth: np.ndarray, ssim: bool = True) -> dic
 
 
 def control_scores(prediction: np.ndarray, world: np.ndarray, before: np.ndarray | None = None,
-                   world_before: np.ndarray | None = None) -> dict:
+                   world_before: np.ndarray | None = None, ssim: bool = False) -> dict:
     """The live control score of one clip (uint8 (F, S, S, 3) frames, means over the future frames).
 
-    ``psnr`` / ``ssim``: the prediction against the world's future for the same (edited) actions. With the
+    ``psnr`` (and ``ssim`` when asked: it costs more than a render on a CPU): the prediction against the
+    world's future for the same (edited) actions. With the
     prediction for the ORIGINAL actions (``before``, same noise draw) and the world's future under them
     (``world_before``), also: ``gain_psnr`` = PSNR(prediction, world) - PSNR(before, world), what following
     the edit earned over ignoring it (> 0: the model follows it); ``delta_cosine``, the cosine between the
@@ -308,8 +310,8 @@ def control_scores(prediction: np.ndarray, world: np.ndarray, before: np.ndarray
     exactly the right pixels, 0 when it ignores the edit or the world did not change; ``change_psnr``, how much
     the edit changed the world's video (PSNR world vs world_before; above ``VISIBLE_PSNR`` the world barely
     shows the edit, so neither score can say much)."""
-    m = frame_metrics(prediction, world)
-    out = {"psnr": float(np.mean(m["psnr"])), "ssim": float(np.mean(m["ssim"]))}
+    m = frame_metrics(prediction, world, ssim=ssim)
+    out = {k: float(np.mean(v)) for k, v in m.items()}
     if before is not None and world_before is not None:
         out["gain_psnr"] = out["psnr"] - float(np.mean(frame_metrics(before, world, ssim=False)["psnr"]))
         dp = prediction.astype(np.float64) - before.astype(np.float64)
@@ -328,8 +330,8 @@ VISIBLE_PSNR = 40.0
 
 def control_markdown(c: dict) -> str:
     """The control score as one short paragraph of page text."""
-    line = (f"**Control score** (prediction vs. the world's future for these actions): PSNR {c['psnr']:.2f} dB, "
-            f"SSIM {c['ssim']:.3f}")
+    line = (f"**Control score** (prediction vs. the world's future for these actions): PSNR {c['psnr']:.2f} dB"
+            + (f", SSIM {c['ssim']:.3f}" if "ssim" in c else ""))
     if "gain_psnr" in c:
         gain, cos = round(c["gain_psnr"], 2) + 0.0, round(c["delta_cosine"], 2) + 0.0  # no "-0.00"
         line += (f" · **gain** {gain:+.2f} dB over the prediction for the original actions · "

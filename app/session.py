@@ -202,9 +202,18 @@ class Session:
         clip = self.require_clip()
         self.prediction = result["frames"]
         self.render_info = {k: v for k, v in result.items() if k != "frames"}
-        self.metrics = frame_metrics(self.prediction, clip.future) if clip.future is not None else None
+        # PSNR only: SSIM costs more than the render itself on a CPU, so it follows with the comparisons
+        # (complete_metrics) instead of delaying the new frames.
+        self.metrics = frame_metrics(self.prediction, clip.future, ssim=False) if clip.future is not None else None
         self.rendered_recipe = json.dumps(clip.edits.recipe)
+        self.video_path = None  # the MP4 of the previous render no longer applies
         self.before = self.world = self.world_before = self.control = self.references = None
+
+    def complete_metrics(self) -> dict | None:
+        """The prediction's per-frame PSNR and SSIM against the recorded future (SSIM computed once)."""
+        if self.metrics is not None and "ssim" not in self.metrics:
+            self.metrics = frame_metrics(self.prediction, self.require_clip().future)
+        return self.metrics
 
     def write_video(self, fps: float = 4.0) -> str:
         from mmsim_core.evaluation.video import compose_video, upscale
@@ -240,9 +249,10 @@ class Session:
                 f"{', text: ' + repr(info['text']) if info.get('text') else ''}).")
         if self.metrics is None:
             return head + " No ground truth for this clip, so no PSNR/SSIM."
-        p, s = np.mean(self.metrics["psnr"]), np.mean(self.metrics["ssim"])
+        p = np.mean(self.metrics["psnr"])
+        ssim = f", SSIM {np.mean(self.metrics['ssim']):.3f}" if "ssim" in self.metrics else ""
         note = " Against the *recorded* future: edits are not in the recording." if self.clip.edits.is_edited() else ""
-        return head + f" PSNR {p:.2f} dB, SSIM {s:.3f} (mean over future frames).{note}"
+        return head + f" PSNR {p:.2f} dB{ssim} (mean over future frames).{note}"
 
     # ------------------------------------------------------------------ annotations
     def annotate(self, start: float, end: float, activity: str, verb: str, phrase: str, sentence: str,

@@ -87,7 +87,7 @@ c = Client("{url}")
 c.predict(clip=3, modality="emg", channels=["L1", "L2"], api_name="/load_clip")
 c.predict(modality="emg", channels=["L1", "L2"], cursor=0, start=4, end=11, operation="scale", amount=3.0,
           api_name="/range_edit")
-filmstrip, video, report = c.predict(api_name="/generate")  # prompt, seed and steps are optional
+filmstrip, video, report, frames = c.predict(api_name="/generate")  # prompt, seed and steps are optional
 print(report)
 files = c.predict(api_name="/export_clip")  # edited trajectories + the frames they produced'''
 
@@ -405,19 +405,27 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             """Before/after renders, the world's answer and the reference scores; text for the effect tab."""
             clip = s.clip
             mods, txt, seed_v, steps_v = s.__dict__.get("render_args", (list(engine.modalities), None, 0, None))
+            # The original actions never change for a clip: their render (per settings) and their world
+            # are kept on the clip, so a drag -> Generate cycle pays for one model call, not two.
+            cache = clip.__dict__.setdefault("_original_cache", {})
             if clip.edits.is_edited():
                 from mmsim.app.clip import Clip
                 from mmsim.app.edits import EditHistory
 
-                plain = Clip(context=clip.context, future=clip.future, edits=EditHistory(clip.original_actions),
-                             meta=clip.meta, label=clip.label)
-                s.before = engine.render(plain, mods, txt, seed_v, steps_v)["frames"]
+                key = (tuple(mods or ()), txt, seed_v, steps_v)
+                if key not in cache:
+                    plain = Clip(context=clip.context, future=clip.future, edits=EditHistory(clip.original_actions),
+                                 meta=clip.meta, label=clip.label)
+                    cache[key] = engine.render(plain, mods, txt, seed_v, steps_v)["frames"]
+                s.before = cache[key]
             s.world = engine.world_frames(clip)
-            s.world_before = engine.world_frames(clip, clip.original_actions) \
-                if (s.world is not None and s.before is not None) else None
+            if s.world is not None and s.before is not None:
+                if "world" not in cache:
+                    cache["world"] = engine.world_frames(clip, clip.original_actions)
+                s.world_before = cache["world"]
             s.control = control_scores(s.prediction, s.world, s.before, s.world_before) \
                 if s.world is not None else None
-            s.references = engine.references(clip, s.prediction, mods, txt, seed_v, steps_v)
+            s.references = engine.references(clip, s.prediction, mods, txt, seed_v, steps_v, s.complete_metrics())
             lines = []
             if s.before is not None:
                 d = np.abs(s.prediction.astype(np.float32) - s.before.astype(np.float32)).mean(axis=(1, 2, 3))
@@ -449,9 +457,16 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             if s is None or s.prediction is None:
                 return [gr.skip()] * 6
             text = compare(s)
-            path = s.write_video()
-            return [viewer_value(s, c, final=True), report(s), text, path, s.filmstrip(),
-                    plots.metrics_figure(s.metrics, s.clip.h)]
+            return [viewer_value(s, c, final=True), report(s), text, plots.metrics_figure(s.metrics, s.clip.h)]
+
+        @ui_errors
+        def media(s):
+            """The MP4 and filmstrip of the Export tab, written after the render's views so that neither
+            delays the frames nor holds the model's queue (about half a second on a CPU)."""
+            if s is None or s.prediction is None:
+                return [gr.skip()] * 2
+            video_ = s.video_path if (s.video_path and s.prediction_is_current()) else s.write_video()
+            return [video_, s.filmstrip()]
 
         @ui_errors
         def generate(s, modalities=None, prompt="", use_prompt=False, seed=0, steps=None, cursor=0):
@@ -461,15 +476,20 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             path = s.write_video()
             return [s, s.filmstrip(), path, report(s), viewer_value(s, cursor, final=True)]
 
-        AFTER = [viewer, render_md, effect_md, video, preview, metrics_plot]
+        AFTER = [viewer, render_md, effect_md, metrics_plot]
+
+        def after(ev):
+            """A render's follow-ups: comparisons and scores (the model's queue), then the media (not)."""
+            return (ev.then(after_render, [state, cursor], AFTER, concurrency_limit=1, concurrency_id=RENDER,
+                            **CHAINED)
+                    .then(media, [state], [video, preview], **CHAINED))
 
         # -------------------------------------------------------------- wiring: load
         def then_render(ev):
-            return (ev.then(save_state, [state, ed_mod, ed_chans], [saved], **CHAINED)
-                    .then(refresh_signals, [state, cursor], SIGNALS, **CHAINED)
-                    .then(render_ui, [state, use_mods, prompt, use_text, seed, steps, cursor],
-                          [viewer, render_md, status], concurrency_limit=1, concurrency_id=RENDER, **CHAINED)
-                    .then(after_render, [state, cursor], AFTER, concurrency_limit=1, concurrency_id=RENDER, **CHAINED))
+            return after(ev.then(save_state, [state, ed_mod, ed_chans], [saved], **CHAINED)
+                         .then(refresh_signals, [state, cursor], SIGNALS, **CHAINED)
+                         .then(render_ui, [state, use_mods, prompt, use_text, seed, steps, cursor],
+                               [viewer, render_md, status], concurrency_limit=1, concurrency_id=RENDER, **CHAINED))
 
         then_render(load_btn.click(load_clip, [state, clip_no, ed_mod, ed_chans], LOADED, api_name="load_clip"))
         then_render(gallery_c.select(pick_clip, [state, ed_mod, ed_chans], [clip_no] + LOADED, api_name="pick_clip",
@@ -618,9 +638,9 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
         edited(cp_btn.click(copy_mod, EDIT_IN + [cp_mod, cp_from], EDITOR, api_name="copy_modality"))
 
         # -------------------------------------------------------------- render wiring
-        gen_btn.click(render_ui, [state, use_mods, prompt, use_text, seed, steps, cursor], [viewer, render_md, status],
-                      api_visibility="private", concurrency_limit=1, concurrency_id=RENDER, **QUIET
-                      ).then(after_render, [state, cursor], AFTER, concurrency_limit=1, concurrency_id=RENDER, **CHAINED)
+        after(gen_btn.click(render_ui, [state, use_mods, prompt, use_text, seed, steps, cursor],
+                            [viewer, render_md, status], api_visibility="private", concurrency_limit=1,
+                            concurrency_id=RENDER, **QUIET))
         api_gen_btn.click(generate, [state, use_mods, prompt, use_text, seed, steps, cursor],
                           [state, preview, video, render_md, viewer], api_name="generate",
                           concurrency_limit=1, concurrency_id=RENDER)

@@ -75,18 +75,23 @@ def browser(url: str, repeats: int) -> None:
         page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#viewer figure[data-key='difference']", timeout=180_000)
         print(f"[browser] page open -> clip loaded and its prediction shown: {time.perf_counter() - t0:.2f} s")
-        page.wait_for_timeout(1500)  # let the follow-up renders (references, video) finish
+        finals = "window.__mmsim.finals || 0"  # renders whose comparisons, world view and scores are in
+        page.wait_for_function(f"({finals}) > 0", timeout=180_000)
+        print(f"[browser] page open -> ... its comparisons, world view and scores shown: "
+              f"{time.perf_counter() - t0:.2f} s")
 
         builds = "window.__mmsim.builds || 0"
-        gen = []
+        gen, full = [], []
         for _ in range(repeats):
-            n = page.evaluate(builds)
+            n, m = page.evaluate(builds), page.evaluate(finals)
             t = time.perf_counter()
             page.locator("#generate").click()
             page.wait_for_function(f"({builds}) > {n}", timeout=60_000)
             gen.append(time.perf_counter() - t)
-            page.wait_for_timeout(800)  # the follow-up (references, MP4) of this click
+            page.wait_for_function(f"({finals}) > {m}", timeout=60_000)  # the follow-up of this click
+            full.append(time.perf_counter() - t)
         print(f"[browser] click Generate -> new prediction shown {fmt(gen)}   {verdict(gen, 0.6)}")
+        print(f"[browser]   ... -> references, world view, scores {fmt(full)}")
 
         draws = "window.__mmsim.editorDraws || 0"
         drag = []
@@ -179,7 +184,9 @@ def main() -> int:
     print(f"torch threads: {torch.get_num_threads()}, sampler steps: {engine.default_steps}")
     from mmsim.app.session import Gallery
 
-    in_process(engine, Gallery.load(args.data, limit=4), args.repeats)
+    gallery = Gallery.load(args.data, limit=4)
+    gallery.adopt_stats(engine.stats)  # as the studio does
+    in_process(engine, gallery, args.repeats)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
