@@ -8,14 +8,16 @@ Starts ``mmsim app`` as its own process on 127.0.0.1 (a free port; never another
 Generate; the users share ``--renders`` renders between them. Prints the error count (the check is zero
 errors), p50/p95 latency of a Generate call as a user sees it (queueing included) and of a whole
 load-edit-generate round, throughput, and the server process's resident memory (psutil) before the first
-render, after the warm-up renders and at the end: growth beyond the warm-up is what a leak would show.
-Bounded: every call has a timeout and the whole run stops after ``--timeout`` seconds.
+render, after the warm-up renders, every 25 renders and at the end: growth after the warm-up that keeps
+climbing is what a leak would show. Bounded: every call has a timeout (``--call-timeout``), no render starts
+after ``--timeout`` seconds, and the server is stopped on the way out (SIGTERM included).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -81,10 +83,13 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=0, help="sampler steps per render (0: the checkpoint's default)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads in the server")
     p.add_argument("--warmup", type=int, default=8, help="renders before the memory baseline")
-    p.add_argument("--timeout", type=float, default=1800.0, help="stop the whole run after this many seconds")
+    p.add_argument("--timeout", type=float, default=1800.0, help="start no render after this many seconds")
+    p.add_argument("--call-timeout", type=float, default=600.0, help="seconds one API call may take")
     args = p.parse_args()
 
     from gradio_client import Client
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop the server too
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -104,6 +109,7 @@ def main() -> int:
         deadline = time.perf_counter() + args.timeout
         gen_lat, round_lat, errors = [], [], []
         mem_warm = [None]
+        mem_series: list[tuple[int, float]] = []
         steps = args.steps or None
 
         def take() -> int | None:
@@ -113,17 +119,20 @@ def main() -> int:
                 counter["next"] += 1
                 return counter["next"]
 
+        def call(c, api: str, **kw):
+            return c.submit(api_name=api, **kw).result(timeout=args.call_timeout)
+
         def user(u: int) -> None:
             c = Client(url, verbose=False)
             while (n := take()) is not None:
                 try:
                     t0 = time.perf_counter()
-                    c.predict(clip=(u * 7 + n) % 16, modality="emg", channels=["L1", "R2"], api_name="/load_clip")
-                    c.predict(modality="emg", channels=["L1", "R2"], cursor=0, start=4, end=11, operation="scale",
-                              amount=1.0 + (n % 5) * 0.5, api_name="/range_edit")
+                    call(c, "/load_clip", clip=(u * 7 + n) % 16, modality="emg", channels=["L1", "R2"])
+                    call(c, "/range_edit", modality="emg", channels=["L1", "R2"], cursor=0, start=4, end=11,
+                         operation="scale", amount=1.0 + (n % 5) * 0.5)
                     t1 = time.perf_counter()
                     kw = {"seed": n} if steps is None else {"seed": n, "steps": steps}
-                    report = c.predict(api_name="/generate", **kw)[2]
+                    report = call(c, "/generate", **kw)[2]
                     t2 = time.perf_counter()
                     if "Rendered" not in report:
                         raise RuntimeError(f"unexpected report: {report[:120]!r}")
@@ -132,6 +141,8 @@ def main() -> int:
                         round_lat.append(t2 - t0)
                         if len(gen_lat) == args.warmup:
                             mem_warm[0] = rss_mb(server)
+                        if len(gen_lat) % 25 == 0:  # the series tells a plateau (caches filling) from a leak
+                            mem_series.append((len(gen_lat), rss_mb(server)))
                 except Exception as e:  # noqa: BLE001 - every failure is counted and shown
                     with lock:
                         errors.append(f"render {n} (user {u}): {type(e).__name__}: {str(e)[:200]}")
@@ -163,6 +174,8 @@ def main() -> int:
         for k, v in rows:
             print(f"{k:<{w}}  {v}")
         print("-" * (w + 40))
+        if mem_series:
+            print("server RSS by renders done: " + ", ".join(f"{n}: {m:.0f} MB" for n, m in mem_series))
         for e in errors[:5]:
             print(f"  {e}")
         if gen_lat:
