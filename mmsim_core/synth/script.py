@@ -408,9 +408,10 @@ class Planner:
             self.move(h, mid, 0.5, yaw=(0.6 if n % 2 == 0 else -0.3))  # turn the item while carrying
             self.move(h, b + (0, 0, 6.0), 0.5)
             self.move(h, b, 0.4, lift=0.3)
-            self.release(h)
-            self.go_rest(h, 0.7)
+            self.release(h)  # and straight on to the next item: the hand is in contact most of the time
             self.hands[1 - h].wait_until(self.hands[h].t)
+        self.go_rest(h, 0.7)
+        self.hands[1 - h].wait_until(self.hands[h].t)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ hand_pose      finger configuration drawn large (open hand, pinch, power grip); 
 hand_force     grip: an object is held while force is above its weight's need, slips below it and
                falls without it; soft objects (sponge, potato) squash in proportion and spring
                back; scrubbing and peeling progress in proportion; knife cuts and notches; a pressed
-               hand's fingers blanch.
+               hand blanches, a relaxed one darkens.
 emg            effort against a held object's weight sets how high it rises and how much it droops;
                flexor-extensor balance twists a jar lid or a held object; the forearm's muscles
                bulge with effort.
@@ -77,7 +77,14 @@ EMG_TWIST_SCALE = 32.0
 LIFT_RAMP = 18.0  # effort above the object's weight over which the lift gain goes 0 -> 1
 DROOP = 0.55  # radians a held object droops by when no effort holds it up
 FOREARM_CM, BULGE_CM, BULGE_EFFORT = 4.0, 4.5, 45.0  # forearm width at rest, extra at BULGE_EFFORT
-BLANCH = 0.8  # share of the way to pale a fully pressed hand's fingers go
+FORCE_CAP = 1.5
+"""Largest grip force the oracle reads (a whole glove saturated reads 1/FORCE_NORM): a squeeze beyond it
+changes nothing more."""
+PALE = (250, 236, 228)
+RELAXED_SHADE = 0.7
+"""Pressure shows on the whole hand: a relaxed hand is drawn at this shade of its colour, a hand pressing
+at FORCE_CAP pale (PALE), the first pressure showing most (square root); so a firmer or looser grip on a rigid object (a pitcher,
+a jar) is visible at 64x64, not only where it squashes a soft one."""
 FINGER_CM = 2.2  # finger width drawn (visible at 64x64)
 
 MAX_OBJECTS = 3
@@ -308,7 +315,7 @@ def read_hands(frame: Mapping[str, np.ndarray]) -> list[HandReading]:
         out.append(HandReading(
             carpus=carpus, elbow=bp[kin.BODY_INDEX[f"{side} Forearm"]], seg=carpus + rel,
             grip=carpus + kin.grip_point(rel), yaw=float(kin.hand_yaw(rel)), roll=float(kin.hand_roll(rel)),
-            curl=float(kin.hand_curl(rel)), force=float(min(tac.mean() / FORCE_NORM, 1.5)),
+            curl=float(kin.hand_curl(rel)), force=float(min(tac.mean() / FORCE_NORM, FORCE_CAP)),
             effort=float(env.mean() - EMG_BASE), twist=float((env[:4].mean() - env[4:].mean()) / EMG_TWIST_SCALE)))
     return out
 
@@ -1000,8 +1007,8 @@ def step(scene: Scene, state: np.ndarray, frame: Mapping[str, np.ndarray], t: fl
 # Drawing
 # ----------------------------------------------------------------------------------------------
 def _draw_hand(p: _Painter, scene: Scene, hand: HandReading, tool: str | None) -> None:
-    # pressed fingers blanch with the grip force; the forearm's muscles bulge with EMG effort
-    skin = _mix(scene.skin, (250, 232, 222), BLANCH * float(np.clip(hand.force, 0.0, 1.3)) / 1.3)
+    # the pressing hand blanches with the grip force; the forearm's muscles bulge with EMG effort
+    skin = _mix(_shade(scene.skin, RELAXED_SHADE), PALE, float(np.sqrt(np.clip(hand.force / FORCE_CAP, 0.0, 1.0))))
     dark = _shade(scene.skin, 0.6)
     f = p.cam.focal
     e, c = hand.elbow, hand.carpus
@@ -1017,7 +1024,7 @@ def _draw_hand(p: _Painter, scene: Scene, hand: HandReading, tool: str | None) -
     p.line(wrist, c, FOREARM_CM * 0.8 + bulge, _shade(scene.skin, 0.92))  # bare wrist below the sleeve
     seg, tips = hand.seg, kin.fingertips(hand.seg - hand.carpus) + hand.carpus
     palm = np.concatenate([[c], seg[[1, 4, 16]], seg[kin.KNUCKLES]])
-    if not p.poly(palm, scene.skin):
+    if not p.poly(palm, skin):
         return
     chains = [np.stack([seg[1], seg[2], seg[3], tips[0]])]
     chains += [np.stack([seg[fi[1]], seg[fi[2]], seg[fi[3]], tips[k + 1]]) for k, fi in enumerate(kin.FINGERS)]
