@@ -226,9 +226,15 @@ class Session:
             frames = compose_video(clip.context, clip.future, self.prediction)
         else:  # no ground truth: context then prediction, upscaled
             frames = upscale(np.concatenate([clip.context, self.prediction]), 4)
-        path = self.dir() / f"{sio.safe_name(clip.label)}_seed{self.render_info['seed']}_v{len(clip.edits.recipe)}.mp4"
+        # One file per render: two renders with as many edits must not share a name (nor a cached copy).
+        self.__dict__["video_count"] = self.__dict__.get("video_count", 0) + 1
+        path = self.dir() / (f"{sio.safe_name(clip.label)}_seed{self.render_info['seed']}_v{len(clip.edits.recipe)}"
+                             f"_{self.video_count}.mp4")
         write_video(path, frames, fps=fps)
-        self.video_path = str(path)
+        old = self.__dict__.get("last_video")
+        if old and old != str(path):  # the page holds its own copy (Gradio's cache): keep the folder small
+            Path(old).unlink(missing_ok=True)
+        self.__dict__["last_video"] = self.video_path = str(path)
         return str(path)
 
     def filmstrip(self) -> np.ndarray | None:

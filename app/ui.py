@@ -215,7 +215,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
         cursor = gr.Number(value=0, precision=0, label="cursor", visible=False)
 
         # ============================================================== around the loop: tabs
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Clips"):
                 with gr.Tab("Gallery"):
                     gallery_c = gr.Gallery(value=thumbs, columns=6, height=300, allow_preview=False,
@@ -287,7 +287,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                     api_edit_btn = gr.Button("apply edit")
                     api_gen_btn = gr.Button("generate (API)")
                     restore_btn = gr.Button("restore")
-            with gr.Tab("Export"):
+            with gr.Tab("Export", id="export"):
                 gr.Markdown("An exported clip pairs the **edited actions with the frames they produced** (the "
                             "prediction; the world's frames too for synthetic clips); without edits, the recorded "
                             "future. Actions are normalised values (min-max with the included "
@@ -459,11 +459,14 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             text = compare(s)
             return [viewer_value(s, c, final=True), report(s), text, plots.metrics_figure(s.metrics, s.clip.h)]
 
+        export_open = gr.State(False)  # whether the Export tab is the one shown
+
         @ui_errors
-        def media(s):
-            """The MP4 and filmstrip of the Export tab, written after the render's views so that neither
-            delays the frames nor holds the model's queue (about half a second on a CPU)."""
-            if s is None or s.prediction is None:
+        def media(s, shown=True):
+            """The MP4 and filmstrip of the Export tab: written only while that tab is shown (or opened) and
+            after the render's views, so they neither delay the frames nor hold the model's queue (the MP4
+            costs about half a second of CPU per render)."""
+            if s is None or s.prediction is None or not shown:
                 return [gr.skip()] * 2
             video_ = s.video_path if (s.video_path and s.prediction_is_current()) else s.write_video()
             return [video_, s.filmstrip()]
@@ -482,7 +485,13 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             """A render's follow-ups: comparisons and scores (the model's queue), then the media (not)."""
             return (ev.then(after_render, [state, cursor], AFTER, concurrency_limit=1, concurrency_id=RENDER,
                             **CHAINED)
-                    .then(media, [state], [video, preview], **CHAINED))
+                    .then(media, [state, export_open], [video, preview], **CHAINED))
+
+        def pick_tab(evt: gr.SelectData):
+            return evt.value == "Export" or getattr(evt, "id", None) == "export"
+
+        tabs.select(pick_tab, None, [export_open], api_visibility="private", **QUIET
+                    ).then(media, [state, export_open], [video, preview], **CHAINED)
 
         # -------------------------------------------------------------- wiring: load
         def then_render(ev):

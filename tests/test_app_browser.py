@@ -197,3 +197,15 @@ def test_invalid_upload_shows_a_message_and_the_next_generate_works(page, tmp_pa
                            "document.querySelector('#render-status').innerText.includes('Rendered')",
                            timeout=120_000)
     _wait_render(page, n)
+
+
+def test_export_tab_shows_the_video_of_the_last_render(page):
+    # The MP4 is written when the Export tab is shown (not on every render) and follows each render there.
+    page.get_by_role("tab", name="Export").click()
+    page.wait_for_selector("#video video", timeout=60_000)
+    first = page.locator("#video video").get_attribute("src")
+    page.get_by_label("seed").fill("1")  # another future, so another MP4
+    page.locator("#generate").click()
+    page.wait_for_function(f"document.querySelector('#video video') && "
+                           f"document.querySelector('#video video').getAttribute('src') !== {first!r}",
+                           timeout=120_000)
