@@ -329,8 +329,9 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             return [s, 0, viewer_value(s, 0, reset=True), "", clip.text_condition("sentence")] + \
                 editor_view(s, modality, channels, 0)
 
-        def refresh_signals(s, cursor):
-            return signal_view(s, cursor)
+        def refresh_signals(s, cursor, tab="Signals"):
+            # Four plotly figures per edit cost CPU and bandwidth: drawn only while their tab is shown.
+            return signal_view(s, cursor) if tab == "Signals" else [gr.skip()] * len(SIGNALS)
 
         def save_state(s, modality, channels):
             return saved_value(s, modality, channels)
@@ -459,14 +460,14 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             text = compare(s)
             return [viewer_value(s, c, final=True), report(s), text, plots.metrics_figure(s.metrics, s.clip.h)]
 
-        export_open = gr.State(False)  # whether the Export tab is the one shown
+        open_tab = gr.State("")  # the tab shown below the loop (its views are drawn only then)
 
         @ui_errors
         def media(s, shown=True):
             """The MP4 and filmstrip of the Export tab: written only while that tab is shown (or opened) and
             after the render's views, so they neither delay the frames nor hold the model's queue (the MP4
             costs about half a second of CPU per render)."""
-            if s is None or s.prediction is None or not shown:
+            if s is None or s.prediction is None or shown not in (True, "Export"):
                 return [gr.skip()] * 2
             video_ = s.video_path if (s.video_path and s.prediction_is_current()) else s.write_video()
             return [video_, s.filmstrip()]
@@ -485,18 +486,19 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             """A render's follow-ups: comparisons and scores (the model's queue), then the media (not)."""
             return (ev.then(after_render, [state, cursor], AFTER, concurrency_limit=1, concurrency_id=RENDER,
                             **CHAINED)
-                    .then(media, [state, export_open], [video, preview], **CHAINED))
+                    .then(media, [state, open_tab], [video, preview], **CHAINED))
 
         def pick_tab(evt: gr.SelectData):
-            return evt.value == "Export" or getattr(evt, "id", None) == "export"
+            return str(evt.value)
 
-        tabs.select(pick_tab, None, [export_open], api_visibility="private", **QUIET
-                    ).then(media, [state, export_open], [video, preview], **CHAINED)
+        (tabs.select(pick_tab, None, [open_tab], api_visibility="private", **QUIET)
+         .then(media, [state, open_tab], [video, preview], **CHAINED)
+         .then(refresh_signals, [state, cursor, open_tab], SIGNALS, **CHAINED))
 
         # -------------------------------------------------------------- wiring: load
         def then_render(ev):
             return after(ev.then(save_state, [state, ed_mod, ed_chans], [saved], **CHAINED)
-                         .then(refresh_signals, [state, cursor], SIGNALS, **CHAINED)
+                         .then(refresh_signals, [state, cursor, open_tab], SIGNALS, **CHAINED)
                          .then(render_ui, [state, use_mods, prompt, use_text, seed, steps, cursor],
                                [viewer, render_md, status], concurrency_limit=1, concurrency_id=RENDER, **CHAINED))
 
@@ -547,18 +549,18 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             return editor_view(s, modality, channels, cursor)
 
         @ui_errors
-        def scrub(s, evt: gr.EventData):
+        def scrub(s, tab, evt: gr.EventData):
             d = getattr(evt, "_data", None) or {}
             c = int(d.get("step", 0))
-            return [c] + signal_view(s, c)
+            return [c] + refresh_signals(s, c, tab)
 
         cursor.change(set_cursor, EDIT_IN, EDITOR, api_name="set_cursor", **QUIET)
-        viewer.release(scrub, [state], [cursor] + SIGNALS, api_visibility="private", **QUIET)
+        viewer.release(scrub, [state, open_tab], [cursor] + SIGNALS, api_visibility="private", **QUIET)
 
         # -------------------------------------------------------------- edit
         def edited(ev):
             return (ev.then(save_state, [state, ed_mod, ed_chans], [saved], **CHAINED)
-                    .then(refresh_signals, [state, cursor], SIGNALS, **CHAINED))
+                    .then(refresh_signals, [state, cursor, open_tab], SIGNALS, **CHAINED))
 
         @ui_errors
         def change_modality(s, modality, cursor):

@@ -15,6 +15,8 @@ Uses the demo checkpoint, or an UNTRAINED mmsim-cpu pipeline when it is absent (
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import socket
 import statistics
 import sys
@@ -81,16 +83,22 @@ def browser(url: str, repeats: int) -> None:
               f"{time.perf_counter() - t0:.2f} s")
 
         builds = "window.__mmsim.builds || 0"
-        gen, full = [], []
+        gen, full, model = [], [], []
         for _ in range(repeats):
             n, m = page.evaluate(builds), page.evaluate(finals)
             t = time.perf_counter()
             page.locator("#generate").click()
             page.wait_for_function(f"({builds}) > {n}", timeout=60_000)
             gen.append(time.perf_counter() - t)
+            # The server's own timing of the model call, from the render report ("Rendered 8 frames in X s").
+            found = re.search(r"Rendered \d+ frames in ([0-9.]+) s", page.locator("#render-status").inner_text())
+            model.append(float(found.group(1)) if found else float("nan"))
             page.wait_for_function(f"({finals}) > {m}", timeout=60_000)  # the follow-up of this click
             full.append(time.perf_counter() - t)
+        rest = [g - r for g, r in zip(gen, model)]
         print(f"[browser] click Generate -> new prediction shown {fmt(gen)}   {verdict(gen, 0.6)}")
+        print(f"[browser]   of which the model's render          {fmt(model)}")
+        print(f"[browser]   the rest (queue, views, transport, page) {fmt(rest)}")
         print(f"[browser]   ... -> references, world view, scores {fmt(full)}")
 
         draws = "window.__mmsim.editorDraws || 0"
@@ -181,7 +189,8 @@ def main() -> int:
 
     demo, engine = create_app(args.checkpoint, args.data)
     print(f"model: {engine.info.source}{'' if engine.info.trained else '  (UNTRAINED: demo checkpoint absent; same cost)'}")
-    print(f"torch threads: {torch.get_num_threads()}, sampler steps: {engine.default_steps}")
+    print(f"torch threads: {torch.get_num_threads()}, sampler steps: {engine.default_steps}, "
+          f"CPUs: {os.cpu_count()}, load average (1 min) {os.getloadavg()[0]:.1f}: figures scale with other load")
     from mmsim.app.session import Gallery
 
     gallery = Gallery.load(args.data, limit=4)
@@ -199,6 +208,7 @@ def main() -> int:
             print(f"[browser] skipped: {CHROMIUM} missing")
     clients(url, args.clients)
     demo.close()
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 

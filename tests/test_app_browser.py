@@ -209,3 +209,10 @@ def test_export_tab_shows_the_video_of_the_last_render(page):
     page.wait_for_function(f"document.querySelector('#video video') && "
                            f"document.querySelector('#video video').getAttribute('src') !== {first!r}",
                            timeout=120_000)
+
+
+def test_signals_tab_draws_its_plots_when_shown(page):
+    # The signal plots are drawn when their tab is shown (not on every edit while hidden).
+    page.get_by_role("tab", name="Signals").click()
+    page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent).length >= 4",
+                           timeout=60_000)
