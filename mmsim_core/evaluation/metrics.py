@@ -112,9 +112,9 @@ def frame_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs frames of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")
     _, ssim_map = structural_similarity_index_measure(
-        pred.flatten(0, 1).double(), target.flatten(0, 1).double(), gaussian_kernel=True, sigma=SSIM_SIGMA,
+        pred.flatten(0, 1).float(), target.flatten(0, 1).float(), gaussian_kernel=True, sigma=SSIM_SIGMA,
         data_range=1.0, k1=0.01, k2=0.03, reduction="none", return_full_image=True,
-    )  # (B*N, 3, H, W), over the reflect-padded input
+    )  # (B*N, 3, H, W), over the reflect-padded input; float32: float64 falls back to a slow convolution
     pad = SSIM_WINDOW // 2
     valid = ssim_map[..., pad:h - pad, pad:w - pad]  # windows that lie wholly inside the frame
     return valid.mean(dim=(1, 2, 3)).view(b, n).float()
