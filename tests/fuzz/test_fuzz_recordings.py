@@ -86,7 +86,10 @@ def corrupt(h5, video, kind: str, stream: str, amount: float, seed: int) -> None
                 t[rows] = np.nan if kind == "nan" else -np.inf
                 _replace(g, "time_s", t)
         elif kind == "dtype":
-            _replace(g, "data", data.astype("S8") if amount < 0.5 else data.astype(np.float16))
+            if data.dtype.kind in "SUO":  # text (activity labels): numbers where words belong
+                _replace(g, "data", np.zeros(data.shape, np.float16))
+            else:
+                _replace(g, "data", data.astype("S8") if amount < 0.5 else data.astype(np.float16))
         elif kind == "shape":
             _replace(g, "data", data.reshape(n, -1)[:, : max(1, int(data[0].size * amount))])
         elif kind == "time_dup":
