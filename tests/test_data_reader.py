@@ -9,6 +9,7 @@ import pytest
 from fixtures.recordings import T0, write_recording
 
 from mmsim_core import schema
+from mmsim_core.data import PreprocessConfig, preprocess
 from mmsim_core.data.actionsense import ActionSenseRecording, align_modalities, nearest_indices, window_mean_abs
 from mmsim_core.errors import RecordingError
 from mmsim_core.video import write_video
@@ -135,6 +136,40 @@ def test_truncated_hdf5_names_file(rec_path):
     with pytest.raises(RecordingError, match="truncated") as e:
         ActionSenseRecording(rec_path)
     assert str(rec_path) in str(e.value)
+
+
+def _flip_header_byte(path, obj: str, at: int) -> None:
+    """Invert one byte ``at`` bytes into the object header of ``obj``, as bit rot or a bad copy would."""
+    with h5py.File(path, "r") as f:
+        addr = h5py.h5o.get_info(f[obj].id).addr
+    with open(path, "r+b") as fh:
+        fh.seek(addr + at)
+        byte = fh.read(1)[0]
+        fh.seek(addr + at)
+        fh.write(bytes([byte ^ 0xFF]))
+
+
+def test_flipped_byte_in_object_header_is_a_recording_error(tmp_path):
+    """Byte 8 of a version-1 object header is the header's size: flipped, h5py cannot open the object and
+    raised a bare KeyError ('message not aligned') that escaped the reader; preprocess must skip the file."""
+    raw = tmp_path / "raw"
+    write_recording(raw / "good", subject="S01", seconds=3.0, seed=0)
+    bad = write_recording(raw / "bad", subject="S02", seconds=3.0, seed=1)
+    _flip_header_byte(bad, "myo-left/emg", 8)
+    with ActionSenseRecording(bad) as rec:
+        assert "emg" in rec.streams("myo-left")  # the link survives; the object behind it is damaged
+        for read in (lambda: rec.stream("myo-left", "emg"), rec.modality_status, rec.streams,
+                     lambda: rec.has_stream("myo-left", "emg")):
+            with pytest.raises(RecordingError, match="damaged HDF5") as e:
+                read()
+            assert str(bad) in str(e.value) and e.value.stream == "myo-left/emg", str(e.value)
+        assert len(rec.activities()) == 2  # the undamaged streams still read
+
+    m = preprocess(raw, tmp_path / "out", PreprocessConfig(size=32, workers=1, test_subjects=("none",)))
+    (skipped,) = m["recordings"]["skipped"]
+    assert skipped["path"] == str(bad) and "[myo-left/emg]" in skipped["reason"], skipped
+    assert not skipped["reason"].startswith("KeyError"), skipped
+    assert [r["subject"] for r in m["recordings"]["used"]] == ["S01"]
 
 
 def test_not_hdf5_names_file(tmp_path):

@@ -59,6 +59,12 @@ COUNTERFACTUAL_ATTR = "counterfactual"
 """Root attribute marking a counterfactual recording (see ``ActionSenseRecording.counterfactual``)."""
 RATING_ORDER = {"Good": 0, "": 0, "Maybe": 1, "Bad": 2}
 
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+"""What h5py raises on a damaged file's structure (a flipped byte in an object header, a B-tree, a heap): KeyError
+or RuntimeError opening, testing or listing an object, OSError reading one, TypeError or ValueError (a
+UnicodeDecodeError among them) on a datatype or name it cannot decode. Caught only around single h5py calls, so
+that a bug of ours in the code around them still surfaces as itself."""
+
 _SUBJECT_RE = re.compile(r"_S(\d+)\.hdf5$", re.IGNORECASE)
 _SUBJECT_ANY_RE = re.compile(r"(?:^|[_\-])S(\d+)(?:[_\-.]|$)", re.IGNORECASE)
 
@@ -93,11 +99,20 @@ class Stream:
     name: str
     data: np.ndarray  # (N, ...)
     time_s: np.ndarray  # (N,) float64
-    headings: list | None = None
 
     @property
     def key(self) -> str:
         return f"{self.device}/{self.name}"
+
+
+def _gist(e: Exception) -> str:
+    """``'KeyError: Unable to open object (...)'``: the kind and first line of an h5py error, for a message."""
+    text = str(e).strip("'\"").splitlines()[0][:160] if str(e) else "no detail"
+    return f"{type(e).__name__}: {text}"
+
+
+def _is_vlen_non_string(dtype) -> bool:
+    return h5py.check_vlen_dtype(dtype) is not None and h5py.check_string_dtype(dtype) is None
 
 
 def _decode(x) -> str:
@@ -119,12 +134,77 @@ class ActionSenseRecording:
             raise RecordingError(self.path, "recording not found")
         try:
             self._h5 = h5py.File(self.path, "r")
-            # Touch the root group: a truncated file may open but fail on the first read.
-            self._devices = sorted(self._h5.keys())
-        except Exception as e:  # h5py raises OSError / KeyError / RuntimeError for damaged files
+        except _H5_ERRORS as e:
             raise RecordingError(self.path, f"cannot read HDF5 file (truncated or corrupt?): {e}") from None
+        # Touch the root group: a truncated file may open but fail on the first read.
+        try:
+            self._devices = self._names(self._h5, None)
+        except RecordingError:
+            self._h5.close()
+            raise
         self._video_path = Path(video_path).resolve() if video_path is not None else None
         self._cache: dict[str, Stream] = {}
+
+    # ------------------------------------------------------------------ h5py access
+    # Every read of the file's structure goes through these, so that a damaged file gives a RecordingError naming
+    # the file and the stream instead of h5py's own KeyError / RuntimeError / OSError.
+    def _damaged(self, e: Exception, what: str, stream: str | None) -> RecordingError:
+        return RecordingError(self.path, f"cannot {what} (truncated or damaged HDF5 file? {_gist(e)})",
+                              stream=stream)
+
+    def _names(self, g, stream: str | None) -> list[str]:
+        """Sorted link names of group ``g``."""
+        try:
+            names = list(g.keys())
+        except _H5_ERRORS as e:
+            raise self._damaged(e, "list the group's members", stream) from None
+        odd = [n for n in names if not isinstance(n, str)]  # h5py gives bytes for a name that is not UTF-8
+        if odd:
+            raise RecordingError(self.path, f"member name {odd[0]!r} is not UTF-8 (damaged HDF5 file?)", stream=stream)
+        return sorted(names)
+
+    def _child(self, g, name: str, stream: str | None, kind=None):
+        """``g[name]``, or None when ``g`` has no such member; when ``kind`` (h5py.Group or h5py.Dataset) is
+        given, a member of another kind is an error (a damaged header can turn a dataset into a Datatype)."""
+        try:
+            if name not in g:
+                return None
+            obj = g[name]
+        except _H5_ERRORS as e:
+            raise self._damaged(e, f"open {name!r}", stream) from None
+        if kind is not None and not isinstance(obj, kind):
+            raise RecordingError(self.path, f"{name!r} is a {type(obj).__name__}, not a {kind.__name__} "
+                                            f"(damaged HDF5 file?)", stream=stream)
+        return obj
+
+    def _attr(self, obj, key: str, stream: str | None):
+        """Attribute ``key`` of ``obj`` as stored, or None when absent."""
+        try:
+            if key not in obj.attrs:
+                return None
+            if _is_vlen_non_string(obj.attrs.get_id(key).dtype):
+                # ActionSense writes strings here; a damaged string type reads as variable-length bytes, and
+                # h5py reading such an attribute crashed the process (a segfault) on a file with a flipped byte.
+                raise RecordingError(self.path, f"attribute {key!r} is variable-length binary, not text "
+                                                f"(damaged HDF5 file?)", stream=stream)
+            return obj.attrs[key]
+        except _H5_ERRORS as e:
+            raise self._damaged(e, f"read attribute {key!r}", stream) from None
+
+    def _read(self, g, dataset: str, stream: str, convert=None):
+        """Dataset ``dataset`` of stream group ``g`` read whole (and passed through ``convert``)."""
+        ds = self._child(g, dataset, stream, h5py.Dataset)
+        if ds is None:
+            raise RecordingError(self.path, f"stream has no {dataset!r} dataset", stream=stream)
+        try:
+            if _is_vlen_non_string(ds.dtype):  # as in _attr: no ActionSense stream is variable-length binary
+                raise RecordingError(self.path, f"{dataset!r} is variable-length binary (damaged HDF5 file?)",
+                                     stream=stream)
+            value = ds[()]
+            return value if convert is None else convert(value)
+        except (*_H5_ERRORS, MemoryError) as e:  # MemoryError: a damaged dataspace can claim a huge shape
+            raise RecordingError(self.path, f"cannot read {dataset!r} (truncated or damaged file?): {_gist(e)}",
+                                 stream=stream) from None
 
     # ------------------------------------------------------------------ basics
     def close(self) -> None:
@@ -149,31 +229,35 @@ class ActionSenseRecording:
     def streams(self, device: str | None = None) -> dict[str, list[str]] | list[str]:
         """Stream names of one device, or ``{device: [streams]}`` for all."""
         if device is not None:
-            return sorted(self._group(device).keys())
+            return self._names(self._group(device), device)
         out = {}
         for d in self._devices:
-            g = self._h5[d]
-            out[d] = sorted(k for k in g.keys() if isinstance(g[k], h5py.Group)) if isinstance(g, h5py.Group) else []
+            g = self._child(self._h5, d, d)
+            out[d] = [k for k in self._names(g, d) if isinstance(self._child(g, k, f"{d}/{k}"), h5py.Group)] \
+                if isinstance(g, h5py.Group) else []
         return out
 
     def has_stream(self, device: str, name: str) -> bool:
-        try:
-            return device in self._h5 and name in self._h5[device] and "data" in self._h5[device][name]
-        except Exception:
-            return False
+        """Whether ``device/name`` is a stream group holding ``data``. A damaged file is an error, not False:
+        a stream that cannot be read must not pass for one the recording lacks."""
+        key = f"{device}/{name}"
+        g = self._child(self._h5, device, key)
+        s = self._child(g, name, key) if isinstance(g, h5py.Group) else None
+        return isinstance(s, h5py.Group) and self._child(s, "data", key) is not None
 
     def _group(self, device: str, name: str | None = None):
         key = device if name is None else f"{device}/{name}"
-        if device not in self._h5:
+        g = self._child(self._h5, device, key, h5py.Group)
+        if g is None:
             raise RecordingError(self.path, f"device {device!r} is missing (devices present: {self._devices})",
                                  stream=key)
-        g = self._h5[device]
         if name is None:
             return g
-        if name not in g:
+        s = self._child(g, name, key, h5py.Group)
+        if s is None:
             raise RecordingError(self.path, f"stream {name!r} is missing from device {device!r} "
-                                            f"(streams present: {sorted(g.keys())})", stream=key)
-        return g[name]
+                                            f"(streams present: {self._names(g, key)})", stream=key)
+        return s
 
     @property
     def subject(self) -> str:
@@ -183,8 +267,9 @@ class ActionSenseRecording:
         if m:
             return f"S{int(m.group(1)):02d}"
         for key in ("subject", "subject_id", "Subject"):
-            if key in self._h5.attrs:
-                return normalize_subject(_decode(self._h5.attrs[key]))
+            raw = self._attr(self._h5, key, None)
+            if raw is not None:
+                return normalize_subject(_decode(raw))
         m = _SUBJECT_ANY_RE.search(self.path.stem) or _SUBJECT_ANY_RE.search(self.path.parent.name)
         if m:
             return f"S{int(m.group(1)):02d}"
@@ -198,7 +283,7 @@ class ActionSenseRecording:
         ``{"source": <observational HDF5 file name>, "edits": [{"family", "start_s", "end_s", "strength",
         "side"}, ...]}``): the same scene and initial state as ``source`` under perturbed actions. None
         for an observational recording (no such attribute: every real ActionSense file)."""
-        raw = self._h5.attrs.get(COUNTERFACTUAL_ATTR)
+        raw = self._attr(self._h5, COUNTERFACTUAL_ATTR, None)
         if raw is None:
             return None
         try:
@@ -213,9 +298,13 @@ class ActionSenseRecording:
 
     # ------------------------------------------------------------------ streams
     def headings(self, device: str, name: str) -> list | None:
-        """The stream's ``'Data headings'`` attribute parsed to a Python list (None if absent/unparsable)."""
+        """The stream's ``'Data headings'`` attribute parsed to a Python list (None if absent/unparsable).
+
+        Read only when asked (``stream`` does not): ActionNet stores it as a variable-length string, whose bytes
+        live in the file's global heap, and a damaged global heap can send the HDF5 library into an endless
+        loop that no exception ends; preprocessing then never touches the global heap of an ActionSense file."""
         g = self._group(device, name)
-        raw = g.attrs.get("Data headings")
+        raw = self._attr(g, "Data headings", f"{device}/{name}")
         if raw is None:
             return None
         text = _decode(raw)
@@ -228,25 +317,12 @@ class ActionSenseRecording:
 
     def time_s(self, device: str, name: str) -> np.ndarray:
         """Raw timestamps (flattened float64), as stored."""
-        g = self._group(device, name)
-        if "time_s" not in g:
-            raise RecordingError(self.path, "stream has no 'time_s' dataset", stream=f"{device}/{name}")
-        try:
-            return np.asarray(g["time_s"][()], dtype=np.float64).reshape(-1)
-        except Exception as e:
-            raise RecordingError(self.path, f"cannot read 'time_s' (truncated file?): {e}",
-                                 stream=f"{device}/{name}") from None
+        return self._read(self._group(device, name), "time_s", f"{device}/{name}",
+                          lambda v: np.asarray(v, dtype=np.float64).reshape(-1))
 
     def data(self, device: str, name: str) -> np.ndarray:
         """Raw ``data`` array, as stored."""
-        g = self._group(device, name)
-        if "data" not in g:
-            raise RecordingError(self.path, "stream has no 'data' dataset", stream=f"{device}/{name}")
-        try:
-            return g["data"][()]
-        except Exception as e:
-            raise RecordingError(self.path, f"cannot read 'data' (truncated file?): {e}",
-                                 stream=f"{device}/{name}") from None
+        return self._read(self._group(device, name), "data", f"{device}/{name}")
 
     def stream(self, device: str, name: str, *, index_aligned: bool = False) -> Stream:
         """Validated stream: lengths agree, non-finite rows dropped (few) or error (many), time ascending
@@ -267,7 +343,7 @@ class ActionSenseRecording:
         if not t_ok.all():
             raise RecordingError(self.path, f"{int((~t_ok).sum())} non-finite timestamps", stream=key)
         data, t = self._ensure_ascending(key, data, t, sortable=not index_aligned)
-        s = Stream(device, name, data, t, self.headings(device, name))
+        s = Stream(device, name, data, t)
         self._cache[key] = s
         return s
 
@@ -416,10 +492,14 @@ class ActionSenseRecording:
     # ------------------------------------------------------------------ modalities
     def sample_shape(self, device: str, name: str) -> tuple[int, ...]:
         """Per-sample shape of a stream's ``data`` (without reading it)."""
-        g = self._group(device, name)
-        if "data" not in g:
-            raise RecordingError(self.path, "stream has no 'data' dataset", stream=f"{device}/{name}")
-        return tuple(g["data"].shape[1:])
+        key = f"{device}/{name}"
+        ds = self._child(self._group(device, name), "data", key, h5py.Dataset)
+        if ds is None:
+            raise RecordingError(self.path, "stream has no 'data' dataset", stream=key)
+        try:
+            return tuple(ds.shape[1:])
+        except _H5_ERRORS as e:
+            raise self._damaged(e, "read the shape of 'data'", key) from None
 
     def modality_status(self) -> dict[str, str | None]:
         """``{modality: None if available else the reason it is not}``, for every registered modality.

@@ -7,7 +7,9 @@ exception. Fixed seeds (``derandomize=True``): a failure reproduces.
 """
 
 import json
+import re
 import shutil
+import struct
 
 import h5py
 import numpy as np
@@ -25,7 +27,7 @@ STREAMS = ("myo-left/emg", "myo-right/emg", "tactile-glove-left/tactile_data", "
            "eye-tracking-video-world/frame_timestamp")
 KINDS = ("truncate_hdf5", "truncate_video", "garbage_video", "empty_video", "drop_stream", "empty_stream",
          "nan", "inf", "dtype", "shape", "time_dup", "time_back", "time_text", "time_short", "act_unmatched",
-         "act_labels", "act_shape", "drop_dataset")
+         "act_labels", "act_shape", "drop_dataset", "flip_header")
 FAST = settings(max_examples=6, derandomize=True, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 FULL = settings(FAST, max_examples=200)
@@ -47,8 +49,31 @@ def _replace(g, name, data):
     g.create_dataset(name, data=data)
 
 
+def flip_header_byte(h5, stream: str, amount: float, seed: int) -> None:
+    """Change one byte of an object header (the stream's group, its ``data`` or its ``time_s``; ``amount`` picks
+    the byte), as bit rot or a bad copy does: h5py then raises KeyError, RuntimeError or OSError on opening,
+    listing or reading the object, or reads a wrong datatype."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(h5, "r") as f:
+        if stream not in f:
+            return
+        g = f[stream]
+        objs = [g, *(g[k] for k in ("data", "time_s") if k in g)]
+        obj = objs[seed % len(objs)]
+        addr = h5py.h5o.get_info(obj.id).addr
+    raw = bytearray(h5.read_bytes())
+    # A version-1 header (what h5py writes by default): 16-byte prefix, then the first chunk of messages, whose
+    # size is the 4 bytes at offset 8. Bytes past it belong to other objects.
+    size = 16 + struct.unpack_from("<I", raw, addr + 8)[0] if raw[addr] == 1 else 16
+    raw[addr + min(int(amount * size), size - 1)] ^= int(rng.integers(1, 256))
+    h5.write_bytes(bytes(raw))
+
+
 def corrupt(h5, video, kind: str, stream: str, amount: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
+    if kind == "flip_header":
+        flip_header_byte(h5, stream, amount, seed)
+        return
     if kind == "truncate_hdf5":
         raw = h5.read_bytes()
         h5.write_bytes(raw[: int(len(raw) * amount)])
@@ -120,16 +145,21 @@ def corrupt(h5, video, kind: str, stream: str, amount: float, seed: int) -> None
             _replace(a, "data", a["data"][()][:, :2] if amount < 0.5 else a["data"][()].reshape(-1))
 
 
-def check_outcome(raw, out, victim_h5):
-    """Clips that satisfy the dataset's invariants, a skip naming the file, or an MMSimError naming it."""
+def check_outcome(raw, out, victim_h5, test_subjects=("S02",)):
+    """Clips that satisfy the dataset's invariants, a skip naming the file, or an MMSimError naming it.
+
+    With the victim (S02) as the test subject, skipping it ends in an error about the split, so the skip's
+    reason is only seen (and checked) with ``test_subjects=("none",)``."""
     try:
         manifest = preprocess(raw, out, PreprocessConfig(frame_steps=(1,), stride=6, workers=1,
-                                                         test_subjects=("S02",)))
+                                                         test_subjects=test_subjects))
     except MMSimError as e:
         assert victim_h5.name in str(e) or "S02" in str(e) or "eye-tracking-video-world" in str(e), str(e)
         return "error"
     for s in manifest["recordings"]["skipped"]:
         assert s["reason"] and ("S02" in s["path"]), s
+        # A reason from the reader names file and stream; "KeyError: ..." is an h5py error that escaped it.
+        assert not re.match(r"\w+(Error|Exception): ", s["reason"]), s
     for split in ("train", "test"):
         ds = ClipDataset(out, split)
         for i in range(len(ds)):
@@ -147,7 +177,7 @@ def check_outcome(raw, out, victim_h5):
     return "skipped" if manifest["recordings"]["skipped"] else "ok"
 
 
-def _run(template, tmp_path_factory, corruptions):
+def _run(template, tmp_path_factory, corruptions, test_subjects=("S02",)):
     work = tmp_path_factory.mktemp("fuzz")
     raw = work / "raw"
     shutil.copytree(template, raw)
@@ -156,9 +186,9 @@ def _run(template, tmp_path_factory, corruptions):
     for c in corruptions:
         try:
             corrupt(h5, video, *c)
-        except (OSError, KeyError):  # an earlier corruption made the file unwritable: that is the case to test
-            pass
-    outcome = check_outcome(raw, work / "out", h5)
+        except (OSError, KeyError, RuntimeError):  # an earlier corruption made the file unwritable or unopenable:
+            pass  # that is the case to test
+    outcome = check_outcome(raw, work / "out", h5, test_subjects)
     shutil.rmtree(work, ignore_errors=True)
     return outcome
 
@@ -174,3 +204,20 @@ def test_damaged_recordings_give_clips_a_skip_or_a_named_error(template, tmp_pat
 @given(corruptions=st.lists(corruption, min_size=1, max_size=3))
 def test_damaged_recordings_full(template, tmp_path_factory, corruptions):
     _run(template, tmp_path_factory, corruptions)
+
+
+header_flip = st.tuples(st.just("flip_header"), st.sampled_from(STREAMS), st.floats(0.0, 1.0),
+                        st.integers(0, 2**31 - 1))
+
+
+@settings(FAST, max_examples=8)
+@given(flip=header_flip)
+def test_flipped_byte_in_an_object_header_gives_a_skip_or_a_named_error(template, tmp_path_factory, flip):
+    _run(template, tmp_path_factory, [flip], test_subjects=("none",))
+
+
+@pytest.mark.slow
+@settings(FULL, max_examples=300)
+@given(flips=st.lists(header_flip, min_size=1, max_size=2))
+def test_flipped_header_bytes_full(template, tmp_path_factory, flips):
+    _run(template, tmp_path_factory, flips, test_subjects=("none",))
