@@ -10,6 +10,7 @@ previous left the page), so the suite pays for one page load and one studio star
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -55,9 +56,17 @@ def page(session_page):
 
 
 def _drag(page, selector, dy):
-    point = page.locator(selector).first
-    point.wait_for(timeout=30_000)
-    box = point.bounding_box()
+    # The editor may redraw between finding the point and measuring it (a late curves payload replaces its SVG):
+    # a detached point has no box, so look it up again until one is measured.
+    deadline = time.monotonic() + 30
+    while True:
+        point = page.locator(selector).first
+        point.wait_for(timeout=30_000)
+        box = point.bounding_box()
+        if box is not None or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    assert box is not None, f"{selector} never stayed on screen long enough to be measured"
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x, y)
     page.mouse.down()
