@@ -127,22 +127,30 @@ def corrupt(h5, video, kind: str, stream: str, amount: float, seed: int) -> None
             _replace(g, "time_s", np.array([[b"noon"]] * n))
         elif kind == "time_short":
             _replace(g, "time_s", t[: int(n * amount)])
-        elif kind == "act_unmatched":
+        elif kind.startswith("act_"):
             a = f["experiment-activities/activities"]
             rows_ = a["data"][()]
-            keep = rng.random(len(rows_)) > amount * 0.6
-            _replace(a, "data", rows_[keep])
-            _replace(a, "time_s", a["time_s"][()][keep])
-        elif kind == "act_labels":
-            a = f["experiment-activities/activities"]
-            rows_ = a["data"][()]
-            rows_[:, 0] = [b"\xff\xfe" + bytes(rng.integers(0, 256, 5, dtype=np.uint8)) for _ in rows_]
-            if amount > 0.5:
-                rows_[:, 2] = b"Perhaps"
-            _replace(a, "data", rows_)
-        elif kind == "act_shape":
-            a = f["experiment-activities/activities"]
-            _replace(a, "data", a["data"][()][:, :2] if amount < 0.5 else a["data"][()].reshape(-1))
+            # An earlier corruption may already have turned the labels into numbers, a flat array or a
+            # different length than their timestamps: the file is damaged there already, nothing to add.
+            if rows_.ndim != 2 or rows_.shape[1] < 3 or rows_.dtype.kind not in "SO" \
+                    or len(a["time_s"]) != len(rows_):
+                return
+            corrupt_activities(a, kind, rows_, amount, rng)
+
+
+def corrupt_activities(a, kind, rows_, amount, rng):
+    """The ``act_*`` corruptions of ``corrupt``, on the activity labels ``rows_`` (N, >=3) text of group ``a``."""
+    if kind == "act_unmatched":
+        keep = rng.random(len(rows_)) > amount * 0.6
+        _replace(a, "data", rows_[keep])
+        _replace(a, "time_s", a["time_s"][()][keep])
+    elif kind == "act_labels":
+        rows_[:, 0] = [b"\xff\xfe" + bytes(rng.integers(0, 256, 5, dtype=np.uint8)) for _ in rows_]
+        if amount > 0.5:
+            rows_[:, 2] = b"Perhaps"
+        _replace(a, "data", rows_)
+    elif kind == "act_shape":
+        _replace(a, "data", rows_[:, :2] if amount < 0.5 else rows_.reshape(-1))
 
 
 def check_outcome(raw, out, victim_h5, test_subjects=("S02",)):
