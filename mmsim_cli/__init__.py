@@ -139,6 +139,11 @@ DELEGATED = {
     "generate": ("generate a future video for one clip", "mmsim.training.generate"),
     "control": ("does a checkpoint follow edited actions? ('mmsim control visibility DATA': does the world show them)",
                 "mmsim.training.control"),
+    "policy": ("goal-conditioned policy: 'mmsim policy train' / 'mmsim policy evaluate' (simulator loss, oracle "
+               "end states)", "mmsim.training.policy"),
+    "proposer": ("action proposer: 'mmsim proposer train' (a diffusion model over action trajectories)",
+                 "mmsim.training.proposer"),
+    "plan": ("propose action trajectories, roll them out with the simulator, execute the best", "mmsim.training.plan"),
     "experiments": ("research experiments, e.g. 'paper-tables' ('mmsim experiments --help')",
                     "mmsim.training.experiments.cli"),
     "app": ("launch the Gradio studio", "mmsim.app.cli"),

@@ -79,6 +79,15 @@ class OracleRecording:
         Modalities left out of ``raw_actions`` keep their recorded values (read from the HDF5 the way
         preprocessing aligns them), so ``render_clip(idx, {"emg": edited})`` edits EMG alone."""
         idx = self._indices(frame_indices)
+        acts = self.complete_actions(idx, raw_actions)
+        frames = world.render(self.scene, self.states[idx[0]], acts, self.frame_times[idx])
+        return frames if size is None else center_crop_resize(frames, size)
+
+    def complete_actions(self, frame_indices: Sequence[int], raw_actions: Mapping[str, np.ndarray]
+                         ) -> dict[str, np.ndarray]:
+        """``raw_actions`` with every modality they leave out filled in from the recording (the true grip
+        force where the gloves were not recorded), checked against the world's valid ranges."""
+        idx = self._indices(frame_indices)
         acts = {n: np.asarray(raw_actions[n]) for n in schema.MODALITY_NAMES if n in raw_actions}
         missing = [n for n in schema.MODALITY_NAMES if n not in acts]
         if missing:
@@ -90,9 +99,7 @@ class OracleRecording:
                 raise ActionInputError(f"{self.path}: the recording has no {absent} to fill in; pass them in "
                                        f"raw_actions")
             acts.update(recorded)
-        acts = world.check_actions(acts, steps=len(idx), where=f"render_clip ({len(idx)} frame indices)")
-        frames = world.render(self.scene, self.states[idx[0]], acts, self.frame_times[idx])
-        return frames if size is None else center_crop_resize(frames, size)
+        return world.check_actions(acts, steps=len(idx), where=f"render_clip ({len(idx)} frame indices)")
 
     def recorded_actions(self, frame_indices: Sequence[int], modalities: Sequence[str] | None = None
                          ) -> dict[str, np.ndarray]:
