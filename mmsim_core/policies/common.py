@@ -64,9 +64,10 @@ def modality_slices() -> dict[str, slice]:
 
 
 def frames_to_unit(frames: Tensor | np.ndarray) -> Tensor:
-    """uint8 ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` in [-1, 1]."""
+    """uint8 ``(..., H, W, 3)`` -> float32 ``(..., 3, H, W)`` in [-1, 1], contiguous (a convolution's backward
+    pass on the channels-last strides ``movedim`` leaves corrupts the heap on this CPU build of torch)."""
     x = torch.as_tensor(np.asarray(frames) if isinstance(frames, np.ndarray) else frames)
-    return x.movedim(-1, -3).float().div(127.5).sub(1.0)
+    return x.movedim(-1, -3).float().div(127.5).sub(1.0).contiguous()
 
 
 class _ResBlock2d(nn.Module):
