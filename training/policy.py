@@ -81,6 +81,9 @@ class PolicyTrainConfig:
     max_steps: int = 2000
     batch_size: int = 8
     lr: float = 3e-4
+    warmup_steps: int = 100
+    """Linear learning-rate warm-up: Adam's first updates move every weight by about lr whatever the gradient's
+    size, and through the simulator that is enough to push the actions far from the recorded ones at once."""
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     seed: int = 0
@@ -108,6 +111,8 @@ class PolicyTrainConfig:
                 raise UsageError(f"{flag} must be >= 1, got {value}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"--lr must be a finite number > 0, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise UsageError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.size not in POLICY_SIZES:
             raise UsageError(f"--size must be one of {list(POLICY_SIZES)}, got {self.size!r}")
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
@@ -233,7 +238,7 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
         policy.save_pretrained(folder, normalization_stats=stats)
 
     bar = tqdm(total=cfg.max_steps, initial=step, desc="policy", disable=not progress, dynamic_ncols=True)
-    t_last = time.perf_counter()
+    t_last, step_last = time.perf_counter(), step
     with open(log_path, "a") as log:
         while step < cfg.max_steps:
             batch = collate_clips([ds[i] for i in batch_indices(len(ds), cfg.batch_size, cfg.seed, step)])
@@ -257,6 +262,9 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
                                        cfg.num_inference_steps)
                 loss = l_a + cfg.sim_loss_weight * l_sim
 
+            lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))  # from the step alone: resume-safe
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
@@ -266,11 +274,11 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
             if not math.isfinite(loss.item()):
                 raise MMSimError(f"the loss became {loss.item()} at step {step}; try a smaller --lr")
             record = {"step": step, "loss": loss.item(), "l_a": l_a.item(),
-                      "l_sim": None if l_sim is None else l_sim.item(), "grad_norm": float(grad_norm)}
+                      "l_sim": None if l_sim is None else l_sim.item(), "grad_norm": float(grad_norm), "lr": lr}
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 now = time.perf_counter()
-                record["sec_per_step"] = (now - t_last) / (cfg.log_every if step % cfg.log_every == 0 else 1)
-                t_last = now
+                record["sec_per_step"] = (now - t_last) / (step - step_last)
+                t_last, step_last = now, step
             log.write(json.dumps(record) + "\n")
             bar.set_postfix(l_a=f"{record['l_a']:.4f}", **({} if l_sim is None else {"l_sim": f"{record['l_sim']:.4f}"}))
             bar.update()
@@ -283,7 +291,7 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
     final = out / "final"
     save(final)
     summary = {"format": TRAINING_FORMAT, "data": str(cfg.data), "simulator": cfg.simulator,
-               "sim_loss_weight": cfg.sim_loss_weight, "steps": step, "batch_size": cfg.batch_size, "lr": cfg.lr,
+               "sim_loss_weight": cfg.sim_loss_weight, "steps": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": cfg.warmup_steps,
                "seed": cfg.seed, "size": cfg.size, "train_clips": len(ds), "parameters": n_params}
     (final / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("wrote %s", final)
@@ -504,6 +512,8 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", dest="max_steps", type=int, default=2000)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup-steps", dest="warmup_steps", type=int, default=100,
+                   help="linear learning-rate warm-up steps (default 100)")
     p.add_argument("--seed", type=int, default=0, help="initialisation, batch draws and the per-clip noise of L_sim")
     p.add_argument("--size", default="cpu", help=f"policy widths: {' | '.join(POLICY_SIZES)} (default cpu)")
     p.add_argument("--steps", dest="num_inference_steps", type=int, default=None,
@@ -551,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = PolicyTrainConfig(
                 data=args.data, out=args.out, simulator=args.simulator,
                 sim_loss_weight=_sim_loss_weight(args), max_steps=args.max_steps,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, size=args.size,
+                batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, size=args.size,
                 num_inference_steps=args.num_inference_steps, save_every=args.save_every, device=args.device)
             if args.resume and resume_cfg.is_file():  # widths must match the checkpoint's
                 cfg.policy = json.loads(resume_cfg.read_text()).get("policy", {})
