@@ -15,9 +15,9 @@ keeps the one whose simulated end frame is closest to the goal. The proposer is 
 frame, or all of them), the h = 4 known history steps, and optionally a text goal and a goal frame. Both goals
 are replaced by learned null embeddings at random during training, so either may be left out when sampling.
 
-The diffused variable is the change of each future step from the last history step (normalised units): an
-untrained or undertrained proposer then stays near "keep doing what the hands were doing" instead of jumping
-to the dataset's mean pose, and the trajectory joins its history without a step.
+The diffused variable is the change of each future step from the last history step (normalised units): the
+first thing training teaches is "keep doing what the hands were doing" rather than the dataset's mean pose, so
+even an undertrained proposer's trajectory joins its history without a jump.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def valid_range(name: str) -> tuple[float, float]:
     return 0.0, 1.0
 
 
-def make_training_scheduler(num_train_timesteps: int = 100, prediction_type: str = "epsilon") -> DDPMScheduler:
+def make_training_scheduler(num_train_timesteps: int = 100, prediction_type: str = "sample") -> DDPMScheduler:
     """The noise schedule the proposer is trained with (``add_noise``): squared-cosine betas, as diffusion policy."""
     return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
                          prediction_type=prediction_type, clip_sample=False)
@@ -77,7 +77,11 @@ def make_sampling_scheduler(training: DDPMScheduler) -> DDIMScheduler:
 # The denoiser
 # ----------------------------------------------------------------------------------------------
 class ActionProposer(ModelMixin, ConfigMixin):
-    """ε- (or x0-) predictor over the future action sequence ``(B, F, ACTION_DIM)``.
+    """x0- (or ε-) predictor over the future action sequence ``(B, F, ACTION_DIM)``.
+
+    x0 by default: the U-Net maps each step's 2292 numbers to ``step_dim`` channels, so it cannot carry 2292
+    independent noise values through to an ε output (its ε loss stalls near 1), while the clean change of the
+    actions is low-dimensional (fingers, taxels and muscles move together) and passes through.
 
     Condition (one vector per sample, FiLM into every block of a :class:`TemporalUNet1D`): the diffusion
     timestep, ``context_frames`` context frames (the last one by default) through a shared
@@ -103,7 +107,7 @@ class ActionProposer(ModelMixin, ConfigMixin):
         unet_widths: Sequence[int] = (64, 128, 256),
         step_dim: int = 64,
         groups: int = 8,
-        prediction_type: str = "epsilon",
+        prediction_type: str = "sample",
         num_train_timesteps: int = 100,
     ):
         super().__init__()
