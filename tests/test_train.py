@@ -158,3 +158,14 @@ def test_killed_process_loses_at_most_one_checkpoint_interval(processed, tmp_pat
     assert logged - last <= 2  # at most one checkpoint interval lost
     assert main(["--out", str(out), "--resume", "--max-steps", str(last + 2)]) == 0
     assert json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())["step"] == last + 2
+
+
+def test_resume_refuses_another_config(tiny_setup, tmp_path, capsys):
+    from mmsim.training.train import main
+
+    out = tmp_path / "run"
+    assert main(["--config", "tiny", "--data", str(tiny_setup["data"]), "--out", str(out), "--max-steps", "2"]) == 0
+    before = (out / "config.json").read_text()
+    assert main(["--config", "demo-cpu", "--out", str(out), "--resume"]) == 2
+    assert "--config with --resume" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == before  # the run's config is untouched

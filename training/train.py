@@ -409,7 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     flags = {k: getattr(args, k) for k in ("preset", "data", "out", "max_steps", "batch_size", "grad_accum",
                                            "lr", "mixed_precision", "seed", "init_from")}
     config = args.config
-    if args.resume and args.out and (Path(args.out) / "config.json").exists() and not config:
+    resumable = args.resume and args.out and (Path(args.out) / "config.json").exists()
+    if resumable and (config or args.overrides):
+        # A resumed run keeps the config it was started with; mixing in another would rewrite its config.json
+        # and train the rest of the run (steps, lr, schedule) under settings it never had.
+        flag = "--config" if config else "--set"
+        print(f"mmsim train: error: {flag} with --resume: {args.out} keeps the config it was started with "
+              f"(its config.json); leave out {flag}, or give --max-steps to extend the run", file=sys.stderr)
+        return 2
+    if resumable:
         config = str(Path(args.out) / "config.json")  # a resumed run keeps its resolved config
     try:
         try:
