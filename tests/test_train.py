@@ -169,3 +169,14 @@ def test_resume_refuses_another_config(tiny_setup, tmp_path, capsys):
     assert main(["--config", "demo-cpu", "--out", str(out), "--resume"]) == 2
     assert "--config with --resume" in capsys.readouterr().err
     assert (out / "config.json").read_text() == before  # the run's config is untouched
+
+
+def test_resume_with_the_starting_command_is_accepted(tiny_setup, tmp_path):
+    """Re-running the command that started a run, plus --resume, continues it (same config, same overrides)."""
+    from mmsim.training.train import main
+
+    out = tmp_path / "run"
+    argv = ["--config", "tiny", "--data", str(tiny_setup["data"]), "--out", str(out), "--set", "log_every=1"]
+    assert main(argv + ["--max-steps", "2"]) == 0
+    assert main(argv + ["--max-steps", "3", "--resume"]) == 0
+    assert json.loads((latest_checkpoint(out) / "trainer_state.json").read_text())["step"] == 3

@@ -31,6 +31,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -403,6 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_changes(saved: str, config: str | None, overrides: list[str], flags: dict) -> list[str]:
+    """Keys (dotted) on which ``config`` + ``overrides`` differ from a run's saved config; [] if it cannot tell
+    because the given config is itself invalid (the normal path then reports that)."""
+    try:
+        given = asdict(resolve_config(config, overrides, **flags))
+    except (ValueError, TypeError, MMSimError):
+        return []
+    kept = asdict(resolve_config(saved, [], **flags))
+
+    def diff(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [k for key in sorted(set(a) | set(b)) for k in diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+        return [] if a == b else [prefix.rstrip(".")]
+    return diff(given, kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -410,15 +427,20 @@ def main(argv: list[str] | None = None) -> int:
                                            "lr", "mixed_precision", "seed", "init_from")}
     config = args.config
     resumable = args.resume and args.out and (Path(args.out) / "config.json").exists()
-    if resumable and (config or args.overrides):
-        # A resumed run keeps the config it was started with; mixing in another would rewrite its config.json
-        # and train the rest of the run (steps, lr, schedule) under settings it never had.
-        flag = "--config" if config else "--set"
-        print(f"mmsim train: error: {flag} with --resume: {args.out} keeps the config it was started with "
-              f"(its config.json); leave out {flag}, or give --max-steps to extend the run", file=sys.stderr)
-        return 2
     if resumable:
-        config = str(Path(args.out) / "config.json")  # a resumed run keeps its resolved config
+        saved = str(Path(args.out) / "config.json")  # a resumed run keeps its resolved config
+        if config or args.overrides:
+            # Re-running the very command that started the run, plus --resume, is fine; another config would
+            # rewrite config.json and train the rest of the run under settings it never had.
+            changed = _config_changes(saved, config, args.overrides, flags)
+            if changed:
+                flag = "--config" if config else "--set"
+                print(f"mmsim train: error: {flag} with --resume: {args.out} keeps the config it was started with "
+                      f"(its config.json), and this one changes {', '.join(changed[:5])}"
+                      f"{' ...' if len(changed) > 5 else ''}; leave out {flag}, or give --max-steps to extend "
+                      f"the run", file=sys.stderr)
+                return 2
+        config, args.overrides = saved, []
     try:
         try:
             cfg = resolve_config(config, args.overrides, **flags)
