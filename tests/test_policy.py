@@ -132,6 +132,13 @@ def test_policy_train_with_and_without_simulator_loss_and_evaluate(synth, untrai
     assert all(r["l_sim"] is not None and np.isfinite(r["l_sim"]) for r in log)
     assert all(r["loss"] == pytest.approx(r["l_a"] + 0.5 * r["l_sim"], rel=1e-5) for r in log)
     assert json.loads((tmp_path / "sim" / "final" / "policy_training.json").read_text())["sim_loss_weight"] == 0.5
+
+    # Fine-tuning: --init-from starts from the L_a policy's weights (a zero-lr step would keep them).
+    assert _train(synth, tmp_path / "ft", "--max-steps", "1", "--init-from", str(final), "--lr", "1e-12",
+                  "--simulator", untrained_checkpoint, "--sim-loss-weight", "0.5") == 0
+    start, tuned = (GoalConditionedPolicy.from_pretrained(f).state_dict() for f in (final, tmp_path / "ft" / "final"))
+    assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in start)
+    assert json.loads((tmp_path / "ft" / "final" / "policy_training.json").read_text())["init_from"] == str(final)
     capsys.readouterr()
 
     # Evaluate: every metric, JSON and a Markdown table beside it.
@@ -170,6 +177,8 @@ def test_policy_errors_name_the_flag(synth, tmp_path, capsys):
     assert "--size" in _error_line(capsys, "mmsim policy train")
     assert main(["policy", "train", "--out", str(tmp_path / "r")]) == 2
     assert "--data" in _error_line(capsys, "mmsim policy train")
+    assert _train(synth, tmp_path / "r", "--init-from", str(tmp_path)) == 2
+    assert "--init-from" in _error_line(capsys, "mmsim policy train")
     assert _train(synth, tmp_path / "r", "--resume") == 2
     assert "--resume" in _error_line(capsys, "mmsim policy train")
     assert main(["policy", "evaluate", str(tmp_path / "nope"), str(synth)]) == 2

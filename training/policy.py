@@ -92,6 +92,8 @@ class PolicyTrainConfig:
     log_every: int = 10
     num_inference_steps: int | None = None
     device: str = "auto"
+    init_from: str | None = None
+    """A trained policy folder to start from (its widths replace ``size``): fine-tuning, e.g. L_a then L_a + λ L_sim."""
     policy: dict = field(default_factory=dict)
     """GoalConditionedPolicy arguments (filled from ``size``)."""
 
@@ -117,6 +119,8 @@ class PolicyTrainConfig:
             raise UsageError(f"--size must be one of {list(POLICY_SIZES)}, got {self.size!r}")
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
             raise UsageError(f"--steps must be >= 1, got {self.num_inference_steps}")
+        if self.init_from is not None and not (Path(self.init_from) / "config.json").is_file():
+            raise UsageError(f"--init-from {self.init_from}: not a policy folder (no config.json; give RUN/final)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +198,10 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
         raise UsageError(f"--out {out} already holds a policy run; pass --resume to continue it or choose another --out")
     if resume and not (ckpt / STATE_FILE).is_file():
         raise UsageError(f"--resume: no checkpoint in {out} to continue from")
-    cfg.policy = {**POLICY_SIZES[cfg.size], **cfg.policy}
+    if cfg.init_from is not None and not resume:
+        cfg.policy = {}  # the starting policy's own widths
+    else:
+        cfg.policy = {**POLICY_SIZES[cfg.size], **cfg.policy}
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
@@ -216,6 +223,15 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
 
     if resume:
         policy = GoalConditionedPolicy.from_pretrained(ckpt).to(device)
+    elif cfg.init_from is not None:
+        try:
+            policy = GoalConditionedPolicy.from_pretrained(cfg.init_from).to(device)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise UsageError(f"--init-from {cfg.init_from}: cannot load a policy ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        if (policy.config.context_frames, policy.config.future_frames) != (h, f):
+            raise UsageError(f"--init-from {cfg.init_from} acts from {policy.config.context_frames} context frames "
+                             f"over {policy.config.future_frames} steps; the data's clips have {h} and {f}")
     else:
         policy = GoalConditionedPolicy(context_frames=h, future_frames=f, **cfg.policy).to(device)
     policy.normalization_stats = stats
@@ -292,7 +308,7 @@ def train_policy(cfg: PolicyTrainConfig, resume: bool = False, progress: bool = 
     save(final)
     summary = {"format": TRAINING_FORMAT, "data": str(cfg.data), "simulator": cfg.simulator,
                "sim_loss_weight": cfg.sim_loss_weight, "steps": step, "batch_size": cfg.batch_size, "lr": cfg.lr, "warmup_steps": cfg.warmup_steps,
-               "seed": cfg.seed, "size": cfg.size, "train_clips": len(ds), "parameters": n_params}
+               "seed": cfg.seed, "size": cfg.size, "init_from": cfg.init_from, "train_clips": len(ds), "parameters": n_params}
     (final / TRAINING_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("wrote %s", final)
     return final
@@ -520,6 +536,8 @@ def build_train_parser() -> argparse.ArgumentParser:
                    help="simulator sampler steps in L_sim (default: the simulator's own)")
     p.add_argument("--save-every", dest="save_every", type=int, default=250)
     p.add_argument("--device", default="auto")
+    p.add_argument("--init-from", dest="init_from", metavar="POLICY",
+                   help="start from a trained policy folder (RUN/final), e.g. to fine-tune an L_a policy with L_sim")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     return p
 
@@ -562,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
                 data=args.data, out=args.out, simulator=args.simulator,
                 sim_loss_weight=_sim_loss_weight(args), max_steps=args.max_steps,
                 batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, size=args.size,
-                num_inference_steps=args.num_inference_steps, save_every=args.save_every, device=args.device)
+                num_inference_steps=args.num_inference_steps, save_every=args.save_every, device=args.device,
+                init_from=args.init_from)
             if args.resume and resume_cfg.is_file():  # widths must match the checkpoint's
                 cfg.policy = json.loads(resume_cfg.read_text()).get("policy", {})
             final = train_policy(cfg, resume=args.resume)
