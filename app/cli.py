@@ -3,6 +3,7 @@
     mmsim app                                    # demo checkpoint + bundled demo clips
     mmsim app --checkpoint runs/demo/final       # a local pipeline folder, or a Hub id (user/name)
     mmsim app --port 7860 --host 0.0.0.0
+    mmsim app --proposer runs/prop/final         # an action proposer for "Propose actions"
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / "examples" / "demo_data"
 DEFAULT_CHECKPOINT = REPO / "examples" / "demo_checkpoint"
+DEFAULT_PROPOSER = REPO / "examples" / "demo_proposer"
 MAX_QUEUE = 64
 """Events waiting in the queue at most. Beyond it Gradio refuses new ones at once (the page shows "This
 application is currently busy. Please try again.", gradio_client raises "Queue is full! Please try again.")
@@ -28,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"pipeline folder or Hub id (default: {DEFAULT_CHECKPOINT.relative_to(REPO)}; when it is "
                         f"absent an UNTRAINED mmsim-cpu model is used and the page says so)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="processed clip folder for the gallery")
+    p.add_argument("--proposer", default=None,
+                   help=f"action proposer folder for 'Propose actions' (default: {DEFAULT_PROPOSER.relative_to(REPO)} "
+                        f"when present; train one with `mmsim proposer train --data PROC --out RUN`, then pass "
+                        f"RUN/final)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
@@ -40,9 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DATA), device: str = "cpu"):
-    """``(demo, engine)``: the Blocks, unlaunched."""
+def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DATA), device: str = "cpu",
+               proposer: str | None = None):
+    """``(demo, engine)``: the Blocks, unlaunched. ``proposer``: an action proposer folder (default: the bundled
+    demo proposer when present; an explicit folder that cannot serve this simulator is an error)."""
     from mmsim.app.engine import Engine, load_model
+    from mmsim.app.propose import resolve_proposer
     from mmsim.app.session import Gallery
     from mmsim.app.ui import build_demo
 
@@ -58,7 +67,8 @@ def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DAT
     pipe, info = load_model(ckpt if (checkpoint is not None or DEFAULT_CHECKPOINT.exists()) else None,
                             fallback_stats=gallery.stats, device=device)
     engine = Engine(pipe, info, stats=pipe.normalization_stats or gallery.stats)
-    return build_demo(engine, gallery), engine
+    prop, prop_status = resolve_proposer(proposer, engine)
+    return build_demo(engine, gallery, proposer=prop, proposer_status=prop_status), engine
 
 
 def launch(demo, host: str, port: int, concurrency: int = 4, share: bool = False, max_file_size="200mb",
@@ -79,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_queue < 1:  # before the model loads: a usage error, exit 2 like a mistyped flag
         print(f"mmsim app: error: --max-queue must be at least 1, got {args.max_queue}", file=sys.stderr)
         return 2
+    if args.proposer is not None and not Path(args.proposer).is_dir():  # before the model loads
+        from mmsim.app.propose import HOW_TO_TRAIN
+
+        print(f"mmsim app: error: proposer folder {args.proposer} does not exist; {HOW_TO_TRAIN}", file=sys.stderr)
+        return 1
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -88,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmsim_core.errors import MMSimError
 
     try:
-        demo, engine = create_app(args.checkpoint, args.data, args.device)
+        demo, engine = create_app(args.checkpoint, args.data, args.device, proposer=args.proposer)
     except MMSimError as e:
         print(f"mmsim app: error: {e}", file=sys.stderr)
         return 1

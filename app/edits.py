@@ -419,13 +419,20 @@ class EditHistory:
             self.current = {k: v.copy() for k, v in self.original.items()}
 
     def apply(self, op: Mapping) -> dict[str, np.ndarray]:
-        new = apply_op(self.current, op)  # raises before touching the history
+        return self.apply_many([op])
+
+    def apply_many(self, ops: Sequence[Mapping]) -> dict[str, np.ndarray]:
+        """Apply several recipe steps as ONE edit: a single Undo takes all of them back (a proposal sets
+        every modality at once). Nothing changes when any step fails."""
+        new = self.current
+        for op in ops:
+            new = apply_op(new, op)  # raises before touching the history
         self._undo.append((self.current, list(self.recipe)))
         del self._undo[:-HISTORY_LIMIT]
         self._redo.clear()
         self.current = new
-        step = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in op.items()}
-        self.recipe.append(step)
+        for op in ops:
+            self.recipe.append({k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in op.items()})
         return new
 
     @property

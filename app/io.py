@@ -619,12 +619,13 @@ UNITS_NOTE = ("actions are normalised clip values: min-max with the dataset's no
 
 
 def export_clip(clip: Clip, path: str | Path, prediction: np.ndarray | None = None, prefer: str = "recorded",
-                generator: str | None = None, source_label: str | None = None) -> Path:
+                generator: str | None = None, source_label: str | None = None, extra: Mapping | None = None) -> Path:
     """The clip as a one-clip shard whose frames are those its actions produced.
 
     ``prefer="prediction"`` (an edited clip: the recorded future shows the unedited actions) pairs the
     actions with ``prediction``; ``"recorded"`` uses the recorded future when there is one. Without either,
-    the last context frame is repeated. ``meta["future_source"]`` says which, ``meta["units"]`` the units."""
+    the last context frame is repeated. ``meta["future_source"]`` says which, ``meta["units"]`` the units;
+    ``extra`` adds keys to the meta (e.g. which proposal the actions are)."""
     if prefer not in ("recorded", "prediction"):
         raise ValueError(f"prefer must be 'recorded' or 'prediction', got {prefer!r}")
     if prefer == "prediction" and prediction is not None:
@@ -638,8 +639,8 @@ def export_clip(clip: Clip, path: str | Path, prediction: np.ndarray | None = No
     frames = np.concatenate([clip.context, future])
     mods = [m for m in schema.MODALITIES if m in clip.actions]
     text = {k: clip.text_condition(k) for k in schema.TEXT_KINDS}
-    extra = {"future_source": src, "units": UNITS_NOTE, "edited": bool(clip.edits.is_edited())}
-    return write_shard(path, [(frames, clip.actions, text, _clip_meta(clip, extra))], mods)
+    info = {"future_source": src, "units": UNITS_NOTE, "edited": bool(clip.edits.is_edited()), **(extra or {})}
+    return write_shard(path, [(frames, clip.actions, text, _clip_meta(clip, info))], mods)
 
 
 def write_clip_videos(folder: str | Path, records: Sequence[tuple], names: Sequence[str] | None = None,

@@ -147,6 +147,7 @@ class Session:
     control: dict | None = None  # engine.control_scores of the prediction against the world
     references: dict | None = None
     rendered_recipe: str | None = None  # the edits the prediction was rendered with (JSON)
+    proposals: object | None = None  # app.propose.ProposalSet of the current clip (Propose actions)
 
     def prediction_is_current(self) -> bool:
         """Whether the prediction was rendered with the clip's current edits."""
@@ -169,6 +170,7 @@ class Session:
         self.world = self.world_before = self.control = None
         self.references = None
         self.rendered_recipe = None
+        self.proposals = None
 
     def dir(self) -> Path:
         if self.workdir is None or not Path(self.workdir).is_dir():
@@ -179,6 +181,11 @@ class Session:
     def edit(self, op: dict) -> None:
         clip = self.require_clip()
         clip.edits.apply(op)
+
+    def edit_many(self, ops: Sequence[dict]) -> None:
+        """Several steps as one edit (one Undo), e.g. a proposal setting every modality."""
+        clip = self.require_clip()
+        clip.edits.apply_many(ops)
 
     def range_edit(self, modality: str, channels: Sequence[str] | None, start: int, end: int, op: str,
                    amount: float | None) -> dict:

@@ -77,18 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pipeline folder to ship (default: examples/demo_checkpoint)")
     p.add_argument("--data", type=Path, default=REPO / "examples" / "demo_data",
                    help="processed clip folder for the gallery (default: examples/demo_data)")
+    p.add_argument("--proposer", type=Path, default=None,
+                   help="action proposer folder for 'Propose actions' (default: examples/demo_proposer when present)")
     return p
 
 
-def write_space(out: Path, checkpoint: Path, data: Path) -> dict:
+def write_space(out: Path, checkpoint: Path, data: Path, proposer: Path | None = None) -> dict:
     """Write the folder; returns ``{"files": n, "mb": total, "lfs": [paths stored through LFS]}``."""
     from mmsim_core.errors import MMSimError
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise MMSimError(f"{out} is not empty: give a new folder")
-    for what, path in (("--checkpoint", checkpoint), ("--data", data)):
-        if not Path(path).is_dir():
+    for what, path in (("--checkpoint", checkpoint), ("--data", data), ("--proposer", proposer)):
+        if path is not None and not Path(path).is_dir():
             raise MMSimError(f"{what} {path}: no such folder")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "app.py", out / "app.py")
@@ -96,6 +98,8 @@ def write_space(out: Path, checkpoint: Path, data: Path) -> dict:
     shutil.copytree(REPO / "app", out / "app", ignore=_IGNORE)
     shutil.copytree(checkpoint, out / "examples" / "demo_checkpoint", ignore=_IGNORE)
     shutil.copytree(data, out / "examples" / "demo_data", ignore=_IGNORE)
+    if proposer is not None:  # where the studio looks for one by default
+        shutil.copytree(proposer, out / "examples" / "demo_proposer", ignore=_IGNORE)
     (out / "requirements.txt").write_text(REQUIREMENTS)
     (out / "README.md").write_text(README)
     (out / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS))
@@ -118,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        info = write_space(args.out, args.checkpoint, args.data)
+        default = REPO / "examples" / "demo_proposer"
+        proposer = args.proposer if args.proposer is not None else (default if default.is_dir() else None)
+        info = write_space(args.out, args.checkpoint, args.data, proposer)
     except MMSimError as e:
         print(f"mmsim space: error: {e}", file=sys.stderr)
         return 1

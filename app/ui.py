@@ -21,6 +21,7 @@ import numpy as np
 
 from mmsim.app import io as sio
 from mmsim.app import plots
+from mmsim.app import propose as prop_lib
 from mmsim.app.edits import RANGE_OPS, channel_groups, controls, default_controls, parse_recipe
 from mmsim.app.engine import (Engine, card_markdown, check_model_error, control_markdown, control_scores,
                               steps_control)
@@ -95,7 +96,10 @@ SHORTCUTS = ("**Keys**: space play/pause · ←/→ step · Ctrl+Z undo · Ctrl+
              "Drag a point to edit it; drag across the background to select a range; click to move the cursor.")
 
 
-def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") -> gr.Blocks:
+def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio", proposer=None,
+               proposer_status: str | None = None) -> gr.Blocks:
+    """The studio. ``proposer``: an :class:`app.propose.Proposer` for "Propose actions" (None: the panel says
+    how to get one); ``proposer_status``: the panel's first line (default: the proposer's own)."""
     # One normalisation for the clips, the model and the world view: the model's.
     gallery.adopt_stats(engine.stats)
     stats = engine.stats if engine.stats is not None else gallery.stats
@@ -163,6 +167,15 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
         out["reset"] = bool(reset)
         out["final"] = bool(final)  # the render's last view (comparisons, world, scores) is in
         return out
+
+    def proposals_view(s: Session | None) -> list:
+        """[use sample, report, ranked grid] of the session clip's proposals (cleared for a clip without any)."""
+        pset = s.proposals if (s is not None and s.clip is not None) else None
+        if pset is None or pset.clip is not s.clip:
+            return [gr.update(choices=[], value=None), "", gr.update(value=None, visible=False)]
+        grid = prop_lib.ranked_grid(pset)
+        return [gr.update(choices=pset.choices(), value=pset.picked), prop_lib.report(pset),
+                gr.update(value=grid, visible=grid is not None)]
 
     with gr.Blocks(title=title) as demo:
         state = gr.State(None)
@@ -240,6 +253,40 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
                     raw_cut = gr.Button("Cut clip here")
                     raw_export = gr.Button("Export all cut clips as a dataset")
                     raw_files = gr.File(label="cut clips dataset (.zip)")
+            with gr.Tab("Propose actions", id="propose"):
+                prop_status = gr.Markdown(proposer_status or (proposer.status() if proposer is not None
+                                                              else prop_lib.NO_PROPOSER), elem_id="propose-status")
+                gr.Markdown("The action proposer suggests futures of this clip's actions from its context frames "
+                            "and the actions of its context steps, towards a text goal and/or a goal frame. The "
+                            "chosen sample fills the curves (one edit: **Undo** takes it back); edit it further or "
+                            "press **Generate**.")
+                with gr.Row():
+                    prop_text = gr.Textbox(value="", label="goal text (optional)", placeholder="lift the cup",
+                                           elem_id="propose-text", scale=3)
+                    prop_k = gr.Number(value=prop_lib.DEFAULT_SAMPLES, precision=0, minimum=1,
+                                       maximum=prop_lib.MAX_SAMPLES, label="samples (K)", elem_id="propose-samples",
+                                       scale=1, min_width=90)
+                    prop_rank = gr.Checkbox(value=True, label="rank with the simulator (renders each sample; "
+                                            "needs a goal frame)", elem_id="propose-rank", scale=2)
+                with gr.Row():
+                    prop_goal = gr.Image(value=None, type="filepath", sources=["upload", "clipboard"],
+                                         label="goal frame (optional)", elem_id="propose-goal", height=180, scale=1)
+                    with gr.Column(scale=2):
+                        prop_goal_rec = gr.Button("Goal frame: this clip's recorded last frame", size="sm",
+                                                  elem_id="propose-goal-recorded")
+                        prop_btn = gr.Button("Propose actions", variant="primary", elem_id="propose-btn")
+                        prop_pick = gr.Radio([], value=None, label="use sample", elem_id="propose-pick")
+                prop_report = gr.Markdown(label="proposals", elem_id="propose-report")
+                prop_grid = gr.Image(label="ranked samples: last context frame, then each sample's simulated future",
+                                     interactive=False, visible=False, elem_id="propose-grid")
+                gr.Markdown("**Paired export**: every sample rendered by the simulator (the seed, sampler steps, "
+                            "actions given to the model and text prompt of the loop) as an (actions, video) "
+                            "dataset: per sample the actions in the clip export's .h5 and .csv and an MP4, with a "
+                            "`manifest.json`.")
+                with gr.Row():
+                    prop_export = gr.Button("Export all samples (.zip)", elem_id="export-proposals")
+                prop_files = gr.File(label="proposals dataset (.zip)", elem_id="proposal-files")
+                prop_export_md = gr.Markdown(label="export report", elem_id="propose-export-report")
             with gr.Tab("Signals"):
                 with gr.Row():
                     emg_plot = gr.Plot(label="EMG")
@@ -320,14 +367,15 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
         EDITOR = [editor, status, recipe_box]
         EDIT_IN = [state, ed_mod, ed_chans, cursor]
         SIGNALS = [emg_plot, tactile_plot, skel_plot, joints_plot]
-        LOADED = [state, cursor, viewer, render_md, prompt] + EDITOR
+        PROPOSALS = [prop_pick, prop_report, prop_grid]
+        LOADED = [state, cursor, viewer, render_md, prompt] + EDITOR + PROPOSALS
         QUIET = dict(show_progress="hidden")
         CHAINED = dict(show_progress="hidden", api_visibility="private")  # follow-ups of a public event
 
         def loaded(s: Session, modality, channels) -> list:
             clip = s.clip
             return [s, 0, viewer_value(s, 0, reset=True), "", clip.text_condition("sentence")] + \
-                editor_view(s, modality, channels, 0)
+                editor_view(s, modality, channels, 0) + proposals_view(s)
 
         def refresh_signals(s, cursor, tab="Signals"):
             # Four plotly figures per edit cost CPU and bandwidth: drawn only while their tab is shown.
@@ -647,6 +695,87 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio") ->
             return editor_view(s, modality, channels, cursor)
 
         edited(cp_btn.click(copy_mod, EDIT_IN + [cp_mod, cp_from], EDITOR, api_name="copy_modality"))
+
+        # -------------------------------------------------------------- propose actions
+        def refuse(message: str, n: int, at: int | None = None) -> list:
+            """A state the user can fix (no proposer, no clip, no proposals): a warning, and the message in the
+            output ``at`` (what an API client sees); nothing else changes."""
+            log_user_error("propose", message)
+            gr.Warning(message)
+            out = [gr.skip()] * n
+            if at is not None:
+                out[at] = f"⚠️ {message}"
+            return out
+
+        def proposal_problem(s, need_set: bool = False) -> str | None:
+            if proposer is None:
+                return prop_lib.NO_PROPOSER
+            if s is None or s.clip is None:
+                return "load a clip first (gallery, upload or raw recording), then propose its actions"
+            if need_set and (s.proposals is None or s.proposals.clip is not s.clip):
+                return "no proposals for this clip yet: press Propose actions first"
+            return None
+
+        @ui_errors
+        def propose_ui(s, text, goal, k, rank_on, mods, prompt_v, use_text_v, seed_v, steps_v, modality, channels,
+                       cursor_v, progress=gr.Progress()):
+            problem = proposal_problem(s)
+            if problem:
+                return refuse(problem, len(PROPOSALS) + len(EDITOR), at=1)
+            pset = prop_lib.propose(s, proposer, text, goal, k, int(seed_v or 0))
+            if rank_on and pset.num_samples > 1:
+                if pset.goal is None:
+                    pset.note = "Not ranked: ranking needs a goal frame (the samples keep their proposal order)."
+                else:
+                    progress(0, desc="rendering the samples")
+                    prop_lib.rank(s, engine, mods or [], text_of(prompt_v, use_text_v), int(seed_v or 0),
+                                  int(steps_v or 0) or None,
+                                  on_sample=lambda i, n: progress(i / n, desc=f"rendered {i}/{n} samples"))
+                    if pset.order[0] != pset.picked:
+                        prop_lib.pick(s, pset.order[0])
+            return proposals_view(s) + editor_view(s, modality, channels, cursor_v)
+
+        @ui_errors
+        def pick_ui(s, k, modality, channels, cursor_v):
+            problem = proposal_problem(s, need_set=True)
+            if problem:
+                return refuse(problem, len(PROPOSALS) + len(EDITOR), at=1)
+            if k is None:
+                return [gr.skip()] * (len(PROPOSALS) + len(EDITOR))
+            prop_lib.pick(s, k)
+            return proposals_view(s) + editor_view(s, modality, channels, cursor_v)
+
+        @ui_errors
+        def goal_recorded(s):
+            if s is None or s.clip is None:
+                return refuse("load a clip first: its recorded last frame becomes the goal frame", 1)[0]
+            if s.clip.future is None:
+                return refuse("this clip has no recorded future: upload a goal frame instead", 1)[0]
+            return s.clip.future[-1]
+
+        @ui_errors
+        def export_proposals_ui(s, mods, prompt_v, use_text_v, seed_v, steps_v, progress=gr.Progress()):
+            problem = proposal_problem(s, need_set=True)
+            if problem:
+                return refuse(problem, 2, at=1)
+            progress(0, desc="rendering the samples")
+            zpath, manifest = prop_lib.export_proposals(
+                s, engine, proposer, mods or [], text_of(prompt_v, use_text_v), int(seed_v or 0),
+                int(steps_v or 0) or None, on_sample=lambda i, n: progress(i / n, desc=f"rendered {i}/{n} samples"))
+            return zpath, (f"Wrote {manifest['num_samples']} (actions, video) pairs rendered with seed "
+                           f"{manifest['render_seed']} and {manifest['steps']} sampler step(s); `manifest.json` "
+                           f"lists them.")
+
+        PROPOSE_IN = [state, prop_text, prop_goal, prop_k, prop_rank, use_mods, prompt, use_text, seed, steps,
+                      ed_mod, ed_chans, cursor]
+        edited(prop_btn.click(propose_ui, PROPOSE_IN, PROPOSALS + EDITOR, api_name="propose", concurrency_limit=1,
+                              concurrency_id=RENDER))
+        edited(prop_pick.input(pick_ui, [state, prop_pick, ed_mod, ed_chans, cursor], PROPOSALS + EDITOR,
+                               api_name="pick_proposal", **QUIET))
+        prop_goal_rec.click(goal_recorded, [state], [prop_goal], api_name="goal_from_clip")
+        prop_export.click(export_proposals_ui, [state, use_mods, prompt, use_text, seed, steps],
+                          [prop_files, prop_export_md], api_name="export_proposals", concurrency_limit=1,
+                          concurrency_id=RENDER)
 
         # -------------------------------------------------------------- render wiring
         after(gen_btn.click(render_ui, [state, use_mods, prompt, use_text, seed, steps, cursor],

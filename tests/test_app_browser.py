@@ -225,3 +225,83 @@ def test_signals_tab_draws_its_plots_when_shown(page):
     page.get_by_role("tab", name="Signals").click()
     page.wait_for_function("[...document.querySelectorAll('.js-plotly-plot')].filter(e => e.offsetParent).length >= 4",
                            timeout=60_000)
+
+
+# ----------------------------------------------------------------------------------------------
+# Propose actions (a studio of its own, with an untrained tiny action proposer)
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def propose_url(demo_tiny_checkpoint, tmp_path_factory):
+    import torch
+
+    from conftest import DEMO_DATA, _free_port
+    from mmsim.app.cli import create_app, launch
+    from mmsim.training.proposer import WIDTHS
+    from mmsim_core.data import ClipDataset
+    from mmsim_core.policies.proposer import ActionProposalPipeline
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("proposer") / "tiny"
+    stats = ClipDataset(DEMO_DATA, split="test").stats
+    ActionProposalPipeline.untrained(stats, **WIDTHS["tiny"]).save_pretrained(folder)
+    demo, _ = create_app(str(demo_tiny_checkpoint), str(DEMO_DATA), proposer=str(folder))
+    port = _free_port()
+    launch(demo, "127.0.0.1", port, concurrency=4, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+CURVES = "[...document.querySelectorAll('#curve-editor circle.mm-point')].map(c => c.getAttribute('cy')).join(',')"
+
+
+def test_propose_actions_fills_the_curves_and_generate_renders_them(session_page, propose_url):
+    errors: list[str] = []
+    browser = session_page[0].context.browser  # one Playwright per process: a second page of the module's browser
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(propose_url, wait_until="domcontentloaded")
+        # The page opens on clip #0 with its prediction; the curves are the recorded actions.
+        page.wait_for_selector("#viewer figure[data-key='prediction']", timeout=120_000)
+        _wait_render(page, 0)
+        _status_has(page, "0 edit")
+        page.wait_for_selector("#curve-editor circle.mm-point", timeout=30_000)
+        recorded = page.evaluate(CURVES)
+
+        page.get_by_role("tab", name="Propose actions").click()
+        assert "Proposer" in page.locator("#propose-status").inner_text()
+        page.locator("#propose-text textarea, #propose-text input").first.fill("lift the cup")
+        page.locator("#propose-btn").click()
+        # The first sample is in the trajectories: one edit per modality, curves redrawn.
+        _status_has(page, "4 edit", timeout=60_000)
+        page.wait_for_function(f"{CURVES} !== {recorded!r}", timeout=30_000)
+        page.wait_for_function("document.querySelector('#propose-report').innerText.includes('4 proposal(s)')",
+                               timeout=30_000)
+        assert page.locator("#propose-pick input[type=radio]").count() == 4
+        first = page.evaluate(CURVES)
+        # Another sample replaces it (still one proposal in the history).
+        page.locator("#propose-pick label").nth(2).click()
+        page.wait_for_function(f"{CURVES} !== {first!r}", timeout=30_000)
+        _status_has(page, "4 edit")
+        assert "prediction is from before the last edit" in page.locator("#status").inner_text()
+
+        # Generate renders the proposal.
+        n = _finals(page)
+        page.locator("#generate").click()
+        _wait_render(page, n)
+        page.wait_for_function("!document.querySelector('#status').innerText.includes('from before the last edit')",
+                               timeout=60_000)
+        lit = page.evaluate("""() => {
+            const cv = document.querySelector("#viewer canvas.mm-tile[data-key='prediction']");
+            const px = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
+            let distinct = new Set();
+            for (let i = 0; i < px.length; i += 4 * 97) distinct.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
+            return distinct.size; }""")
+        assert lit > 3, "the prediction tile shows a flat placeholder"
+        # Undo takes the whole proposal back: the recorded curves again.
+        page.locator("#undo").click()
+        _status_has(page, "0 edit")
+        page.wait_for_function(f"{CURVES} === {recorded!r}", timeout=30_000)
+    finally:
+        page.close()
+    assert not errors, f"page errors: {errors}"
