@@ -98,3 +98,17 @@ def test_plan_errors_in_command_line_words(synth, untrained_checkpoint, proposer
     assert "nope" in _error(capsys)
     assert main(["plan", "--simulator", untrained_checkpoint, "--proposer", str(tmp_path), str(synth)]) == 1
     assert "not an action proposer folder" in _error(capsys)
+
+
+def test_eventful_only_plans_on_clips_that_change_the_task_state(synth, untrained_checkpoint, proposer, tmp_path,
+                                                                  capsys):
+    out = tmp_path / "ev.json"
+    code = main(["plan", "--simulator", untrained_checkpoint, "--proposer", proposer, str(synth), "--clips", "2",
+                 "--samples", "2", "--eventful-only", "--out", str(out)])
+    err = capsys.readouterr().err
+    if code == 0:
+        report = json.loads(out.read_text())
+        assert report["config"]["eventful_only"] and report["num_steps"] >= 1
+        assert all(step["eventful"] for step in report["steps"])
+    else:  # a tiny world where nothing happens: one clear line naming the flag
+        assert code != 0 and "--eventful-only: no clip" in err and "Traceback" not in err

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError, UsageError, exit_status
@@ -71,6 +72,9 @@ class PlanConfig:
     sim_steps: int | None = None
     """Simulator sampler steps (default: the checkpoint's)."""
     vlm_weights: str | None = None
+    eventful_only: bool = False
+    """Plan only on episodes whose first clip changes the task state under the expert's actions (the oracle
+    screens the split): on most clips nothing changes, and every choice then succeeds."""
     out: str = "plan.json"
 
     def check(self) -> "PlanConfig":
@@ -146,7 +150,7 @@ def plan(cfg: PlanConfig) -> dict:
     ds = open_dataset(cfg.data, cfg.split, schema.MODALITY_NAMES, observational_only=True)
     if len(ds) == 0:
         raise MMSimError(f"split {cfg.split!r} of {cfg.data} has no observational clips")
-    chains = episodes(ds, cfg.subgoals, cfg.clips)
+    chains = episodes(ds, cfg.subgoals, None if cfg.eventful_only else cfg.clips)
     if not chains:
         raise MMSimError(f"no {cfg.subgoals} consecutive clips of one recording with all four modalities in "
                          f"{cfg.data} ({cfg.split}); try --subgoals 1")
@@ -172,6 +176,22 @@ def plan(cfg: PlanConfig) -> dict:
 
     def raw(acts: dict) -> dict:
         return {n: schema.denormalize(n, acts[n], stats) for n in schema.MODALITY_NAMES}
+
+    if cfg.eventful_only:
+        from mmsim.training.evaluate import pick_indices
+
+        def eventful(index: int) -> bool:
+            item = ds[index]
+            meta = item["meta"]
+            return rollout(oracle_for(meta["source"]), meta["video_frame_indices"], raw(item["actions"]),
+                           render=False).eventful
+
+        chains = [c for c in tqdm(chains, desc="screening episodes", disable=not sys.stderr.isatty()) if eventful(c[0])]
+        if not chains:
+            raise MMSimError(f"--eventful-only: no clip of {cfg.data} ({cfg.split}) changes the task state under "
+                             f"its recorded actions")
+        logger.info("%d episodes start with an eventful clip", len(chains))
+        chains = [chains[j] for j in pick_indices(len(chains), cfg.clips)]
 
     steps_out, chain_out = [], []
     for e, chain in enumerate(chains):
@@ -337,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vlm-weights", default=None, metavar="PATH", help="local VLM folder for --scorer vlm")
     p.add_argument("--steps", type=int, default=None, help="proposer sampler steps (default: the proposer's)")
     p.add_argument("--sim-steps", type=int, default=None, help="simulator sampler steps (default: the checkpoint's)")
+    p.add_argument("--eventful-only", action="store_true",
+                   help="only episodes whose first clip changes the task state (held, lifted, cut, ...) under the "
+                        "expert's actions, screened by the oracle")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="plan.json", help="report JSON (a Markdown table is written beside it)")
     return p
@@ -351,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = PlanConfig(simulator=args.simulator, proposer=args.proposer, data=args.data, split=args.split,
                          clips=args.clips, samples=args.samples, subgoals=args.subgoals, scorer=args.scorer,
                          goal=args.goal, seed=args.seed, steps=args.steps, sim_steps=args.sim_steps,
-                         vlm_weights=args.vlm_weights, out=args.out)
+                         vlm_weights=args.vlm_weights, eventful_only=args.eventful_only, out=args.out)
         if Path(cfg.out).is_dir():
             raise UsageError(f"--out {cfg.out} is a folder; give a .json file name")
         report = plan(cfg)
