@@ -31,7 +31,7 @@ from mmsim.app import io as sio
 from mmsim.app.clip import Clip
 from mmsim.app.edits import EditHistory
 from mmsim.app.engine import Engine
-from mmsim.app.session import Session
+from mmsim.app.session import Session, stats_equal
 from mmsim_core import schema
 from mmsim_core.errors import ActionInputError, MMSimError
 
@@ -53,9 +53,7 @@ NO_PROPOSER = (f"Proposals need an action proposer folder (examples/demo_propose
 # ----------------------------------------------------------------------------------------------
 def _stats_differ(a: schema.NormalizationStats, b: schema.NormalizationStats, name: str) -> bool:
     """Whether a min-max modality is normalised differently by ``a`` and ``b`` (both must know it)."""
-    if schema.MODALITIES[name].normalization != "minmax" or name not in a.minimum or name not in b.minimum:
-        return False
-    return not (np.array_equal(a.minimum[name], b.minimum[name]) and np.array_equal(a.maximum[name], b.maximum[name]))
+    return schema.MODALITIES[name].normalization == "minmax" and not stats_equal(a, b, [name])
 
 
 def _convert(actions: Mapping[str, np.ndarray], src, dst, names: Sequence[str]) -> dict[str, np.ndarray]:

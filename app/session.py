@@ -118,9 +118,9 @@ class Gallery:
         return sorted(set(out))
 
 
-def stats_equal(a: schema.NormalizationStats, b: schema.NormalizationStats) -> bool:
-    """Whether two normalisations map every modality they share identically."""
-    for m in set(a.minimum) & set(b.minimum):
+def stats_equal(a: schema.NormalizationStats, b: schema.NormalizationStats, names=None) -> bool:
+    """Whether two normalisations map every modality they share (of ``names``, default all) identically."""
+    for m in set(a.minimum) & set(b.minimum) & set(schema.MODALITY_NAMES if names is None else names):
         if not (np.array_equal(a.minimum[m], b.minimum[m]) and np.array_equal(a.maximum[m], b.maximum[m])):
             return False
     return True

@@ -118,12 +118,8 @@ def test_opens_on_a_loaded_clip_with_the_loop_on_one_screen(page):
     _loop_on_screen(page)
 
 
-def test_generate_with_nothing_else_done_shows_a_prediction(page):
-    n = _finals(page)
-    page.locator("#generate").click()
-    _wait_render(page, n)
-    assert page.locator("#viewer figure[data-key='prediction'] figcaption").inner_text() == "prediction"
-    # The prediction's tile holds drawn frames, not the grey placeholder.
+def _assert_prediction_drawn(page):
+    """The prediction's tile holds drawn frames, not the grey placeholder."""
     lit = page.evaluate("""() => {
         const cv = document.querySelector("#viewer canvas.mm-tile[data-key='prediction']");
         const px = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
@@ -131,6 +127,14 @@ def test_generate_with_nothing_else_done_shows_a_prediction(page):
         for (let i = 0; i < px.length; i += 4 * 97) distinct.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
         return distinct.size; }""")
     assert lit > 3, "the prediction tile shows a flat placeholder"
+
+
+def test_generate_with_nothing_else_done_shows_a_prediction(page):
+    n = _finals(page)
+    page.locator("#generate").click()
+    _wait_render(page, n)
+    assert page.locator("#viewer figure[data-key='prediction'] figcaption").inner_text() == "prediction"
+    _assert_prediction_drawn(page)
 
 
 def test_cursor_scrubs_in_the_browser_and_by_keyboard(page):
@@ -291,13 +295,7 @@ def test_propose_actions_fills_the_curves_and_generate_renders_them(session_page
         _wait_render(page, n)
         page.wait_for_function("!document.querySelector('#status').innerText.includes('from before the last edit')",
                                timeout=60_000)
-        lit = page.evaluate("""() => {
-            const cv = document.querySelector("#viewer canvas.mm-tile[data-key='prediction']");
-            const px = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data;
-            let distinct = new Set();
-            for (let i = 0; i < px.length; i += 4 * 97) distinct.add(px[i] + ',' + px[i + 1] + ',' + px[i + 2]);
-            return distinct.size; }""")
-        assert lit > 3, "the prediction tile shows a flat placeholder"
+        _assert_prediction_drawn(page)
         # Undo takes the whole proposal back: the recorded curves again.
         page.locator("#undo").click()
         _status_has(page, "0 edit")
