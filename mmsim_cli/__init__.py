@@ -143,6 +143,8 @@ DELEGATED = {
                "end states)", "mmsim.training.policy"),
     "proposer": ("action proposer: 'mmsim proposer train' (a diffusion model over action trajectories)",
                  "mmsim.training.proposer"),
+    "scorer": ("the planner's goal scorer: 'mmsim scorer train' (simulated roll-outs labelled by the world's oracle)",
+               "mmsim.training.scorer"),
     "plan": ("propose action trajectories, roll them out with the simulator, execute the best", "mmsim.training.plan"),
     "experiments": ("research experiments, e.g. 'paper-tables' ('mmsim experiments --help')",
                     "mmsim.training.experiments.cli"),

@@ -81,6 +81,18 @@ def synth(tmp_path_factory):
     return base / "proc"
 
 
+@pytest.fixture(scope="session")
+def tiny_proposer(synth, tmp_path_factory):
+    """A tiny action proposer trained a few steps on the synthetic clips (its final pipeline folder)."""
+    from mmsim_cli import main
+
+    out = tmp_path_factory.mktemp("proposer") / "run"
+    code = main(["proposer", "train", "--data", str(synth), "--out", str(out), "--width", "tiny", "--max-steps", "3",
+                 "--batch-size", "4"])
+    assert code == 0
+    return str(out / "final")
+
+
 @pytest.fixture
 def untrained_checkpoint(synth, tmp_path):
     """An untrained mmsim-tiny pipeline saved with the synthetic clips' statistics."""

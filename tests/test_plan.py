@@ -13,14 +13,9 @@ from mmsim_core.synth.outcome import rollout
 from mmsim.training.plan import METHODS, episodes
 
 
-@pytest.fixture(scope="module")
-def proposer(synth, tmp_path_factory):
-    """A tiny proposer trained a few steps on the synthetic clips."""
-    out = tmp_path_factory.mktemp("proposer") / "run"
-    code = main(["proposer", "train", "--data", str(synth), "--out", str(out), "--width", "tiny", "--max-steps", "3",
-                 "--batch-size", "4"])
-    assert code == 0
-    return str(out / "final")
+@pytest.fixture
+def proposer(tiny_proposer):
+    return tiny_proposer
 
 
 def _error(capsys) -> str:

@@ -27,7 +27,9 @@ outcome are the next goal, the planner continues from what the oracle executed (
 the executed actions' last h steps as history, the world state at the next clip's first frame), and
 ``chain_success`` counts episodes whose every subgoal the planner reached.
 
-Goals and scorers: the embedding scorer compares frames, so it needs the goal frame (``--goal frame|both``);
+Goals and scorers: the embedding scorer compares frames, so it needs the goal frame (``--goal frame|both``); so
+does the learned scorer (``--scorer learned --scorer-weights RUN/final``, trained by ``mmsim scorer train`` on
+the simulator's roll-outs labelled by the oracle), which also reads the start frame;
 the VLM scorer reads the goal phrase (``--goal text|both``) and needs local weights (``--vlm-weights``).
 """
 
@@ -72,6 +74,8 @@ class PlanConfig:
     sim_steps: int | None = None
     """Simulator sampler steps (default: the checkpoint's)."""
     vlm_weights: str | None = None
+    scorer_weights: str | None = None
+    """The trained scorer folder for ``scorer="learned"`` (``mmsim scorer train`` writes RUN/final)."""
     eventful_only: bool = False
     """Plan only on episodes whose first clip changes the task state under the expert's actions (the oracle
     screens the split): on most clips nothing changes, and every choice then succeeds."""
@@ -84,9 +88,13 @@ class PlanConfig:
         for name, flag in (("steps", "--steps"), ("sim_steps", "--sim-steps")):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"{flag} must be >= 1, got {getattr(self, name)}")
-        if self.scorer == "embedding" and self.goal == "text":
-            raise UsageError("--scorer embedding compares end frames with a goal frame: use --goal frame or --goal "
-                             "both, or --scorer vlm (with --vlm-weights) for a text-only goal")
+        if self.scorer in ("embedding", "learned") and self.goal == "text":
+            raise UsageError(f"--scorer {self.scorer} compares end frames with a goal frame: use --goal frame or "
+                             "--goal both, or --scorer vlm (with --vlm-weights) for a text-only goal")
+        if self.scorer == "learned" and not self.scorer_weights:
+            raise UsageError("--scorer learned needs --scorer-weights (a folder `mmsim scorer train` writes: RUN/final)")
+        if self.scorer_weights and not Path(self.scorer_weights).is_dir():
+            raise UsageError(f"--scorer-weights {self.scorer_weights} is not a folder")
         if self.scorer == "vlm" and self.goal == "frame":
             raise UsageError("--scorer vlm reads the goal phrase: use --goal text or --goal both, or --scorer "
                              "embedding for a frame-only goal")
@@ -161,7 +169,7 @@ def plan(cfg: PlanConfig) -> dict:
     if prop.normalization_stats is not None and prop.normalization_stats.to_dict() != ds.stats.to_dict():
         logger.warning("the proposer was trained with other normalisation statistics than %s's: its actions are "
                        "read with the dataset's", cfg.data)
-    scorer = make_scorer(cfg.scorer, simulator=sim, vlm_weights=cfg.vlm_weights)
+    scorer = make_scorer(cfg.scorer, simulator=sim, vlm_weights=cfg.vlm_weights, weights=cfg.scorer_weights)
     h, K, stats = ds.context_frames, cfg.samples, ds.stats
     use_text, use_frame = cfg.goal in ("text", "both"), cfg.goal in ("frame", "both")
     oracles: dict[str, object] = {}
@@ -226,7 +234,8 @@ def plan(cfg: PlanConfig) -> dict:
             t2 = time.perf_counter()
 
             # 3. Score the simulated end frames against the goal; the planner picks the best.
-            scores = scorer.score(frames[:, -1], goal_frame if cfg.scorer == "embedding" else phrase)  # (K,)
+            scores = scorer.score(frames[:, -1], phrase if cfg.scorer == "vlm" else goal_frame,
+                                  start=context[-1])  # (K,)
             chosen = int(np.argmax(scores))
             t3 = time.perf_counter()
 
@@ -350,8 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=8, help="episodes, spread evenly over the split (default 8)")
     p.add_argument("--samples", type=int, default=8, help="K proposals per planning step (default 8)")
     p.add_argument("--subgoals", type=int, default=1, help="consecutive clips chained per episode (default 1)")
-    p.add_argument("--scorer", choices=["embedding", "vlm"], default="embedding",
-                   help="goal scorer: simulator context-encoder embedding vs a goal frame, or a local VLM")
+    p.add_argument("--scorer", choices=["embedding", "learned", "vlm"], default="embedding",
+                   help="goal scorer: simulator context-encoder embedding vs a goal frame; a trained outcome "
+                        "classifier (--scorer-weights, from `mmsim scorer train`); or a local VLM")
+    p.add_argument("--scorer-weights", default=None, metavar="PATH",
+                   help="trained goal scorer folder for --scorer learned (RUN/final of `mmsim scorer train`)")
     p.add_argument("--goal", choices=list(GOALS), default="both",
                    help="what the planner is told: the phrase, the last frame, or both (default)")
     p.add_argument("--vlm-weights", default=None, metavar="PATH", help="local VLM folder for --scorer vlm")
@@ -374,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = PlanConfig(simulator=args.simulator, proposer=args.proposer, data=args.data, split=args.split,
                          clips=args.clips, samples=args.samples, subgoals=args.subgoals, scorer=args.scorer,
                          goal=args.goal, seed=args.seed, steps=args.steps, sim_steps=args.sim_steps,
-                         vlm_weights=args.vlm_weights, eventful_only=args.eventful_only, out=args.out)
+                         vlm_weights=args.vlm_weights, scorer_weights=args.scorer_weights,
+                         eventful_only=args.eventful_only, out=args.out)
         if Path(cfg.out).is_dir():
             raise UsageError(f"--out {cfg.out} is a folder; give a .json file name")
         report = plan(cfg)

@@ -87,11 +87,13 @@ class _ResBlock2d(nn.Module):
 
 class FrameEncoder(nn.Module):
     """One frame ``(B, 3, H, W)`` in [-1, 1] -> ``(B, feature_dim)``: a stem and one strided residual block
-    per width, then global average pooling (GroupNorm, not BatchNorm, so batches of one behave)."""
+    per width, then global average pooling (GroupNorm, not BatchNorm, so batches of one behave).
+    ``in_channels`` > 3 takes several frames stacked on the channel axis."""
 
-    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128), feature_dim: int = 128, groups: int = 8):
+    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128), feature_dim: int = 128, groups: int = 8,
+                 in_channels: int = 3):
         super().__init__()
-        self.stem = nn.Conv2d(3, widths[0], 3, 1, 1)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1)
         blocks, cin = [], widths[0]
         for w in widths:
             blocks.append(_ResBlock2d(cin, w, 2, groups))

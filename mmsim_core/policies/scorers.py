@@ -1,10 +1,17 @@
 """Goal scorers: how close is a simulated end frame to the goal? One interface for the planner:
 
-    scorer.score(frames_end, goal) -> np.ndarray (N,)      # frames_end uint8 (N, 64, 64, 3); higher = closer
+    scorer.score(frames_end, goal, start=None) -> np.ndarray (N,)   # frames uint8 (N, 64, 64, 3); higher = closer
+
+``start`` is the clip's last context frame (what the world looked like before the actions); scorers that do not
+need it ignore it.
 
 - :class:`FrameEmbeddingScorer`: the goal is a frame. Both are embedded by the simulator's own context encoder
   (the features the simulator conditions on, so no extra training) and compared by cosine similarity or
   negative L2 distance.
+- :class:`LearnedGoalScorer`: the goal is a frame. A small classifier
+  (:class:`~mmsim_core.policies.goal_scorer.OutcomeGoalScorer`, ``mmsim scorer train``) reads the clip's start
+  frame, the end frame and the goal frame and gives the probability that the end frame shows the goal's task
+  outcome (held, lifted, cut, clean, ...), the question the planner actually asks.
 - :class:`VLMGoalScorer`: the goal is a text ("slice a cucumber"). A local vision-language model is asked
   whether the frame shows it; the score is its log-odds of answering yes. Needs ``transformers`` and weights
   on disk (nothing is downloaded here).
@@ -22,7 +29,7 @@ import torch.nn.functional as F
 from mmsim_core import schema
 from mmsim_core.errors import ActionInputError, MMSimError
 
-SCORERS = ("embedding", "vlm")
+SCORERS = ("embedding", "learned", "vlm")
 
 
 def _check_frames(frames, name: str = "frames_end") -> np.ndarray:
@@ -64,21 +71,59 @@ class FrameEmbeddingScorer:
             self.encoder.train(was_training)
         return z.reshape(len(frames), -1).float()
 
-    def score(self, frames_end, goal) -> np.ndarray:
-        """``frames_end`` uint8 (N, H, W, 3); ``goal`` uint8 (H, W, 3) (one goal for all) or (N, H, W, 3)."""
+    def score(self, frames_end, goal, start=None) -> np.ndarray:
+        """``frames_end`` uint8 (N, H, W, 3); ``goal`` uint8 (H, W, 3) (one goal for all) or (N, H, W, 3);
+        ``start`` is not used."""
         x = _check_frames(frames_end)
-        g = goal.detach().cpu().numpy() if isinstance(goal, torch.Tensor) else np.asarray(goal)
-        if g.ndim == 3:
-            g = g[None]
-        g = _check_frames(g, "goal")
-        if len(g) not in (1, len(x)):
-            raise ActionInputError(f"goal must be one frame or one per end frame ({len(x)}), got {len(g)}")
+        g = _one_or_many(goal, len(x), "goal")
         zx, zg = self.embed(x), self.embed(g).expand(len(x), -1)
         if self.metric == "cosine":
             s = F.cosine_similarity(zx, zg, dim=-1)
         else:
             s = -(zx - zg).norm(dim=-1)
         return s.cpu().numpy().astype(np.float64)
+
+
+def _one_or_many(frames, n: int, name: str) -> np.ndarray:
+    """One frame (H, W, 3) or one per end frame (N, H, W, 3) -> uint8 (1 or N, H, W, 3)."""
+    x = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    x = _check_frames(x[None] if x.ndim == 3 else x, name)
+    if len(x) not in (1, n):
+        raise ActionInputError(f"{name} must be one frame or one per end frame ({n}), got {len(x)}")
+    return x
+
+
+class LearnedGoalScorer:
+    """The probability that an end frame shows the goal frame's task outcome, from a trained
+    :class:`~mmsim_core.policies.goal_scorer.OutcomeGoalScorer` (``weights``: its folder, ``mmsim scorer train``
+    writes ``RUN/final``). Needs the start frame (the clip's last context frame): an outcome is a change."""
+
+    def __init__(self, weights: str | os.PathLike, device: str = "cpu"):
+        from mmsim_core.policies.goal_scorer import OutcomeGoalScorer
+
+        if weights is None or not os.path.isfile(os.path.join(str(weights), OutcomeGoalScorer.config_name)):
+            raise MMSimError(f"the learned goal scorer needs a trained scorer folder (`mmsim scorer train` writes "
+                             f"RUN/final); {weights} has no {OutcomeGoalScorer.config_name}")
+        try:
+            self.model = OutcomeGoalScorer.from_pretrained(str(weights)).to(device).eval()
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            raise MMSimError(f"cannot load the goal scorer in {weights} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def score(self, frames_end, goal, start=None) -> np.ndarray:
+        """``frames_end`` uint8 (N, H, W, 3); ``goal`` and ``start`` one frame (H, W, 3) or N -> probabilities (N,)."""
+        from mmsim_core.policies.common import frames_to_unit
+
+        x = _check_frames(frames_end)
+        if start is None:
+            raise ActionInputError("the learned goal scorer needs the start frame (the clip's last context frame)")
+        g, s = _one_or_many(goal, len(x), "goal"), _one_or_many(start, len(x), "start")
+        end, goal_t, start_t = (frames_to_unit(a).to(self.device) for a in (x, g, s))  # (N or 1, 3, H, W)
+        n = len(x)
+        logits = self.model(start_t.expand(n, -1, -1, -1), end, goal_t.expand(n, -1, -1, -1))  # (N,)
+        return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
 
 
 class VLMGoalScorer:
@@ -125,8 +170,8 @@ class VLMGoalScorer:
         return question
 
     @torch.no_grad()
-    def score(self, frames_end, goal: str | Sequence[str]) -> np.ndarray:
-        """``frames_end`` uint8 (N, H, W, 3); ``goal`` one text for all frames or N texts."""
+    def score(self, frames_end, goal: str | Sequence[str], start=None) -> np.ndarray:
+        """``frames_end`` uint8 (N, H, W, 3); ``goal`` one text for all frames or N texts; ``start`` is not used."""
         from PIL import Image
 
         x = _check_frames(frames_end)
@@ -145,12 +190,16 @@ class VLMGoalScorer:
         return np.asarray(out, dtype=np.float64)
 
 
-def make_scorer(kind: str, simulator=None, vlm_weights: str | None = None, device: str = "cpu"):
-    """``"embedding"`` (needs the simulator pipeline) or ``"vlm"`` (needs ``vlm_weights``)."""
+def make_scorer(kind: str, simulator=None, vlm_weights: str | None = None, device: str = "cpu",
+                weights: str | None = None):
+    """``"embedding"`` (needs the simulator pipeline), ``"learned"`` (needs ``weights``, a trained scorer folder)
+    or ``"vlm"`` (needs ``vlm_weights``)."""
     if kind == "embedding":
         if simulator is None:
             raise MMSimError("the embedding scorer needs the simulator pipeline (its context encoder)")
         return FrameEmbeddingScorer(simulator)
+    if kind == "learned":
+        return LearnedGoalScorer(weights, device=device)
     if kind == "vlm":
         return VLMGoalScorer(vlm_weights, device=device)
     raise ValueError(f"scorer must be one of {list(SCORERS)}, got {kind!r}")
