@@ -107,3 +107,18 @@ def test_eventful_only_plans_on_clips_that_change_the_task_state(synth, untraine
         assert all(step["eventful"] for step in report["steps"])
     else:  # a tiny world where nothing happens: one clear line naming the flag
         assert code != 0 and "--eventful-only: no clip" in err and "Traceback" not in err
+
+
+def test_proposer_told_less_than_the_planner(synth, untrained_checkpoint, proposer, tmp_path, capsys):
+    """--proposer-goal text: proposals from the phrase alone, the goal frame only judges the roll-outs."""
+    out = tmp_path / "text.json"
+    code = main(["plan", "--simulator", untrained_checkpoint, "--proposer", proposer, str(synth), "--clips", "1",
+                 "--samples", "2", "--proposer-goal", "text", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out.read_text())
+    assert report["config"]["proposer_goal"] == "text" and report["num_steps"] == 1
+    assert "proposer told: text" in out.with_suffix(".md").read_text()
+    capsys.readouterr()
+    code = main(["plan", "--simulator", untrained_checkpoint, "--proposer", proposer, str(synth), "--goal", "frame",
+                 "--proposer-goal", "both", "--out", str(tmp_path / "x.json")])
+    assert code == 2 and "--proposer-goal both tells the proposer more than the planner is given" in _error(capsys)

@@ -151,6 +151,10 @@ def test_policy_train_with_and_without_simulator_loss_and_evaluate(synth, untrai
                 "goal_success", "label_agreement"):
         assert m[key] is not None and np.isfinite(m[key]), key
     assert 0.0 <= m["goal_success"] <= 1.0 and 0.0 <= m["label_agreement"] <= 1.0
+    # Per-modality errors, weighted by size, make up the overall one (clips here have every modality).
+    sizes = {n: schema.MODALITIES[n].size for n in schema.MODALITY_NAMES}
+    overall = sum(m[f"action_mse_{n}"] * sizes[n] for n in sizes) / sum(sizes.values())
+    assert overall == pytest.approx(m["action_mse"], rel=1e-4)
     assert m["eventful_clips"] == sum(r["eventful"] for r in report["per_clip"])
     assert (m["goal_success_eventful"] is None) == (m["eventful_clips"] == 0)
     # The expert's actions re-run by the world reproduce the recorded goal frame up to video compression.

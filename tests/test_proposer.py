@@ -89,6 +89,18 @@ def test_text_and_goal_are_optional_and_change_the_samples(pipe, clips):
     assert one["emg"].shape == (2, 1, 12, 2, 8)
 
 
+def test_eta_draws_fresh_noise_reproducibly(pipe, clips):
+    """eta > 0: DDIM adds fresh noise at every step from the same generator: other samples than eta = 0 from the
+    same initial noise, still valid and still the same for the same seed."""
+    det, sto = _propose(pipe, clips), _propose(pipe, clips, eta=1.0)
+    assert not np.array_equal(det["hand_pose"], sto["hand_pose"])
+    again = _propose(pipe, clips, eta=1.0)
+    assert all(np.array_equal(sto[n], again[n]) for n in sto)
+    for n, v in sto.items():
+        lo, hi = valid_range(n)
+        assert np.isfinite(v).all() and v[:, :, 4:].min() >= lo and v[:, :, 4:].max() <= hi
+
+
 def test_save_and_load_round_trip(pipe, clips, tmp_path):
     pipe.save_pretrained(tmp_path / "prop")
     assert (tmp_path / "prop" / "normalization.json").is_file()
@@ -117,6 +129,7 @@ def test_bad_inputs_name_the_argument(pipe, clips):
         ({"goal": clips["goal"][:, :32]}, "goal must have shape"),
         ({"num_samples": 0}, "num_samples"),
         ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"eta": 1.5}, "eta must be a number in \\[0, 1\\]"),
     ]
     for kw, message in bad:
         with pytest.raises(ActionInputError, match=message):

@@ -71,9 +71,15 @@ class PlanConfig:
     seed: int = 0
     steps: int | None = None
     """Proposer sampler steps (default: the proposer's)."""
+    eta: float = 0.0
+    """The proposer's DDIM stochasticity (0 deterministic given the initial noise .. 1 fresh noise every step)."""
     sim_steps: int | None = None
     """Simulator sampler steps (default: the checkpoint's)."""
     vlm_weights: str | None = None
+    proposer_goal: str | None = None
+    """What the proposer is told: ``text``, ``frame`` or ``both`` (default: ``goal``). ``text`` with a frame
+    scorer is the set-up of planning with a language goal: proposals from the phrase alone, the goal frame used only
+    to judge the roll-outs."""
     scorer_weights: str | None = None
     """The trained scorer folder for ``scorer="learned"`` (``mmsim scorer train`` writes RUN/final)."""
     eventful_only: bool = False
@@ -85,12 +91,21 @@ class PlanConfig:
         for name in ("samples", "subgoals") + (("clips",) if self.clips is not None else ()):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not (0.0 <= self.eta <= 1.0):
+            raise UsageError(f"--eta must be in [0, 1], got {self.eta}")
         for name, flag in (("steps", "--steps"), ("sim_steps", "--sim-steps")):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"{flag} must be >= 1, got {getattr(self, name)}")
         if self.scorer in ("embedding", "learned") and self.goal == "text":
             raise UsageError(f"--scorer {self.scorer} compares end frames with a goal frame: use --goal frame or "
                              "--goal both, or --scorer vlm (with --vlm-weights) for a text-only goal")
+        if self.proposer_goal is not None:
+            if self.proposer_goal not in GOALS:
+                raise UsageError(f"--proposer-goal must be one of {list(GOALS)}, got {self.proposer_goal!r}")
+            told = {"text": {"text"}, "frame": {"frame"}, "both": {"text", "frame"}}
+            if not told[self.proposer_goal] <= told[self.goal]:
+                raise UsageError(f"--proposer-goal {self.proposer_goal} tells the proposer more than the planner is "
+                                 f"given (--goal {self.goal})")
         if self.scorer == "learned" and not self.scorer_weights:
             raise UsageError("--scorer learned needs --scorer-weights (a folder `mmsim scorer train` writes: RUN/final)")
         if self.scorer_weights and not Path(self.scorer_weights).is_dir():
@@ -171,7 +186,9 @@ def plan(cfg: PlanConfig) -> dict:
                        "read with the dataset's", cfg.data)
     scorer = make_scorer(cfg.scorer, simulator=sim, vlm_weights=cfg.vlm_weights, weights=cfg.scorer_weights)
     h, K, stats = ds.context_frames, cfg.samples, ds.stats
-    use_text, use_frame = cfg.goal in ("text", "both"), cfg.goal in ("frame", "both")
+    use_text = cfg.goal in ("text", "both")
+    told = cfg.proposer_goal or cfg.goal
+    propose_text, propose_frame = told in ("text", "both"), told in ("frame", "both")
     oracles: dict[str, object] = {}
 
     def oracle_for(source: str):
@@ -221,8 +238,8 @@ def plan(cfg: PlanConfig) -> dict:
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(_seed(cfg.seed, index, s))
             acts = prop(context=context[None], history={n: v[None] for n, v in history.items()},
-                        text=[phrase] if use_text else None, goal=goal_frame[None] if use_frame else None,
-                        num_samples=K, num_inference_steps=cfg.steps, generator=gen).actions
+                        text=[phrase] if propose_text else None, goal=goal_frame[None] if propose_frame else None,
+                        num_samples=K, num_inference_steps=cfg.steps, generator=gen, eta=cfg.eta).actions
             acts = {n: v[0] for n, v in acts.items()}
             t1 = time.perf_counter()
 
@@ -306,7 +323,10 @@ def markdown(report: dict) -> str:
         "# Planning with the simulator",
         "",
         f"Simulator `{cfg['simulator']}`, proposer `{cfg['proposer']}`, data `{cfg['data']}` ({cfg['split']}); "
-        f"K = {cfg['samples']} proposals, {cfg['subgoals']} subgoal(s), goal: {cfg['goal']}, scorer: {cfg['scorer']}. "
+        f"K = {cfg['samples']} proposals, {cfg['subgoals']} subgoal(s), goal: {cfg['goal']}"
+        f"{'' if not cfg.get('proposer_goal') else ' (proposer told: ' + cfg['proposer_goal'] + ')'}"
+        f"{', proposer eta ' + str(cfg['eta']) if cfg.get('eta') else ''}, "
+        f"scorer: {cfg['scorer']}. "
         f"{report['num_steps']} planning steps ({report['num_eventful']} eventful) in {report['num_episodes']} "
         "episodes. Success = the oracle's outcome of the chosen trajectory equals the expert's.",
         "",
@@ -366,8 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trained goal scorer folder for --scorer learned (RUN/final of `mmsim scorer train`)")
     p.add_argument("--goal", choices=list(GOALS), default="both",
                    help="what the planner is told: the phrase, the last frame, or both (default)")
+    p.add_argument("--proposer-goal", choices=list(GOALS), default=None,
+                   help="what the proposer is told, if less than --goal: e.g. text (proposals from the phrase; the "
+                        "goal frame only judges the roll-outs)")
     p.add_argument("--vlm-weights", default=None, metavar="PATH", help="local VLM folder for --scorer vlm")
     p.add_argument("--steps", type=int, default=None, help="proposer sampler steps (default: the proposer's)")
+    p.add_argument("--eta", type=float, default=0.0,
+                   help="proposer sampler stochasticity: 0 (default, DDIM) .. 1 (fresh noise every step, more varied "
+                        "proposals)")
     p.add_argument("--sim-steps", type=int, default=None, help="simulator sampler steps (default: the checkpoint's)")
     p.add_argument("--eventful-only", action="store_true",
                    help="only episodes whose first clip changes the task state (held, lifted, cut, ...) under the "
@@ -385,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         cfg = PlanConfig(simulator=args.simulator, proposer=args.proposer, data=args.data, split=args.split,
                          clips=args.clips, samples=args.samples, subgoals=args.subgoals, scorer=args.scorer,
-                         goal=args.goal, seed=args.seed, steps=args.steps, sim_steps=args.sim_steps,
+                         goal=args.goal, proposer_goal=args.proposer_goal, seed=args.seed, steps=args.steps, eta=args.eta,
+                         sim_steps=args.sim_steps,
                          vlm_weights=args.vlm_weights, scorer_weights=args.scorer_weights,
                          eventful_only=args.eventful_only, out=args.out)
         if Path(cfg.out).is_dir():

@@ -22,6 +22,8 @@ even an undertrained proposer's trajectory joins its history without a jump.
 
 from __future__ import annotations
 
+import inspect
+
 import os
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -304,6 +306,7 @@ class ActionProposalPipeline(DiffusionPipeline):
         num_samples: int = 1,
         num_inference_steps: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
         return_dict: bool = True,
     ) -> ActionProposalOutput | tuple:
         """Propose ``num_samples`` action trajectories per clip.
@@ -316,12 +319,19 @@ class ActionProposalPipeline(DiffusionPipeline):
             num_samples: K trajectories per clip (independent noise draws).
             num_inference_steps: sampler steps (default ``config.default_num_inference_steps``).
             generator: torch generator(s) for the initial noise (a list: one per clip x sample, B*K of them).
+            eta: DDIM's stochasticity, 0 (deterministic given the initial noise, the default) to 1 (DDPM-like fresh
+                noise at every step: more varied proposals). Only for schedulers whose ``step`` takes ``eta``.
         Returns:
             ``out.actions``: ``{name: np.float32 (B, K, h + F, *shape)}``, history copied into the first h steps,
             the future clipped to :func:`valid_range`.
         """
         # 1. Validate inputs.
         batch, hist = self.check_inputs(context, history, text, goal, num_samples, num_inference_steps)
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+            raise ActionInputError(f"eta must be a number in [0, 1], got {eta!r}")
+        if eta and "eta" not in inspect.signature(self.scheduler.step).parameters:
+            raise ActionInputError(f"eta needs a DDIM-type scheduler; this proposer samples with "
+                                   f"{type(self.scheduler).__name__}")
         steps = int(num_inference_steps or self.config.default_num_inference_steps)
         device, dtype = self._execution_device, self.proposer.dtype
         K, F_, D = int(num_samples), self.horizon, self.proposer.config.action_dim
@@ -340,12 +350,15 @@ class ActionProposalPipeline(DiffusionPipeline):
             sample = randn_tensor((batch * K, F_, D), generator=generator, device=device, dtype=dtype)
             sample = sample * self.scheduler.init_noise_sigma
 
-            # 4. Denoising loop.
+            # 4. Denoising loop (with eta > 0, DDIM draws fresh noise from the same generator at every step).
+            step_kwargs = {}
+            if eta:
+                step_kwargs = {"eta": float(eta), "generator": generator}
             with self.progress_bar(total=len(self.scheduler.timesteps)) as progress:
                 for t in self.scheduler.timesteps:
                     model_in = self.scheduler.scale_model_input(sample, t)
                     pred = self.proposer(model_in, t, obs)
-                    sample = self.scheduler.step(pred, t, sample).prev_sample
+                    sample = self.scheduler.step(pred, t, sample, **step_kwargs).prev_sample
                     progress.update()
 
             # 5. The change from the last history step -> actions, clipped into the valid ranges; history in front.
