@@ -4,6 +4,7 @@
     mmsim app --checkpoint runs/demo/final       # a local pipeline folder, or a Hub id (user/name)
     mmsim app --port 7860 --host 0.0.0.0
     mmsim app --proposer runs/prop/final         # an action proposer for "Propose actions"
+    mmsim app --scorer runs/scorer/final         # a learned goal scorer to rank the proposals
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO / "examples" / "demo_data"
 DEFAULT_CHECKPOINT = REPO / "examples" / "demo_checkpoint"
 DEFAULT_PROPOSER = REPO / "examples" / "demo_proposer"
+DEFAULT_SCORER = REPO / "examples" / "demo_scorer"
 MAX_QUEUE = 64
 """Events waiting in the queue at most. Beyond it Gradio refuses new ones at once (the page shows "This
 application is currently busy. Please try again.", gradio_client raises "Queue is full! Please try again.")
@@ -34,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"action proposer folder for 'Propose actions' (default: {DEFAULT_PROPOSER.relative_to(REPO)} "
                         f"when present; train one with `mmsim proposer train --data PROC --out RUN`, then pass "
                         f"RUN/final)")
+    p.add_argument("--scorer", default=None,
+                   help=f"learned goal scorer folder that ranks proposals against a goal frame (default: "
+                        f"{DEFAULT_SCORER.relative_to(REPO)} when present, else the simulator's embedding; train one "
+                        f"with `mmsim scorer train`)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
@@ -47,11 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DATA), device: str = "cpu",
-               proposer: str | None = None):
+               proposer: str | None = None, scorer: str | None = None):
     """``(demo, engine)``: the Blocks, unlaunched. ``proposer``: an action proposer folder (default: the bundled
-    demo proposer when present; an explicit folder that cannot serve this simulator is an error)."""
+    demo proposer when present; an explicit folder that cannot serve this simulator is an error); ``scorer``: a
+    learned goal scorer folder that ranks proposals (default: the bundled demo scorer when present)."""
     from mmsim.app.engine import Engine, load_model
-    from mmsim.app.propose import resolve_proposer
+    from mmsim.app.propose import resolve_proposer, resolve_scorer
     from mmsim.app.session import Gallery
     from mmsim.app.ui import build_demo
 
@@ -68,7 +75,10 @@ def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DAT
                             fallback_stats=gallery.stats, device=device)
     engine = Engine(pipe, info, stats=pipe.normalization_stats or gallery.stats)
     prop, prop_status = resolve_proposer(proposer, engine)
-    return build_demo(engine, gallery, proposer=prop, proposer_status=prop_status), engine
+    goal_scorer, ranking = resolve_scorer(scorer)
+    if prop is not None:
+        prop_status = f"{prop_status} With a goal frame, proposals are {ranking}."
+    return build_demo(engine, gallery, proposer=prop, proposer_status=prop_status, goal_scorer=goal_scorer), engine
 
 
 def launch(demo, host: str, port: int, concurrency: int = 4, share: bool = False, max_file_size="200mb",
@@ -94,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"mmsim app: error: proposer folder {args.proposer} does not exist; {HOW_TO_TRAIN}", file=sys.stderr)
         return 1
+    if args.scorer is not None and not Path(args.scorer).is_dir():
+        print(f"mmsim app: error: --scorer folder {args.scorer} does not exist (train one with `mmsim scorer train`, "
+              f"then pass RUN/final)", file=sys.stderr)
+        return 1
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -103,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from mmsim_core.errors import MMSimError
 
     try:
-        demo, engine = create_app(args.checkpoint, args.data, args.device, proposer=args.proposer)
+        demo, engine = create_app(args.checkpoint, args.data, args.device, proposer=args.proposer,
+                                  scorer=args.scorer)
     except MMSimError as e:
         print(f"mmsim app: error: {e}", file=sys.stderr)
         return 1

@@ -5,7 +5,8 @@ simulator against a goal frame, and exports all of them rendered as a paired (ac
     prop = resolve_proposer(path_or_None, engine)          # (Proposer | None, one-line status)
     pset = propose(session, prop, text="lift the cup", goal=None, num_samples=4, seed=0)
     pick(session, k)                                       # sample k -> the session's trajectories
-    rank(session, engine, modalities, text, seed, steps)   # best first, when a goal frame was given
+    scorer = resolve_scorer(path_or_None)                  # (LearnedGoalScorer | None, one-line status)
+    rank(session, engine, modalities, text, seed, steps, scorer)   # best first, when a goal frame was given
     zip_path, manifest = export_proposals(session, engine, prop, modalities, text, seed, steps)
 
 The proposer works in its own normalisation (the statistics of the data it was trained on); the studio's clips
@@ -39,6 +40,7 @@ logger = logging.getLogger("mmsim.app")
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PROPOSER = REPO / "examples" / "demo_proposer"
+DEFAULT_SCORER = REPO / "examples" / "demo_scorer"
 DEFAULT_SAMPLES = 4
 MAX_SAMPLES = 8
 FORMAT = "mmsim-proposals-v1"
@@ -174,6 +176,28 @@ def resolve_proposer(path: str | Path | None, engine: Engine) -> tuple[Proposer 
     return prop, prop.status()
 
 
+def resolve_scorer(path: str | Path | None):
+    """``(scorer or None, a one-line note)``: the learned goal scorer that ranks proposals (``mmsim scorer train``),
+    else None and ranking uses the simulator's context-encoder embedding. ``path`` None: the bundled demo scorer
+    when it exists (trained on the demo proposer's roll-outs by the demo checkpoint; a problem with it is logged
+    and ranking falls back). An explicit ``path`` that cannot load raises ``MMSimError``."""
+    from mmsim_core.policies.scorers import LearnedGoalScorer
+
+    if path is None:
+        if not DEFAULT_SCORER.is_dir():
+            return None, "ranked by the embedding of the simulated end frame against the goal frame's"
+        try:
+            scorer = LearnedGoalScorer(DEFAULT_SCORER)
+        except MMSimError as e:
+            logger.warning("demo goal scorer unavailable, ranking by embedding: %s", e)
+            return None, "ranked by the embedding of the simulated end frame against the goal frame's"
+        path = DEFAULT_SCORER
+    else:
+        scorer = LearnedGoalScorer(path)
+    return scorer, f"ranked by the learned goal scorer ({Path(path).name}): how likely the simulated end frame shows " \
+                   f"the goal frame's task outcome"
+
+
 # ----------------------------------------------------------------------------------------------
 # A set of proposals
 # ----------------------------------------------------------------------------------------------
@@ -189,7 +213,7 @@ class ProposalSet:
     proposer: str
     seconds: float
     order: list[int]  # display order: best first once ranked, else proposal order
-    scores: list[float] | None = None  # FrameEmbeddingScorer of each sample's simulated end frame vs the goal
+    scores: list[float] | None = None  # the goal scorer's score of each sample's simulated end frame
     score_settings: dict | None = None  # the render settings the scores were computed with
     picked: int | None = None
     applied: dict | None = None  # the clip's actions right after the last pick (identity: untouched since?)
@@ -345,9 +369,12 @@ def render_samples(pset: ProposalSet, engine: Engine, modalities: Sequence[str],
 
 
 def rank(session: Session, engine: Engine, modalities: Sequence[str], text: str | None = None, seed: int = 0,
-         steps: int | None = None, on_sample: Callable[[int, int], None] | None = None) -> ProposalSet:
-    """Render every sample and order them by how close the simulated end frame comes to the goal frame
-    (:class:`~mmsim_core.policies.scorers.FrameEmbeddingScorer`, the simulator's own context encoder)."""
+         steps: int | None = None, scorer=None,
+         on_sample: Callable[[int, int], None] | None = None) -> ProposalSet:
+    """Render every sample and order them by the goal scorer's score of the simulated end frame: ``scorer`` (a
+    :class:`~mmsim_core.policies.scorers.LearnedGoalScorer`: the probability that the end frame shows the goal
+    frame's task outcome, given the clip's last context frame), or without one the similarity to the goal frame
+    in the simulator's own context-encoder embedding (:class:`~mmsim_core.policies.scorers.FrameEmbeddingScorer`)."""
     from mmsim_core.policies.scorers import FrameEmbeddingScorer
 
     pset = current_set(session)
@@ -355,11 +382,15 @@ def rank(session: Session, engine: Engine, modalities: Sequence[str], text: str 
         raise ActionInputError("ranking needs a goal frame: upload one (the samples keep their proposal order)")
     frames = render_samples(pset, engine, modalities, text, seed, steps, on_sample=on_sample)
     ends = np.stack([frames[k][-1] for k in range(pset.num_samples)])
-    with engine.lock:
-        scores = FrameEmbeddingScorer(engine.pipe).score(ends, pset.goal)
+    if scorer is not None:
+        scores = scorer.score(ends, pset.goal, start=pset.clip.context[-1])
+    else:
+        with engine.lock:
+            scores = FrameEmbeddingScorer(engine.pipe).score(ends, pset.goal)
     pset.scores = [float(x) for x in scores]
     pset.score_settings = {"modalities": list(modalities), "text": text or "", "seed": int(seed or 0),
-                           "steps": int(steps or engine.default_steps)}
+                           "steps": int(steps or engine.default_steps),
+                           "scorer": "learned" if scorer is not None else "embedding"}
     pset.order = [int(k) for k in np.argsort(-scores, kind="stable")]
     return pset
 
@@ -385,7 +416,9 @@ def report(pset: ProposalSet) -> str:
     goal = " and ".join(x for x in ((f"text {pset.text!r}" if pset.text else ""),
                                      ("a goal frame" if pset.goal is not None else "")) if x) or "no goal"
     lines = [f"{pset.num_samples} proposal(s) towards {goal} in {pset.seconds:.2f} s (seed {pset.seed})"
-             + (", ranked by the simulator's end frame against the goal frame" if pset.scores is not None else "")
+             + ("" if pset.scores is None else ", ranked by the learned goal scorer on the simulator's end frames"
+                if (pset.score_settings or {}).get("scorer") == "learned"
+                else ", ranked by the simulator's end frame against the goal frame (embedding)")
              + ". Pick one below; then edit it or press **Generate** (G). Undo returns to the actions before."]
     if pset.note:
         lines.append(pset.note)

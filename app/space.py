@@ -79,17 +79,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processed clip folder for the gallery (default: examples/demo_data)")
     p.add_argument("--proposer", type=Path, default=None,
                    help="action proposer folder for 'Propose actions' (default: examples/demo_proposer when present)")
+    p.add_argument("--scorer", type=Path, default=None,
+                   help="learned goal scorer ranking the proposals (default: examples/demo_scorer when present)")
     return p
 
 
-def write_space(out: Path, checkpoint: Path, data: Path, proposer: Path | None = None) -> dict:
+def write_space(out: Path, checkpoint: Path, data: Path, proposer: Path | None = None,
+                scorer: Path | None = None) -> dict:
     """Write the folder; returns ``{"files": n, "mb": total, "lfs": [paths stored through LFS]}``."""
     from mmsim_core.errors import MMSimError
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise MMSimError(f"{out} is not empty: give a new folder")
-    for what, path in (("--checkpoint", checkpoint), ("--data", data), ("--proposer", proposer)):
+    for what, path in (("--checkpoint", checkpoint), ("--data", data), ("--proposer", proposer), ("--scorer", scorer)):
         if path is not None and not Path(path).is_dir():
             raise MMSimError(f"{what} {path}: no such folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +103,8 @@ def write_space(out: Path, checkpoint: Path, data: Path, proposer: Path | None =
     shutil.copytree(data, out / "examples" / "demo_data", ignore=_IGNORE)
     if proposer is not None:  # where the studio looks for one by default
         shutil.copytree(proposer, out / "examples" / "demo_proposer", ignore=_IGNORE)
+    if scorer is not None:
+        shutil.copytree(scorer, out / "examples" / "demo_scorer", ignore=_IGNORE)
     (out / "requirements.txt").write_text(REQUIREMENTS)
     (out / "README.md").write_text(README)
     (out / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS))
@@ -122,9 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        default = REPO / "examples" / "demo_proposer"
-        proposer = args.proposer if args.proposer is not None else (default if default.is_dir() else None)
-        info = write_space(args.out, args.checkpoint, args.data, proposer)
+        chosen = {}
+        for name, given in (("proposer", args.proposer), ("scorer", args.scorer)):
+            default = REPO / "examples" / f"demo_{name}"
+            chosen[name] = given if given is not None else (default if default.is_dir() else None)
+        info = write_space(args.out, args.checkpoint, args.data, chosen["proposer"], chosen["scorer"])
     except MMSimError as e:
         print(f"mmsim space: error: {e}", file=sys.stderr)
         return 1

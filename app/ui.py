@@ -97,9 +97,10 @@ SHORTCUTS = ("**Keys**: space play/pause · ←/→ step · Ctrl+Z undo · Ctrl+
 
 
 def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio", proposer=None,
-               proposer_status: str | None = None) -> gr.Blocks:
+               proposer_status: str | None = None, goal_scorer=None) -> gr.Blocks:
     """The studio. ``proposer``: an :class:`app.propose.Proposer` for "Propose actions" (None: the panel says
-    how to get one); ``proposer_status``: the panel's first line (default: the proposer's own)."""
+    how to get one); ``proposer_status``: the panel's first line (default: the proposer's own); ``goal_scorer``:
+    a :class:`~mmsim_core.policies.scorers.LearnedGoalScorer` ranking the proposals (None: the embedding)."""
     # One normalisation for the clips, the model and the world view: the model's.
     gallery.adopt_stats(engine.stats)
     stats = engine.stats if engine.stats is not None else gallery.stats
@@ -729,7 +730,7 @@ def build_demo(engine: Engine, gallery: Gallery, title: str = "mmsim studio", pr
                 else:
                     progress(0, desc="rendering the samples")
                     prop_lib.rank(s, engine, mods or [], text_of(prompt_v, use_text_v), int(seed_v or 0),
-                                  int(steps_v or 0) or None,
+                                  int(steps_v or 0) or None, scorer=goal_scorer,
                                   on_sample=lambda i, n: progress(i / n, desc=f"rendered {i}/{n} samples"))
                     if pset.order[0] != pset.picked:
                         prop_lib.pick(s, pset.order[0])

@@ -166,6 +166,36 @@ def test_a_goal_frame_ranks_the_samples_with_the_simulator(session, proposer, en
         P.propose(session, proposer, num_samples=0)
 
 
+def test_a_learned_goal_scorer_ranks_by_its_probability(session, proposer, engine, tmp_path, capsys):
+    """With a learned goal scorer the ranking is its probability that the simulated end frame shows the goal's
+    outcome (given the clip's last context frame); the report says which scorer ranked."""
+    import torch
+
+    from mmsim_core.policies.goal_scorer import OutcomeGoalScorer
+    from mmsim.app.cli import create_app, main
+
+    torch.manual_seed(0)
+    OutcomeGoalScorer(frame_widths=(8, 16, 16, 16), feature_dim=16, hidden_dim=16).save_pretrained(tmp_path / "sc")
+    scorer, note = P.resolve_scorer(str(tmp_path / "sc"))
+    assert scorer is not None and "learned goal scorer" in note
+    pset = P.propose(session, proposer, goal=session.clip.future[-1], num_samples=K, seed=0)
+    P.rank(session, engine, list(engine.modalities), None, seed=0, steps=1, scorer=scorer)
+    ends = np.stack([pset.renders[next(key for key in pset.renders if key[0] == k)][-1] for k in range(K)])
+    expected = scorer.score(ends, pset.goal, start=session.clip.context[-1])
+    np.testing.assert_allclose(pset.scores, expected, rtol=1e-5)
+    assert pset.order == [int(k) for k in np.argsort(-expected, kind="stable")]
+    assert pset.score_settings["scorer"] == "learned" and "learned goal scorer" in P.report(pset)
+    # Without one, the bundled demo scorer or the embedding; the studio's panel names which ranks.
+    demo, _ = create_app(str(engine.info.source), str(DEMO), proposer=str(proposer.source), scorer=str(tmp_path / "sc"))
+    panel = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "propose-status")
+    assert "learned goal scorer (sc)" in panel.value
+    code = main(["--checkpoint", str(engine.info.source), "--data", str(DEMO), "--scorer", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == 1 and "--scorer folder" in err and "mmsim scorer train" in err and "Traceback" not in err
+    with pytest.raises(MMSimError, match="mmsim scorer train"):
+        P.resolve_scorer(str(tmp_path))
+
+
 def test_export_writes_a_paired_dataset_whose_actions_round_trip(session, proposer, engine, tmp_path):
     pset = P.propose(session, proposer, text="lift the cup", num_samples=K, seed=2)
     P.pick(session, 1)
