@@ -48,7 +48,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mmsim_core import schema
-from mmsim_core.errors import MMSimError, UsageError, exit_status
+from mmsim_core.errors import MMSimError, UsageError
+
+from mmsim.training.cli_errors import ArgumentParser, report_error
 
 logger = logging.getLogger("mmsim.plan")
 
@@ -361,16 +363,9 @@ def write_report(report: dict, out: str | Path) -> tuple[Path, Path]:
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a :class:`UsageError` (one line, exit status 2) instead of exiting."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mmsim plan", description=__doc__.splitlines()[0],
-                usage="mmsim plan --simulator CKPT --proposer PROPOSER DATA [options]")
+    p = ArgumentParser(prog="mmsim plan", description=__doc__.splitlines()[0],
+                       usage="mmsim plan --simulator CKPT --proposer PROPOSER DATA [options]")
     p.add_argument("data", metavar="DATA", help="processed clips of synthetic recordings (with their oracles)")
     p.add_argument("--simulator", required=True, metavar="CKPT", help="simulator pipeline folder")
     p.add_argument("--proposer", required=True, metavar="PROPOSER",
@@ -420,8 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         report = plan(cfg)
         json_path, md_path = write_report(report, cfg.out)
     except MMSimError as e:
-        print(f"mmsim plan: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return exit_status(e)
+        return report_error("mmsim plan", e)
     m = report["metrics"]
     print(" ".join(f"{k}: success {m[k]['success']:.3f} agreement {m[k]['agreement']:.3f}" for k in METHODS)
           + f" ({report['num_steps']} steps); wrote {json_path} and {md_path}")

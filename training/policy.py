@@ -47,9 +47,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mmsim_core import schema
-from mmsim_core.errors import MMSimError, UsageError, exit_status
+from mmsim_core.errors import MMSimError, UsageError
 from mmsim_core.policies.common import actions_to_vector, frames_to_unit, modality_slices, vector_to_actions
 from mmsim_core.policies.goal_policy import GoalConditionedPolicy
+
+from mmsim.training.cli_errors import ArgumentParser, report_error
 
 logger = logging.getLogger("mmsim.policy")
 
@@ -517,15 +519,9 @@ def write_report(report: dict, out: str | None) -> None:
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse's own mistakes (a missing or mistyped flag) as a UsageError: one line, exit status 2."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def build_train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mmsim policy train", description="train the goal-conditioned policy (L_a, or L_a + λ L_sim)")
+    p = ArgumentParser(prog="mmsim policy train",
+                       description="train the goal-conditioned policy (L_a, or L_a + λ L_sim)")
     p.add_argument("--data", required=True, help="processed clip folder (its train split is used)")
     p.add_argument("--out", required=True, help="run folder: log.jsonl, config.json, checkpoint/, final/")
     p.add_argument("--simulator", help="frozen simulator pipeline folder for L_sim, e.g. examples/demo_checkpoint")
@@ -550,7 +546,7 @@ def build_train_parser() -> argparse.ArgumentParser:
 
 
 def build_evaluate_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mmsim policy evaluate", description="score a policy on held-out clips")
+    p = ArgumentParser(prog="mmsim policy evaluate", description="score a policy on held-out clips")
     p.add_argument("policy", metavar="RUN_OR_POLICY", help="a `mmsim policy train` run folder or a policy folder")
     p.add_argument("data", metavar="DATA", help="processed clip folder")
     p.add_argument("--simulator", help="simulator pipeline folder for the X_T MSE through the simulator")
@@ -603,8 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise UsageError(f"choose a subcommand, 'train' or 'evaluate' (got {command!r}); {USAGE}")
     except MMSimError as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return exit_status(e)
+        return report_error(prog, e)
     return 0
 
 

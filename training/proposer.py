@@ -36,7 +36,9 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from mmsim_core import schema
-from mmsim_core.errors import CheckpointError, DatasetError, MMSimError, UsageError, exit_status
+from mmsim_core.errors import CheckpointError, DatasetError, MMSimError, UsageError
+
+from mmsim.training.cli_errors import ArgumentParser, report_error
 
 logger = logging.getLogger("mmsim.proposer")
 
@@ -277,16 +279,9 @@ def train(cfg: ProposerTrainConfig, resume: bool = False) -> Path:
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a :class:`UsageError` (one line, exit status 2) instead of exiting."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mmsim proposer", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = ArgumentParser(prog="mmsim proposer", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
     t = sub.add_parser("train", help="train an action proposer on processed clips")
     t.add_argument("--data", required=True, help="processed clip folder (from `mmsim preprocess`)")
     t.add_argument("--out", required=True, help="run folder (final pipeline in OUT/final)")
@@ -325,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(ProposerTrainConfig(**old), max_steps=args.max_steps)
         train(cfg, resume=args.resume)
     except MMSimError as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return exit_status(e)
+        return report_error(prog, e)
     return 0
 
 

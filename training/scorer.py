@@ -42,7 +42,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mmsim_core import schema
-from mmsim_core.errors import MMSimError, UsageError, exit_status
+from mmsim_core.errors import MMSimError, UsageError
+
+from mmsim.training.cli_errors import ArgumentParser, report_error
 
 logger = logging.getLogger("mmsim.scorer")
 
@@ -325,16 +327,9 @@ def train(cfg: ScorerTrainConfig, progress: bool = True) -> Path:
 # ----------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a :class:`UsageError` (one line, exit status 2) instead of exiting."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mmsim scorer", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = ArgumentParser(prog="mmsim scorer", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
     t = sub.add_parser("train", help="train the planner's goal scorer on simulated roll-outs labelled by the oracle")
     d = ScorerTrainConfig(data="", simulator="", proposer="", out="")
     t.add_argument("--data", required=True, help="processed clips of synthetic recordings (with their oracles)")
@@ -366,8 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [f.name for f in dataclasses.fields(ScorerTrainConfig)]
         final = train(ScorerTrainConfig(**{k: getattr(args, k) for k in names}))
     except MMSimError as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return exit_status(e)
+        return report_error(prog, e)
     v = json.loads((final / TRAINING_FILE).read_text())["validation"] or {}
     fmt = (lambda x: "–" if x is None else f"{x:.3f}")
     print(f"wrote {final}; validation: AUC {fmt(v.get('auc'))}, accuracy {fmt(v.get('accuracy'))}, pick rate "
