@@ -77,7 +77,7 @@ def create_app(checkpoint: str | None = None, data: str | None = str(DEFAULT_DAT
     prop, prop_status = resolve_proposer(proposer, engine)
     goal_scorer, ranking = resolve_scorer(scorer)
     if prop is not None:
-        prop_status = f"{prop_status} With a goal frame, proposals are {ranking}."
+        prop_status = f"{prop_status.rstrip().rstrip('.')}. With a goal frame, proposals are {ranking}."
     return build_demo(engine, gallery, proposer=prop, proposer_status=prop_status, goal_scorer=goal_scorer), engine
 
 

@@ -69,6 +69,9 @@ def test_space_folder_contents(space):
     assert "*.safetensors filter=lfs" in (space / ".gitattributes").read_text()
     weights = list(space.glob("examples/demo_checkpoint/**/*.safetensors"))
     assert weights
+    # the proposer and the goal scorer that ranks its samples travel with it
+    assert (space / "examples" / "demo_proposer" / "model_index.json").is_file()
+    assert (space / "examples" / "demo_scorer" / "config.json").is_file()
     # git itself says which files its LFS filter takes: every binary file (the Hub refuses binary plain
     # blobs of any size), and no plain file is over the Space limit.
     files = [str(f.relative_to(space)) for f in space.rglob("*") if f.is_file() and ".git" not in f.parts]
