@@ -92,6 +92,10 @@ def test_scorer_train_collects_trains_and_plans_with_it(synth, untrained_checkpo
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in pairs] == stamps
 
+    # Roll-outs of another proposer are not mixed into these.
+    code = main([*args[:args.index("--samples")], "--samples", "2", *args[args.index("--samples") + 2:]])
+    assert code == 2 and "holds roll-outs collected with another --samples" in _error(capsys, "mmsim scorer train")
+
     plan_out = tmp_path / "plan.json"
     code = main(["plan", "--simulator", untrained_checkpoint, "--proposer", tiny_proposer, str(synth), "--clips", "1",
                  "--samples", "2", "--scorer", "learned", "--scorer-weights", str(out / "final"),

@@ -16,7 +16,8 @@ the train split of synthetic recordings:
    from the clip's first state. A pair is (start frame, simulated end frame, goal frame) with the label "the
    oracle's outcome equals the recorded actions' outcome" (the recorded actions' own roll-out is a positive).
    Each clip's pairs are written to ``OUT/pairs/clip_<index>.npz`` as soon as they exist, so a stopped run
-   continues where it stopped.
+   continues where it stopped, and a larger ``--clips`` over the same folder adds clips to those collected
+   (the same data, simulator, proposer, samples and seed; another of these is refused).
 2. **Train.** Binary cross-entropy, positives weighted by the negative/positive ratio, on the clips not held
    out; ``--val-share`` of the clips are held out whole.
 3. **Report.** On the held-out clips: ROC AUC, accuracy at 0.5, and the *pick rate*: over clips where some but
@@ -50,6 +51,8 @@ logger = logging.getLogger("mmsim.scorer")
 
 TRAINING_FILE = "scorer_training.json"
 TRAINING_FORMAT = "mmsim-scorer-training-v1"
+ROLLOUT_KEYS = ("data", "simulator", "proposer", "samples", "eventful_share", "seed")
+"""What the collected roll-outs depend on: a run folder is reused only with the same values."""
 WIDTHS: dict[str, dict] = {
     "tiny": dict(frame_widths=(8, 16, 16, 16), feature_dim=16, hidden_dim=16),
     "base": {},  # OutcomeGoalScorer's defaults
@@ -263,8 +266,16 @@ def train(cfg: ScorerTrainConfig, progress: bool = True) -> Path:
 
     cfg.check()
     out = Path(cfg.out)
+    saved = out / "config.json"
+    if saved.is_file():  # collected roll-outs are reused: only if they are roll-outs of the same thing
+        old = json.loads(saved.read_text())
+        changed = [k for k in ROLLOUT_KEYS if old.get(k) != asdict(cfg)[k]]
+        if changed:
+            raise UsageError(f"--out {out} holds roll-outs collected with another "
+                             f"{', '.join('--' + k.replace('_', '-') for k in changed)}; choose another --out (more "
+                             f"--clips or --max-steps may extend a run)")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    saved.write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     t0 = time.perf_counter()
     folder = collect(cfg)
     t_collect = time.perf_counter() - t0
