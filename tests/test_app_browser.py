@@ -300,6 +300,15 @@ def test_propose_actions_fills_the_curves_and_generate_renders_them(session_page
         page.locator("#undo").click()
         _status_has(page, "0 edit")
         page.wait_for_function(f"{CURVES} === {recorded!r}", timeout=30_000)
+
+        # With a goal frame the samples are rendered and ranked by the bundled learned goal scorer.
+        page.locator("#propose-goal-recorded").click()
+        page.wait_for_selector("#propose-goal img", timeout=30_000)
+        page.locator("#propose-btn").click()
+        page.wait_for_function("document.querySelector('#propose-report').innerText.includes("
+                               "'ranked by the learned goal scorer')", timeout=120_000)
+        page.wait_for_selector("#propose-grid img", timeout=30_000)
+        assert "score" in page.locator("#propose-pick").inner_text()
     finally:
         page.close()
     assert not errors, f"page errors: {errors}"
