@@ -98,7 +98,7 @@ def oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
     """``clips`` clips spread evenly over the split, of recordings with all four modalities (the oracle
     needs them): (items, skipped indices, their raw actions, ``render(meta, raw)`` -> future frames
     (F, H, W, 3) the world shows under ``raw``)."""
-    from mmsim_core.synth import load_oracle
+    from mmsim_core.synth import OracleCache
     from mmsim.training.evaluate import pick_indices
 
     items, skipped = [], []
@@ -112,16 +112,10 @@ def oracle_clips(ds, data: str, split: str, clips: int | None, purpose: str):
         raise MMSimError(f"no clip of {data} ({split}) has all four modalities for the oracle")
     h, stats = ds.context_frames, ds.stats
     raws = [{m: schema.denormalize(m, it["actions"][m], stats) for m in schema.MODALITY_NAMES} for it in items]
-    oracles: dict[str, object] = {}
+    oracles = OracleCache(purpose)
 
     def render(meta, raw) -> np.ndarray:
-        src = meta["source"]
-        if src not in oracles:
-            try:
-                oracles[src] = load_oracle(src)
-            except MMSimError as e:
-                raise MMSimError(f"{purpose} needs synthetic recordings with an oracle: {e}") from None
-        return oracles[src].render_clip(meta["video_frame_indices"], raw)[h:]  # (F, H, W, 3)
+        return oracles(meta["source"]).render_clip(meta["video_frame_indices"], raw)[h:]  # (F, H, W, 3)
 
     return items, skipped, raws, render
 

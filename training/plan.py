@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError, UsageError
 
-from mmsim.training.cli_errors import ArgumentParser, report_error
+from mmsim.training.command_line import ArgumentParser, report_error, start
 
 logger = logging.getLogger("mmsim.plan")
 
@@ -167,7 +167,7 @@ def plan(cfg: PlanConfig) -> dict:
     from mmsim_core import MultisensoryVideoPipeline
     from mmsim_core.policies.proposer import ActionProposalPipeline
     from mmsim_core.policies.scorers import make_scorer
-    from mmsim_core.synth import load_oracle
+    from mmsim_core.synth import OracleCache
     from mmsim_core.synth.outcome import describe, goal_reached, label_agreement, rollout
     from mmsim.training.evaluate import open_dataset
 
@@ -191,15 +191,7 @@ def plan(cfg: PlanConfig) -> dict:
     use_text = cfg.goal in ("text", "both")
     told = cfg.proposer_goal or cfg.goal
     propose_text, propose_frame = told in ("text", "both"), told in ("frame", "both")
-    oracles: dict[str, object] = {}
-
-    def oracle_for(source: str):
-        if source not in oracles:
-            try:
-                oracles[source] = load_oracle(source)
-            except MMSimError as e:
-                raise MMSimError(f"mmsim plan needs synthetic recordings with an oracle: {e}") from None
-        return oracles[source]
+    oracle_for = OracleCache("mmsim plan")
 
     def raw(acts: dict) -> dict:
         return {n: schema.denormalize(n, acts[n], stats) for n in schema.MODALITY_NAMES}
@@ -399,9 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv, prog = start(argv, "mmsim plan")
     try:
         args = build_parser().parse_args(argv)
         cfg = PlanConfig(simulator=args.simulator, proposer=args.proposer, data=args.data, split=args.split,
@@ -415,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         report = plan(cfg)
         json_path, md_path = write_report(report, cfg.out)
     except MMSimError as e:
-        return report_error("mmsim plan", e)
+        return report_error(prog, e)
     m = report["metrics"]
     print(" ".join(f"{k}: success {m[k]['success']:.3f} agreement {m[k]['agreement']:.3f}" for k in METHODS)
           + f" ({report['num_steps']} steps); wrote {json_path} and {md_path}")

@@ -35,15 +35,12 @@ import argparse
 import json
 import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mmsim_core import schema
@@ -51,7 +48,7 @@ from mmsim_core.errors import MMSimError, UsageError
 from mmsim_core.policies.common import actions_to_vector, frames_to_unit, modality_slices, vector_to_actions
 from mmsim_core.policies.goal_policy import GoalConditionedPolicy
 
-from mmsim.training.cli_errors import ArgumentParser, report_error
+from mmsim.training.command_line import ArgumentParser, report_error, start
 
 logger = logging.getLogger("mmsim.policy")
 
@@ -570,11 +567,8 @@ USAGE = "usage: mmsim policy {train,evaluate} ... ('mmsim policy train --help')"
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv, prog = start(argv, "mmsim policy", ("train", "evaluate"))
     command = argv[0] if argv else None
-    prog = f"mmsim policy {command}" if command in ("train", "evaluate") else "mmsim policy"
     try:
         if command == "train":
             args = build_train_parser().parse_args(argv[1:])

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from torch.utils.data import DataLoader
 from mmsim_core import schema
 from mmsim_core.errors import CheckpointError, DatasetError, MMSimError, UsageError
 
-from mmsim.training.cli_errors import ArgumentParser, report_error
+from mmsim.training.command_line import report_error, start, subcommand_parser
 
 logger = logging.getLogger("mmsim.proposer")
 
@@ -280,8 +279,7 @@ def train(cfg: ProposerTrainConfig, resume: bool = False) -> Path:
 # Command line
 # ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="mmsim proposer", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
+    p, sub = subcommand_parser("mmsim proposer", __doc__.splitlines()[0])
     t = sub.add_parser("train", help="train an action proposer on processed clips")
     t.add_argument("--data", required=True, help="processed clip folder (from `mmsim preprocess`)")
     t.add_argument("--out", required=True, help="run folder (final pipeline in OUT/final)")
@@ -305,10 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    prog = "mmsim proposer" + (f" {argv[0]}" if argv and not argv[0].startswith("-") else "")
+    argv, prog = start(argv, "mmsim proposer", ("train",))
     try:
         args = build_parser().parse_args(argv)
         names = [f.name for f in dataclasses.fields(ProposerTrainConfig) if f.name != "proposer"]

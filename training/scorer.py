@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from mmsim_core import schema
 from mmsim_core.errors import MMSimError, UsageError
 
-from mmsim.training.cli_errors import ArgumentParser, report_error
+from mmsim.training.command_line import report_error, start, subcommand_parser
 
 logger = logging.getLogger("mmsim.scorer")
 
@@ -138,22 +138,14 @@ def collect(cfg: ScorerTrainConfig) -> Path:
     """Write ``OUT/pairs/clip_<index>.npz`` for every chosen clip not yet collected; returns the folder."""
     from mmsim_core import MultisensoryVideoPipeline
     from mmsim_core.policies.proposer import ActionProposalPipeline
-    from mmsim_core.synth import load_oracle
+    from mmsim_core.synth import OracleCache
     from mmsim_core.synth.outcome import goal_reached, rollout
     from mmsim.training.evaluate import open_dataset
 
     ds = open_dataset(cfg.data, "train", schema.MODALITY_NAMES, observational_only=True)
     if len(ds) == 0:
         raise MMSimError(f"the train split of {cfg.data} has no observational clips")
-    oracles: dict[str, object] = {}
-
-    def oracle_for(source: str):
-        if source not in oracles:
-            try:
-                oracles[source] = load_oracle(source)
-            except MMSimError as e:
-                raise MMSimError(f"mmsim scorer train labels roll-outs with the synthetic world's oracle: {e}") from None
-        return oracles[source]
+    oracle_for = OracleCache("mmsim scorer train")
 
     folder = Path(cfg.out) / "pairs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -339,8 +331,7 @@ def train(cfg: ScorerTrainConfig, progress: bool = True) -> Path:
 # Command line
 # ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="mmsim scorer", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=ArgumentParser)
+    p, sub = subcommand_parser("mmsim scorer", __doc__.splitlines()[0])
     t = sub.add_parser("train", help="train the planner's goal scorer on simulated roll-outs labelled by the oracle")
     d = ScorerTrainConfig(data="", simulator="", proposer="", out="")
     t.add_argument("--data", required=True, help="processed clips of synthetic recordings (with their oracles)")
@@ -363,10 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    prog = "mmsim scorer" + (f" {argv[0]}" if argv and not argv[0].startswith("-") else "")
+    argv, prog = start(argv, "mmsim scorer", ("train",))
     try:
         args = build_parser().parse_args(argv)
         names = [f.name for f in dataclasses.fields(ScorerTrainConfig)]

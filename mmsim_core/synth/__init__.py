@@ -6,10 +6,10 @@ written in the real ActionSense layout, plus the oracle that re-renders them und
 * :func:`render` - the oracle itself: ``render(scene, initial_state, raw_actions, frame_times)``.
 """
 
-from mmsim_core.synth.oracle import OracleRecording, load_oracle
+from mmsim_core.synth.oracle import OracleCache, OracleRecording, load_oracle
 from mmsim_core.synth.recording import generate_dataset, generate_recording, oracle_path
 from mmsim_core.synth.script import ACTIVITIES, SynthConfigError
 from mmsim_core.synth.world import STATE_FIELDS, Scene, render, simulate
 
-__all__ = ["generate_dataset", "generate_recording", "load_oracle", "OracleRecording", "oracle_path", "render",
+__all__ = ["generate_dataset", "generate_recording", "load_oracle", "OracleCache", "OracleRecording", "oracle_path", "render",
            "simulate", "Scene", "STATE_FIELDS", "ACTIVITIES", "SynthConfigError"]

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mmsim_core import schema
-from mmsim_core.errors import ActionInputError, RecordingError
+from mmsim_core.errors import ActionInputError, MMSimError, RecordingError
 from mmsim_core.synth import world
 from mmsim_core.synth.recording import ORACLE_FORMAT, oracle_path
 from mmsim_core.video import center_crop_resize
@@ -162,3 +162,22 @@ def load_oracle(hdf5_path: str | Path) -> OracleRecording:
         true_force = (z["grip_force"], z["grip_tips"], z["gloves"]) if "grip_force" in z.files else None
         return OracleRecording(path=path, scene=scene, frame_times=z["frame_times"].astype(np.float64),
                                states=z["states"].astype(np.float64), true_force=true_force)
+
+
+class OracleCache:
+    """The oracle of each recording a command touches, loaded once: ``oracles(meta["source"])``. A recording
+    without one raises an :class:`MMSimError` that starts with ``purpose`` (e.g. ``"mmsim plan"``), so the user
+    reads which command needs synthetic recordings."""
+
+    def __init__(self, purpose: str):
+        self.purpose = purpose
+        self._loaded: dict[str, OracleRecording] = {}
+
+    def __call__(self, source: str | Path) -> OracleRecording:
+        key = str(source)
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = load_oracle(source)
+            except MMSimError as e:
+                raise MMSimError(f"{self.purpose} needs synthetic recordings with an oracle: {e}") from None
+        return self._loaded[key]
